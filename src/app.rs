@@ -1,0 +1,137 @@
+//! The order of a run (SPEC §14): parse → `--help`/`--version` → `--cwd` and defaults → auth
+//! path → smoke | prepare auth → refresh-only | read prompt → generate → report.
+
+use crate::auth::{self, AuthContext, PreparedAuth};
+use crate::backend::references;
+use crate::backend::request::{self, RequestIdentity};
+use crate::cli::{self, Parsed};
+use crate::config::{Backend, Config, PromptSource};
+use crate::error::{Error, Result};
+use crate::generate::Generation;
+use crate::paths;
+use crate::progress::Progress;
+use crate::report;
+
+/// Run the tool with `argv` (without the program name); returns the exit code.
+pub fn run(argv: Vec<String>) -> i32 {
+    let args = match cli::parse(&argv) {
+        Ok(Parsed::Help) => {
+            report::print_stdout(&cli::help_text());
+            return 0;
+        }
+        Ok(Parsed::Version) => {
+            report::print_stdout(&cli::version_text());
+            return 0;
+        }
+        Ok(Parsed::Run(args)) => *args,
+        Err(err) => return fail(&err),
+    };
+    match run_args(args) {
+        Ok(()) => 0,
+        Err(err) => fail(&err),
+    }
+}
+
+fn fail(err: &Error) -> i32 {
+    Progress::default().warn(&format!("Error: {err}"));
+    err.exit_code()
+}
+
+fn run_args(args: cli::Args) -> Result<()> {
+    let config = Config::from_args(args)?;
+    let progress = Progress::new(config.quiet, config.verbose);
+    let ctx = AuthContext::resolve(&config)?;
+
+    if config.smoke && !config.force_refresh {
+        // No network, no fallback: what the first store says.
+        let auth = ctx.read(&ctx.path)?;
+        print_smoke(&config, &auth);
+        return Ok(());
+    }
+    runtime()?.block_on(run_online(config, ctx, progress))
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Error::Io(format!("Cannot start the async runtime: {e}")))
+}
+
+fn print_smoke(config: &Config, auth: &auth::Auth) {
+    let value = report::smoke_json(config, auth, &request::user_agent());
+    if config.json {
+        report::print_json(&value);
+    } else {
+        report::print_key_values(&value);
+    }
+}
+
+async fn run_online(config: Config, ctx: AuthContext, progress: Progress) -> Result<()> {
+    let PreparedAuth { auth, refresh } = auth::prepare(&ctx, &config, &progress).await?;
+    if config.smoke {
+        print_smoke(&config, &auth);
+        return Ok(());
+    }
+    if config.refresh_only {
+        return Err(Error::Usage("--refresh-only is not available in this build".into()));
+    }
+
+    let prompt = read_prompt(&config.prompt)?;
+    if prompt.trim().is_empty() {
+        return Err(Error::Usage(
+            "Prompt is required. Pass it positionally, with --prompt, or with --prompt-file.".into(),
+        ));
+    }
+    if config.backend == Backend::Images {
+        return Err(Error::Usage("--backend images is not available in this build".into()));
+    }
+
+    let loaded = references::load_all(&config.references, &progress)?;
+    let client = http_client()?;
+    let generation = Generation {
+        client: &client,
+        config: &config,
+        identity: RequestIdentity {
+            access_token: auth.access_token.clone(),
+            account_id: auth.account_id.clone(),
+            user_agent: request::user_agent(),
+            codex_version: request::codex_version(),
+        },
+        content: request::prompt_content(&loaded, &config.image_detail, &prompt),
+        progress,
+    };
+    let result = generation.run_with_retries().await?;
+
+    if config.json {
+        let refresh = refresh.as_ref().map(|r| (r, &auth));
+        report::print_json(&report::generation_json(&result, refresh));
+    } else {
+        report::print_paths(&result.images);
+    }
+    Ok(())
+}
+
+fn http_client() -> Result<reqwest::Client> {
+    reqwest::Client::builder()
+        .build()
+        .map_err(|e| Error::Io(format!("Cannot create the HTTP client: {e}")))
+}
+
+fn read_prompt(source: &PromptSource) -> Result<String> {
+    match source {
+        PromptSource::Inline(text) => Ok(text.clone()),
+        PromptSource::None => Ok(String::new()),
+        PromptSource::File(path) => {
+            let path = paths::absolute(path);
+            let bytes = std::fs::read(&path).map_err(|e| {
+                Error::Input(format!("Cannot read --prompt-file {}: {e}", path.display()))
+            })?;
+            let text = String::from_utf8(bytes).map_err(|_| {
+                Error::Input(format!("--prompt-file {} is not valid UTF-8", path.display()))
+            })?;
+            // A byte-order mark (Windows editors) is not part of the prompt.
+            Ok(text.strip_prefix('\u{feff}').map(str::to_string).unwrap_or(text))
+        }
+    }
+}

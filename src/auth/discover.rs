@@ -1,0 +1,62 @@
+//! Which auth store is used (SPEC §3): the candidates in order, the first existing file wins.
+//! `--auth` is the only candidate when given: an explicit path is never bypassed.
+
+use std::path::{Path, PathBuf};
+
+use crate::error::{Error, Result};
+use crate::paths::{self, env_nonempty, home_dir, OpenClawDirs};
+
+/// The discovery list, duplicates removed, in SPEC order.
+pub fn candidates(dirs: &OpenClawDirs) -> Vec<PathBuf> {
+    let mut list: Vec<PathBuf> = Vec::new();
+    for name in ["CODEX_IMAGEN_AUTH_JSON", "OPENCLAW_CODEX_AUTH_JSON", "CODEX_AUTH_JSON"] {
+        if let Some(value) = env_nonempty(name) {
+            list.push(paths::resolve(&value));
+        }
+    }
+    list.push(dirs.agent_dir.join("auth-profiles.json"));
+    list.push(dirs.agent_dir.join("auth.json"));
+    list.push(dirs.oauth_dir.join("oauth.json"));
+    if let Some(codex_home) = env_nonempty("CODEX_HOME") {
+        list.push(paths::resolve(&codex_home).join("auth.json"));
+    }
+    list.push(home_dir().join(".codex").join("auth.json"));
+
+    let mut unique: Vec<PathBuf> = Vec::with_capacity(list.len());
+    for path in list {
+        if !unique.contains(&path) {
+            unique.push(path);
+        }
+    }
+    unique
+}
+
+/// The auth store to read first.
+pub fn resolve_auth_path(explicit: Option<&Path>, dirs: &OpenClawDirs) -> Result<PathBuf> {
+    if let Some(path) = explicit {
+        return Ok(path.to_path_buf());
+    }
+    let list = candidates(dirs);
+    if let Some(found) = list.iter().find(|p| paths::is_file(p)) {
+        return Ok(found.clone());
+    }
+    let tried: Vec<String> = list.iter().map(|p| format!("  - {}", p.display())).collect();
+    Err(Error::Auth(format!(
+        "No auth JSON found. Tried:\n{}",
+        tried.join("\n")
+    )))
+}
+
+/// Every existing candidate, the resolved path first: the order fallback walks (SPEC §15).
+pub fn fallback_order(first: &Path, explicit: bool, dirs: &OpenClawDirs) -> Vec<PathBuf> {
+    let mut order = vec![first.to_path_buf()];
+    if explicit {
+        return order;
+    }
+    for candidate in candidates(dirs) {
+        if !order.contains(&candidate) && paths::is_file(&candidate) {
+            order.push(candidate);
+        }
+    }
+    order
+}

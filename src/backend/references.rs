@@ -1,0 +1,139 @@
+//! Reference images (SPEC §10.1): local files become `data:` URLs with a sniffed MIME type,
+//! URLs are checked and passed through. Local files come first, then URLs, each in flag order.
+
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine;
+
+use crate::config::Reference;
+use crate::error::{Error, Result};
+use crate::paths;
+use crate::progress::Progress;
+
+const LARGE_DATA_URL_BYTES: usize = 15 * 1024 * 1024;
+
+/// A reference ready to send.
+#[derive(Debug, Clone)]
+pub struct LoadedReference {
+    pub image_url: String,
+    /// What `--verbose` says about it.
+    pub description: String,
+}
+
+/// PNG, JPEG, GIF and WebP by magic bytes, else by extension.
+pub fn sniff_mime(bytes: &[u8], path: &std::path::Path) -> Option<&'static str> {
+    if bytes.starts_with(&[0x89, b'P', b'N', b'G', 0x0d, 0x0a, 0x1a, 0x0a]) {
+        return Some("image/png");
+    }
+    if bytes.starts_with(&[0xff, 0xd8, 0xff]) {
+        return Some("image/jpeg");
+    }
+    if bytes.starts_with(b"GIF87a") || bytes.starts_with(b"GIF89a") {
+        return Some("image/gif");
+    }
+    if bytes.len() >= 12 && &bytes[0..4] == b"RIFF" && &bytes[8..12] == b"WEBP" {
+        return Some("image/webp");
+    }
+    let ext = path.extension()?.to_string_lossy().to_ascii_lowercase();
+    match ext.as_str() {
+        "png" => Some("image/png"),
+        "jpg" | "jpeg" => Some("image/jpeg"),
+        "gif" => Some("image/gif"),
+        "webp" => Some("image/webp"),
+        _ => None,
+    }
+}
+
+fn is_url(value: &str) -> bool {
+    let lower = value.get(..11).unwrap_or(value).to_ascii_lowercase();
+    lower.starts_with("data:image/") || lower.starts_with("http://") || lower.starts_with("https://")
+}
+
+fn load_path(raw: &str, progress: &Progress) -> Result<LoadedReference> {
+    let path = paths::resolve(raw);
+    let bytes = std::fs::read(&path)
+        .map_err(|e| Error::Input(format!("Cannot read reference image {}: {e}", path.display())))?;
+    let mime = sniff_mime(&bytes, &path).ok_or_else(|| {
+        Error::Input(format!(
+            "Unsupported image format for {}. Supported: PNG, JPEG, GIF, WebP.",
+            path.display()
+        ))
+    })?;
+    let image_url = format!("data:{mime};base64,{}", STANDARD.encode(&bytes));
+    if image_url.len() > LARGE_DATA_URL_BYTES {
+        progress.info(&format!(
+            "codex-imagen: warning: reference image is large after base64 ({} bytes): {}",
+            image_url.len(),
+            path.display()
+        ));
+    }
+    Ok(LoadedReference {
+        description: format!("{}, {mime}, {} bytes", path.display(), bytes.len()),
+        image_url,
+    })
+}
+
+fn load_url(url: &str, progress: &Progress) -> Result<LoadedReference> {
+    if !is_url(url) {
+        return Err(Error::Input(format!(
+            "--image-url must be http(s) or data:image URL: {url}"
+        )));
+    }
+    if url.len() > LARGE_DATA_URL_BYTES {
+        progress.info(&format!(
+            "codex-imagen: warning: reference image URL is large ({} bytes)",
+            url.len()
+        ));
+    }
+    let is_data = url.get(..5).is_some_and(|p| p.eq_ignore_ascii_case("data:"));
+    Ok(LoadedReference {
+        description: if is_data { "data:image/...".to_string() } else { url.to_string() },
+        image_url: url.to_string(),
+    })
+}
+
+/// Read every reference once per run; attempts reuse the result.
+pub fn load_all(references: &[Reference], progress: &Progress) -> Result<Vec<LoadedReference>> {
+    let mut loaded = Vec::with_capacity(references.len());
+    for reference in references {
+        if let Reference::Path(p) = reference {
+            loaded.push(load_path(p, progress)?);
+        }
+    }
+    for reference in references {
+        if let Reference::Url(u) = reference {
+            loaded.push(load_url(u, progress)?);
+        }
+    }
+    if !loaded.is_empty() {
+        progress.info(&format!("codex-imagen: attached {} reference image(s)", loaded.len()));
+        for (i, r) in loaded.iter().enumerate() {
+            progress.verbose(&format!("reference {}: {}", i + 1, r.description));
+        }
+    }
+    Ok(loaded)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    #[test]
+    fn magic_bytes_win_over_extension() {
+        let png = [0x89, b'P', b'N', b'G', 0x0d, 0x0a, 0x1a, 0x0a, 0];
+        assert_eq!(sniff_mime(&png, Path::new("x.jpg")), Some("image/png"));
+        assert_eq!(sniff_mime(b"\xff\xd8\xff\xe0", Path::new("x")), Some("image/jpeg"));
+        assert_eq!(sniff_mime(b"GIF89a..", Path::new("x")), Some("image/gif"));
+        assert_eq!(sniff_mime(b"RIFF\0\0\0\0WEBPVP8 ", Path::new("x")), Some("image/webp"));
+        assert_eq!(sniff_mime(b"hello", Path::new("x.JPEG")), Some("image/jpeg"));
+        assert_eq!(sniff_mime(b"hello", Path::new("x.txt")), None);
+    }
+
+    #[test]
+    fn urls_must_be_http_or_data_image() {
+        assert!(is_url("HTTPS://example.com/a.png"));
+        assert!(is_url("data:image/png;base64,AAAA"));
+        assert!(!is_url("data:text/plain,hi"));
+        assert!(!is_url("ftp://x"));
+    }
+}

@@ -1,0 +1,119 @@
+//! One attempt against the Responses backend (SPEC §10.1, §11): send the request, then either
+//! stream events to the saver or read one JSON response, and decide how the attempt ended.
+
+use futures::StreamExt;
+use reqwest::Client;
+use serde_json::Value;
+
+use super::request::{responses_body, responses_headers, RequestIdentity};
+use super::sse;
+use super::stream::{CollectedCalls, EventProcessor};
+use super::{http_error, transport_message};
+use crate::error::{Error, Result};
+use crate::output::{self, OutputPlan, SavedImage, StreamingSaver};
+use crate::progress::Progress;
+
+/// Everything an attempt produced, kept outside the attempt's future so a timeout can still
+/// report the images saved before it fired.
+pub struct AttemptState {
+    pub request_id: String,
+    pub session_id: String,
+    pub processor: EventProcessor,
+    pub saver: StreamingSaver,
+    /// Images of a `--no-stream` response, saved at the end.
+    pub saved_at_end: Vec<SavedImage>,
+}
+
+impl AttemptState {
+    pub fn new(plan: OutputPlan, progress: Progress) -> Self {
+        AttemptState {
+            request_id: uuid::Uuid::new_v4().to_string(),
+            session_id: uuid::Uuid::new_v4().to_string(),
+            processor: EventProcessor::new(progress),
+            saver: StreamingSaver::new(plan, progress),
+            saved_at_end: Vec::new(),
+        }
+    }
+
+    pub fn saved_count(&self) -> usize {
+        self.saver.images().len() + self.saved_at_end.len()
+    }
+
+    pub fn into_images(self) -> Vec<SavedImage> {
+        let mut images = self.saver.into_images();
+        images.extend(self.saved_at_end);
+        images
+    }
+}
+
+pub struct ResponsesRequest<'a> {
+    pub client: &'a Client,
+    pub endpoint: &'a str,
+    pub identity: &'a RequestIdentity,
+    pub model: &'a str,
+    pub content: &'a [Value],
+    pub stream: bool,
+    pub plan: &'a OutputPlan,
+}
+
+/// Run one attempt to its end. On success every image is on disk and recorded in `state`.
+pub async fn run(req: &ResponsesRequest<'_>, state: &mut AttemptState) -> Result<()> {
+    let body = responses_body(req.model, req.content, &state.request_id, req.stream);
+    let body = serde_json::to_vec(&body).map_err(|e| Error::Io(format!("Cannot encode request: {e}")))?;
+    let response = req
+        .client
+        .post(req.endpoint)
+        .headers(responses_headers(req.identity, &state.request_id, &state.session_id))
+        .body(body)
+        .send()
+        .await
+        .map_err(|e| Error::Transport(transport_message(&e)))?;
+    if !response.status().is_success() {
+        return Err(http_error(response).await);
+    }
+
+    if !req.stream {
+        let bytes = response
+            .bytes()
+            .await
+            .map_err(|e| Error::Transport(transport_message(&e)))?;
+        let mut collected = CollectedCalls::default();
+        match serde_json::from_slice::<Value>(&bytes) {
+            Ok(payload) => state.processor.on_payload(payload, &mut collected)?,
+            Err(_) => {
+                let text = String::from_utf8_lossy(&bytes).into_owned();
+                state.processor.on_sse("message", text, &mut collected)?;
+            }
+        }
+        if collected.calls.is_empty() {
+            return Err(state.processor.no_image_error());
+        }
+        state.saved_at_end = output::save_all(req.plan, collected.calls)?;
+        return Ok(());
+    }
+
+    let mut events = sse::events(response.bytes_stream());
+    while let Some(item) = events.next().await {
+        match item {
+            Ok(event) => state.processor.on_sse(&event.event, event.data, &mut state.saver)?,
+            Err(err) => {
+                let message = match err {
+                    sse::SseError::Transport(e) => transport_message(&e),
+                    other => other.to_string(),
+                };
+                return Err(if state.saved_count() > 0 {
+                    Error::Stream(message)
+                } else {
+                    Error::Transport(message)
+                });
+            }
+        }
+    }
+    if state.saved_count() == 0 {
+        return Err(state.processor.no_image_error());
+    }
+    if !state.processor.saw("response.completed") {
+        return Err(Error::Stream("stream closed before response.completed".to_string()));
+    }
+    Ok(())
+}

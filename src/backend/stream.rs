@@ -1,0 +1,171 @@
+//! What the client does with each Responses payload (SPEC §11): record its type, print
+//! progress, collect backend errors, and hand every image call to the sink that saves it —
+//! before the next event is read.
+
+use serde_json::Value;
+
+use super::calls::{self, CallState, CallTracker};
+use super::errors::{self, BackendError};
+use crate::error::{Error, Result};
+use crate::progress::Progress;
+
+/// Receives each merged image call; `result` is the base64 text the current event carried.
+pub trait CallSink {
+    fn on_call(&mut self, key: &str, state: &CallState, result: Option<String>) -> Result<()>;
+}
+
+/// `type`, else `event`, else `item.type`, else `object` (JavaScript `typeof` for non-objects).
+pub fn payload_type(payload: &Value) -> String {
+    match payload {
+        Value::Object(obj) => ["type", "event"]
+            .iter()
+            .find_map(|k| obj.get(*k).and_then(Value::as_str))
+            .or_else(|| obj.get("item").and_then(|i| i.get("type")).and_then(Value::as_str))
+            .unwrap_or("object")
+            .to_string(),
+        Value::Array(_) | Value::Null => "object".to_string(),
+        Value::String(_) => "string".to_string(),
+        Value::Number(_) => "number".to_string(),
+        Value::Bool(_) => "boolean".to_string(),
+    }
+}
+
+fn progress_line(payload_type: &str) -> Option<&'static str> {
+    Some(match payload_type {
+        "response.created" => "codex-imagen: request accepted",
+        "response.image_generation_call.in_progress" => "codex-imagen: image generation started",
+        "response.image_generation_call.generating" => "codex-imagen: image generation running",
+        "response.image_generation_call.partial_image" => "codex-imagen: image bytes received",
+        "response.completed" => "codex-imagen: response completed",
+        _ => return None,
+    })
+}
+
+/// State of one attempt's event processing.
+#[derive(Debug, Default)]
+pub struct EventProcessor {
+    progress: Progress,
+    /// Every payload type once, in first-seen order.
+    pub seen_event_types: Vec<String>,
+    pub backend_errors: Vec<BackendError>,
+    tracker: CallTracker,
+}
+
+impl EventProcessor {
+    pub fn new(progress: Progress) -> Self {
+        EventProcessor { progress, ..Default::default() }
+    }
+
+    pub fn saw(&self, event_type: &str) -> bool {
+        self.seen_event_types.iter().any(|t| t == event_type)
+    }
+
+    fn record_type(&mut self, event_type: String) {
+        if !self.saw(&event_type) {
+            if let Some(line) = progress_line(&event_type) {
+                self.progress.info(line);
+            }
+            self.seen_event_types.push(event_type);
+        }
+    }
+
+    /// One SSE event: `event_type` is its `event:` field (`message` when absent).
+    pub fn on_sse(&mut self, event_type: &str, data: String, sink: &mut dyn CallSink) -> Result<()> {
+        if data.is_empty() || data == "[DONE]" {
+            return Ok(());
+        }
+        let payload = match serde_json::from_str::<Value>(&data) {
+            Ok(payload) => payload,
+            Err(_) => {
+                self.record_type(format!("unparsed:{event_type}"));
+                return Ok(());
+            }
+        };
+        drop(data);
+        self.on_payload(payload, sink)
+    }
+
+    /// One parsed payload (a stream event, or the whole `--no-stream` response).
+    pub fn on_payload(&mut self, payload: Value, sink: &mut dyn CallSink) -> Result<()> {
+        let kind = payload_type(&payload);
+        self.progress.verbose(&format!("event: {kind}"));
+        self.record_type(kind.clone());
+        self.backend_errors.extend(errors::from_payload(&payload, &kind));
+        for update in calls::extract(payload, &kind) {
+            let (key, state) = self.tracker.merge(&update);
+            sink.on_call(&key, &state, update.result)?;
+        }
+        Ok(())
+    }
+
+    /// The error for a response that produced no image (SPEC §11).
+    pub fn no_image_error(&self) -> Error {
+        let seen = if self.seen_event_types.is_empty() {
+            "(none)".to_string()
+        } else {
+            self.seen_event_types.join(", ")
+        };
+        let mut message = format!("No completed image_generation_call with result found. Seen event types: {seen}");
+        if !self.backend_errors.is_empty() {
+            message.push_str("\nBackend error details:\n");
+            message.push_str(&errors::format(&self.backend_errors));
+        }
+        Error::GenerationFailed {
+            message,
+            seen_event_types: self.seen_event_types.clone(),
+            backend_errors: self.backend_errors.clone(),
+        }
+    }
+}
+
+/// Collects calls with results for saving at the end (`--no-stream`).
+#[derive(Debug, Default)]
+pub struct CollectedCalls {
+    pub calls: Vec<(String, CallState, String)>,
+}
+
+impl CallSink for CollectedCalls {
+    fn on_call(&mut self, key: &str, state: &CallState, result: Option<String>) -> Result<()> {
+        match self.calls.iter_mut().find(|(k, _, _)| k == key) {
+            Some(entry) => {
+                entry.1 = state.clone();
+                if let Some(r) = result {
+                    entry.2 = r;
+                }
+            }
+            None => {
+                if let Some(r) = result {
+                    self.calls.push((key.to_string(), state.clone(), r));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn payload_types_follow_the_fallback_chain() {
+        assert_eq!(payload_type(&json!({"type": "a", "event": "b"})), "a");
+        assert_eq!(payload_type(&json!({"event": "b"})), "b");
+        assert_eq!(payload_type(&json!({"item": {"type": "c"}})), "c");
+        assert_eq!(payload_type(&json!({})), "object");
+        assert_eq!(payload_type(&json!(3)), "number");
+    }
+
+    #[test]
+    fn unparsed_and_done_events_are_recorded_or_skipped() {
+        let mut p = EventProcessor::new(Progress::new(true, false));
+        let mut sink = CollectedCalls::default();
+        p.on_sse("message", "[DONE]".into(), &mut sink).unwrap();
+        p.on_sse("keepalive", "not json".into(), &mut sink).unwrap();
+        p.on_sse("message", "{\"type\":\"response.created\"}".into(), &mut sink).unwrap();
+        assert_eq!(p.seen_event_types, vec!["unparsed:keepalive", "response.created"]);
+        let err = p.no_image_error().to_string();
+        assert_eq!(err, "No completed image_generation_call with result found. Seen event types: unparsed:keepalive, response.created");
+    }
+}

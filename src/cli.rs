@@ -1,0 +1,400 @@
+//! The command line: clap turns argv into plain strings and flags; nothing here reads a file or
+//! the environment. [`crate::config`] then validates and resolves these values.
+//!
+//! clap's own error texts are replaced by the exact texts of the Node.js tool (SPEC §1), because
+//! agents match on them. Every value-taking option accepts values that start with `-`
+//! (`--prompt --json` makes the prompt "--json", as the Node tool did); a value is "missing" only
+//! when the option is the last word.
+
+use clap::error::{ContextKind, ContextValue, ErrorKind};
+use clap::{ArgAction, CommandFactory, FromArgMatches, Parser};
+
+use crate::error::{Error, Result};
+
+const AFTER_HELP: &str = "\
+Auth discovery order:
+  1. --auth
+  2. CODEX_IMAGEN_AUTH_JSON, OPENCLAW_CODEX_AUTH_JSON, CODEX_AUTH_JSON
+  3. OPENCLAW_AGENT_DIR/auth-profiles.json or PI_CODING_AGENT_DIR/auth-profiles.json
+  4. OPENCLAW_AGENT_DIR/auth.json or PI_CODING_AGENT_DIR/auth.json
+  5. ~/.openclaw/agents/main/agent/auth-profiles.json
+  6. ~/.openclaw/agents/main/agent/auth.json
+  7. ~/.openclaw/credentials/oauth.json
+  8. CODEX_HOME/auth.json
+  9. ~/.codex/auth.json
+
+Exit codes: 0 success, 1 generation/HTTP/auth failure, 2 usage error,
+124 timed out before any image was saved.";
+
+/// Generate or edit images with gpt-image through your ChatGPT subscription, using the Codex or
+/// OpenClaw OAuth credentials already on this machine.
+#[derive(Debug, Default, Parser)]
+#[command(
+    name = "codex-imagen",
+    override_usage = "codex-imagen \"prompt\" [options]",
+    disable_help_flag = true,
+    disable_version_flag = true,
+    args_override_self = true,
+    after_help = AFTER_HELP,
+    max_term_width = 100
+)]
+pub struct Args {
+    /// Prompt text (words are joined with spaces). Not allowed with --prompt or --prompt-file.
+    #[arg(value_name = "PROMPT")]
+    pub words: Vec<String>,
+
+    /// Prompt text.
+    #[arg(long, value_name = "TEXT", allow_hyphen_values = true)]
+    pub prompt: Option<String>,
+
+    /// Read the prompt from a UTF-8 file.
+    #[arg(long, value_name = "PATH", allow_hyphen_values = true)]
+    pub prompt_file: Option<String>,
+
+    /// Attach local reference image(s). Repeat or comma-separate.
+    #[arg(short = 'i', long = "image", value_name = "PATH", action = ArgAction::Append, allow_hyphen_values = true)]
+    pub images: Vec<String>,
+
+    /// Attach a reference from a local path, http(s) URL or data:image URL. Repeat or comma-separate.
+    #[arg(long = "input-ref", value_name = "PATH|URL", action = ArgAction::Append, allow_hyphen_values = true)]
+    pub input_refs: Vec<String>,
+
+    /// Attach an http(s) or data:image/... URL as a reference (not comma-split). Repeatable.
+    #[arg(long = "image-url", value_name = "URL", action = ArgAction::Append, allow_hyphen_values = true)]
+    pub image_urls: Vec<String>,
+
+    /// input_image detail: auto, low, high, original. Default: high.
+    #[arg(long, value_name = "MODE", allow_hyphen_values = true)]
+    pub image_detail: Option<String>,
+
+    /// Output PNG path. Several images: name-1.png, name-2.png, ... No extension or a trailing /
+    /// means a directory.
+    #[arg(short = 'o', long, value_name = "PATH", allow_hyphen_values = true)]
+    pub output: Option<String>,
+
+    /// Output directory when --output is not given.
+    #[arg(long, value_name = "PATH", allow_hyphen_values = true)]
+    pub out_dir: Option<String>,
+
+    /// Image backend: responses or images. Default: $CODEX_IMAGEN_BACKEND, else responses.
+    #[arg(long, visible_alias = "image-backend", value_name = "NAME", allow_hyphen_values = true)]
+    pub backend: Option<String>,
+
+    /// Model slug. Default: gpt-5.4 (responses), gpt-image-2 (images).
+    #[arg(long, value_name = "NAME", allow_hyphen_values = true)]
+    pub model: Option<String>,
+
+    /// Auth JSON path (Codex auth.json, OpenClaw auth-profiles.json, auth.json or oauth.json).
+    /// Never bypassed by fallback.
+    #[arg(long, value_name = "PATH", allow_hyphen_values = true)]
+    pub auth: Option<String>,
+
+    /// OpenClaw auth profile id, e.g. openai-codex:me@example.com.
+    #[arg(long, value_name = "ID", allow_hyphen_values = true)]
+    pub auth_profile: Option<String>,
+
+    /// Codex backend base URL. Default: https://chatgpt.com/backend-api/codex
+    #[arg(long, value_name = "URL", allow_hyphen_values = true)]
+    pub base_url: Option<String>,
+
+    /// OAuth refresh endpoint. Default: https://auth.openai.com/oauth/token
+    #[arg(long, value_name = "URL", allow_hyphen_values = true)]
+    pub refresh_url: Option<String>,
+
+    /// Resolve relative paths from this working directory.
+    #[arg(long, value_name = "PATH", allow_hyphen_values = true)]
+    pub cwd: Option<String>,
+
+    /// Check auth discovery and print redacted auth metadata. No generation.
+    #[arg(long)]
+    pub smoke: bool,
+
+    /// Refresh OAuth before generating (or before --smoke).
+    #[arg(long)]
+    pub force_refresh: bool,
+
+    /// Refresh OAuth and exit. Does not require a prompt.
+    #[arg(long)]
+    pub refresh_only: bool,
+
+    /// Disable proactive refresh and the 401 refresh retry.
+    #[arg(long)]
+    pub no_refresh: bool,
+
+    /// Retry transient failures this many times (0-100). Default: 4.
+    #[arg(long, value_name = "COUNT", action = ArgAction::Append, allow_hyphen_values = true)]
+    pub retries: Vec<String>,
+
+    /// Disable transient generation retries (same as --retries 0).
+    #[arg(long, action = ArgAction::Append, num_args = 0, default_missing_value = "0")]
+    pub no_retry: Vec<String>,
+
+    /// Abort an attempt after this many seconds. Default: 900; 300 in an OpenClaw runtime.
+    #[arg(long, value_name = "SECONDS", action = ArgAction::Append, allow_hyphen_values = true)]
+    pub timeout: Vec<String>,
+
+    /// Alias for --timeout.
+    #[arg(long, value_name = "SECONDS", action = ArgAction::Append, allow_hyphen_values = true)]
+    pub timeout_seconds: Vec<String>,
+
+    /// Advanced: abort an attempt after this many milliseconds.
+    #[arg(long, value_name = "MS", action = ArgAction::Append, allow_hyphen_values = true)]
+    pub timeout_ms: Vec<String>,
+
+    /// Ask the Responses backend for one JSON response instead of a stream.
+    #[arg(long)]
+    pub no_stream: bool,
+
+    /// Print a JSON summary instead of only the image paths.
+    #[arg(long)]
+    pub json: bool,
+
+    /// No progress lines on stderr.
+    #[arg(long)]
+    pub quiet: bool,
+
+    /// Print request progress, raw event names and reference details to stderr.
+    #[arg(long, visible_alias = "debug")]
+    pub verbose: bool,
+
+    /// Print the version and exit.
+    #[arg(long)]
+    pub version: bool,
+
+    /// Show this help and exit.
+    #[arg(short = 'h', long)]
+    pub help: bool,
+
+    /// The timeout flags in command-line order: (flag as typed, value).
+    #[arg(skip)]
+    pub timeout_flags: Vec<(String, String)>,
+
+    /// `--retries` values and `--no-retry` in command-line order; the last one wins.
+    #[arg(skip)]
+    pub retry_flags: Vec<String>,
+}
+
+/// What the command line asks for before anything else is looked at.
+#[derive(Debug)]
+pub enum Parsed {
+    Help,
+    Version,
+    Run(Box<Args>),
+}
+
+pub fn help_text() -> String {
+    Args::command().render_help().to_string()
+}
+
+pub fn version_text() -> String {
+    format!("{}\n", env!("CARGO_PKG_VERSION"))
+}
+
+/// Parse argv (without the program name).
+pub fn parse(argv: &[String]) -> Result<Parsed> {
+    let command = Args::command();
+    let full = std::iter::once("codex-imagen".to_string()).chain(argv.iter().cloned());
+    let matches = match command.try_get_matches_from(full) {
+        Ok(matches) => matches,
+        Err(err) => {
+            // --help and --version win over every other problem on the line.
+            if let Some(early) = early_exit_flag(argv) {
+                return Ok(early);
+            }
+            return Err(Error::Usage(usage_message(&err, argv)));
+        }
+    };
+    let mut args =
+        Args::from_arg_matches(&matches).map_err(|e| Error::Usage(e.kind().to_string()))?;
+    if args.help {
+        return Ok(Parsed::Help);
+    }
+    if args.version {
+        return Ok(Parsed::Version);
+    }
+    args.timeout_flags = ordered_values(
+        &matches,
+        &[
+            ("timeout", "--timeout"),
+            ("timeout_seconds", "--timeout-seconds"),
+            ("timeout_ms", "--timeout-ms"),
+        ],
+    )
+    .into_iter()
+    .map(|(flag, value)| (flag.to_string(), value))
+    .collect();
+    args.retry_flags = ordered_values(&matches, &[("retries", "--retries"), ("no_retry", "")])
+        .into_iter()
+        .map(|(_, value)| value)
+        .collect();
+    Ok(Parsed::Run(Box::new(args)))
+}
+
+/// Values of several append-arguments merged in the order they appeared on the command line.
+fn ordered_values(
+    matches: &clap::ArgMatches,
+    ids: &[(&str, &'static str)],
+) -> Vec<(&'static str, String)> {
+    let mut all: Vec<(usize, &'static str, String)> = Vec::new();
+    for (id, flag) in ids {
+        let (Some(indices), Some(values)) = (
+            matches.indices_of(id),
+            matches.get_many::<String>(id),
+        ) else {
+            continue;
+        };
+        for (index, value) in indices.zip(values) {
+            all.push((index, flag, value.clone()));
+        }
+    }
+    all.sort_by_key(|(index, _, _)| *index);
+    all.into_iter().map(|(_, flag, value)| (flag, value)).collect()
+}
+
+fn early_exit_flag(argv: &[String]) -> Option<Parsed> {
+    let mut version = false;
+    for arg in argv {
+        match arg.as_str() {
+            "-h" | "--help" => return Some(Parsed::Help),
+            "--version" => version = true,
+            _ => {}
+        }
+    }
+    version.then_some(Parsed::Version)
+}
+
+/// Translate clap's error into the Node tool's wording.
+fn usage_message(err: &clap::Error, argv: &[String]) -> String {
+    let invalid_arg = || match err.get(ContextKind::InvalidArg) {
+        Some(ContextValue::String(s)) => Some(s.clone()),
+        Some(ContextValue::Strings(v)) => v.first().cloned(),
+        _ => None,
+    };
+    match err.kind() {
+        ErrorKind::UnknownArgument => {
+            let arg = invalid_arg().unwrap_or_default();
+            // clap names only the flag part of `--bogus=1`; report the word as typed.
+            let typed = argv
+                .iter()
+                .find(|a| **a == arg || a.starts_with(&format!("{arg}=")))
+                .cloned()
+                .unwrap_or(arg);
+            format!("Unknown option: {typed}")
+        }
+        ErrorKind::InvalidValue | ErrorKind::NoEquals | ErrorKind::WrongNumberOfValues => {
+            // With hyphen values allowed, a value can only be missing when the option is last.
+            let flag = argv.last().cloned().unwrap_or_default();
+            if flag.starts_with('-') && !flag.contains('=') {
+                format!("Missing value for {flag}")
+            } else {
+                strip_clap_message(err)
+            }
+        }
+        _ => strip_clap_message(err),
+    }
+}
+
+fn strip_clap_message(err: &clap::Error) -> String {
+    let rendered = err.render().to_string();
+    let first = rendered.lines().next().unwrap_or("invalid arguments");
+    first.trim_start_matches("error: ").to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn argv(words: &[&str]) -> Vec<String> {
+        words.iter().map(|s| s.to_string()).collect()
+    }
+
+    fn run(words: &[&str]) -> Args {
+        match parse(&argv(words)).expect("parses") {
+            Parsed::Run(args) => *args,
+            other => panic!("expected a run, got {other:?}"),
+        }
+    }
+
+    fn usage_err(words: &[&str]) -> String {
+        match parse(&argv(words)) {
+            Err(Error::Usage(msg)) => msg,
+            other => panic!("expected a usage error, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn value_options_accept_equals_and_hyphen_values() {
+        let args = run(&["--prompt=a b", "--model", "-x", "-o=out.png"]);
+        assert_eq!(args.prompt.as_deref(), Some("a b"));
+        assert_eq!(args.model.as_deref(), Some("-x"));
+        assert_eq!(args.output.as_deref(), Some("out.png"));
+        let args = run(&["--prompt", "--json"]);
+        assert_eq!(args.prompt.as_deref(), Some("--json"));
+        assert!(!args.json);
+    }
+
+    #[test]
+    fn repeated_and_aliased_flags() {
+        let args = run(&["-i", "a.png", "--image", "b.png", "--image=c.png", "--debug"]);
+        assert_eq!(args.images, vec!["a.png", "b.png", "c.png"]);
+        assert!(args.verbose);
+        let args = run(&["--image-backend", "images", "--prompt", "x", "--prompt", "y"]);
+        assert_eq!(args.backend.as_deref(), Some("images"));
+        assert_eq!(args.prompt.as_deref(), Some("y"));
+    }
+
+    #[test]
+    fn timeout_and_retry_flags_keep_their_order() {
+        let args = run(&["--timeout-ms", "5", "x", "--timeout=3"]);
+        assert_eq!(
+            args.timeout_flags,
+            vec![
+                ("--timeout-ms".to_string(), "5".to_string()),
+                ("--timeout".to_string(), "3".to_string())
+            ]
+        );
+        let args = run(&["--retries", "3", "--no-retry"]);
+        assert_eq!(args.retry_flags, vec!["3", "0"]);
+        let args = run(&["--no-retry", "--retries=7"]);
+        assert_eq!(args.retry_flags, vec!["0", "7"]);
+    }
+
+    #[test]
+    fn positional_words_interleave_with_options() {
+        let args = run(&["a", "--json", "b"]);
+        assert_eq!(args.words, vec!["a", "b"]);
+        assert!(args.json);
+    }
+
+    #[test]
+    fn usage_errors_use_the_node_texts() {
+        assert_eq!(usage_err(&["--prompt"]), "Missing value for --prompt");
+        assert_eq!(usage_err(&["x", "-o"]), "Missing value for -o");
+        assert_eq!(usage_err(&["--bogus"]), "Unknown option: --bogus");
+        assert_eq!(usage_err(&["--bogus=1"]), "Unknown option: --bogus=1");
+        assert_eq!(usage_err(&["-z"]), "Unknown option: -z");
+    }
+
+    #[test]
+    fn help_and_version_win() {
+        assert!(matches!(parse(&argv(&["--bogus", "--help"])), Ok(Parsed::Help)));
+        assert!(matches!(parse(&argv(&["--version", "--json"])), Ok(Parsed::Version)));
+        assert!(matches!(parse(&argv(&["-h", "--version"])), Ok(Parsed::Help)));
+        assert!(matches!(parse(&argv(&["--prompt"," x", "--version"])), Ok(Parsed::Version)));
+    }
+
+    #[test]
+    fn help_lists_every_option_and_the_discovery_order() {
+        let help = help_text();
+        for flag in [
+            "--prompt", "--prompt-file", "--image", "--input-ref", "--image-url",
+            "--image-detail", "--output", "--out-dir", "--backend", "--model", "--auth",
+            "--auth-profile", "--base-url", "--refresh-url", "--cwd", "--smoke",
+            "--force-refresh", "--refresh-only", "--no-refresh", "--retries", "--no-retry",
+            "--timeout", "--timeout-seconds", "--timeout-ms", "--no-stream", "--json",
+            "--quiet", "--verbose", "--debug", "--version", "--help", "CODEX_HOME/auth.json",
+        ] {
+            assert!(help.contains(flag), "help lacks {flag}:\n{help}");
+        }
+    }
+}

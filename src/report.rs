@@ -1,0 +1,146 @@
+//! What is printed on stdout (SPEC §14): image paths or the JSON summary, the `--smoke` report and
+//! the `--refresh-only` report. Keys keep the SPEC's order (serde_json `preserve_order`).
+
+use std::io::Write;
+
+use serde_json::{json, Map, Value};
+
+use crate::auth::{Auth, RefreshOutcome};
+use crate::config::{ms_as_seconds, Config};
+use crate::generate::GenerationResult;
+use crate::output::SavedImage;
+
+/// A JSON number that prints as an integer when it is one (`300`, not `300.0`).
+fn seconds_value(ms: u64) -> Value {
+    let secs = ms_as_seconds(ms);
+    if secs.fract() == 0.0 {
+        json!(secs as u64)
+    } else {
+        json!(secs)
+    }
+}
+
+fn image_json(image: &SavedImage) -> Value {
+    let path = image.path.display().to_string();
+    json!({
+        "path": path,
+        "decodedPath": path,
+        "bytes": image.bytes,
+        "sha256": image.sha256,
+        "call_id": image.call_id,
+        "status": image.status,
+        "partial": image.partial,
+        "revised_prompt": image.revised_prompt,
+    })
+}
+
+pub fn auth_refresh_json(outcome: &RefreshOutcome, auth: &Auth) -> Value {
+    json!({
+        "refreshed": outcome.refreshed,
+        "skipped": outcome.skipped,
+        "last_refresh": auth.last_refresh,
+        "access_token_expires_in_seconds": auth.seconds_left(),
+    })
+}
+
+pub fn generation_json(result: &GenerationResult, refresh: Option<(&RefreshOutcome, &Auth)>) -> Value {
+    let mut map = Map::new();
+    map.insert("request_id".into(), json!(result.request_id));
+    map.insert("session_id".into(), json!(result.session_id));
+    map.insert("endpoint".into(), json!(result.endpoint));
+    map.insert("operation".into(), json!(result.operation));
+    map.insert("model".into(), json!(result.model));
+    map.insert("image_count".into(), json!(result.images.len()));
+    map.insert("imageCount".into(), json!(result.images.len()));
+    map.insert("images".into(), Value::Array(result.images.iter().map(image_json).collect()));
+    map.insert("seen_event_types".into(), json!(result.seen_event_types));
+    map.insert("timed_out".into(), json!(result.timed_out));
+    map.insert("response_metadata".into(), result.response_metadata.clone().unwrap_or(Value::Null));
+    if result.retry_attempts > 0 {
+        map.insert("retry_attempts".into(), json!(result.retry_attempts));
+        map.insert("retryAttempts".into(), json!(result.retry_attempts));
+    }
+    if let Some((outcome, auth)) = refresh {
+        map.insert("auth_refresh".into(), auth_refresh_json(outcome, auth));
+    }
+    Value::Object(map)
+}
+
+pub fn smoke_json(config: &Config, auth: &Auth, user_agent: &str) -> Value {
+    let endpoint = match config.backend {
+        crate::config::Backend::Responses => config.responses_endpoint(),
+        crate::config::Backend::Images => config.generation_endpoint(),
+    };
+    json!({
+        "auth_path": auth.path.display().to_string(),
+        "auth_format": auth.format.as_str(),
+        "auth_mode": auth.auth_mode,
+        "profile_id": auth.profile_id,
+        "provider": auth.provider,
+        "email": auth.email,
+        "account_id": auth.account_id,
+        "last_refresh": auth.last_refresh,
+        "access_token_expires_in_seconds": auth.seconds_left(),
+        "refresh_token_present": auth.refresh_token.is_some(),
+        "backend": config.backend.as_str(),
+        "endpoint": endpoint,
+        "responses_endpoint": config.responses_endpoint(),
+        "generation_endpoint": config.generation_endpoint(),
+        "edit_endpoint": config.edit_endpoint(),
+        "model": config.model,
+        "user_agent": user_agent,
+        "out_dir": config.out_dir.display().to_string(),
+        "retries": config.retries,
+        "total_attempts": config.retries + 1,
+        "timeout_seconds": seconds_value(config.timeout_ms),
+        "timeout_ms": config.timeout_ms,
+    })
+}
+
+pub fn refresh_only_json(auth: &Auth, outcome: &RefreshOutcome) -> Value {
+    json!({
+        "auth_path": auth.path.display().to_string(),
+        "refreshed": outcome.refreshed,
+        "skipped": outcome.skipped,
+        "auth_format": auth.format.as_str(),
+        "auth_mode": auth.auth_mode,
+        "profile_id": auth.profile_id,
+        "account_id": auth.account_id,
+        "last_refresh": auth.last_refresh,
+        "access_token_expires_in_seconds": auth.seconds_left(),
+    })
+}
+
+/// Write to stdout; a closed pipe (`| head`) is not an error worth a crash.
+pub fn print_stdout(text: &str) {
+    let mut out = std::io::stdout().lock();
+    let _ = out.write_all(text.as_bytes());
+    let _ = out.flush();
+}
+
+/// Pretty JSON, 2-space indent, trailing newline.
+pub fn print_json(value: &Value) {
+    let text = serde_json::to_string_pretty(value).unwrap_or_else(|_| "null".to_string());
+    print_stdout(&format!("{text}\n"));
+}
+
+/// `key: value` per line, null as empty, strings unquoted.
+pub fn print_key_values(value: &Value) {
+    let mut text = String::new();
+    if let Some(map) = value.as_object() {
+        for (key, v) in map {
+            let shown = match v {
+                Value::Null => String::new(),
+                Value::String(s) => s.clone(),
+                other => other.to_string(),
+            };
+            text.push_str(&format!("{key}: {shown}\n"));
+        }
+    }
+    print_stdout(&text);
+}
+
+pub fn print_paths(images: &[SavedImage]) {
+    let text: String = images.iter().map(|i| format!("{}\n", i.path.display())).collect();
+    print_stdout(&text);
+}
