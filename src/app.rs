@@ -74,17 +74,22 @@ async fn run_online(config: Config, ctx: AuthContext, progress: Progress) -> Res
         return Ok(());
     }
     if config.refresh_only {
-        return Err(Error::Usage("--refresh-only is not available in this build".into()));
+        return Err(Error::Usage(
+            "--refresh-only is not available in this build".into(),
+        ));
     }
 
     let prompt = read_prompt(&config.prompt)?;
     if prompt.trim().is_empty() {
         return Err(Error::Usage(
-            "Prompt is required. Pass it positionally, with --prompt, or with --prompt-file.".into(),
+            "Prompt is required. Pass it positionally, with --prompt, or with --prompt-file."
+                .into(),
         ));
     }
     if config.backend == Backend::Images {
-        return Err(Error::Usage("--backend images is not available in this build".into()));
+        return Err(Error::Usage(
+            "--backend images is not available in this build".into(),
+        ));
     }
 
     let loaded = references::load_all(&config.references, &progress)?;
@@ -128,10 +133,16 @@ fn read_prompt(source: &PromptSource) -> Result<String> {
                 Error::Input(format!("Cannot read --prompt-file {}: {e}", path.display()))
             })?;
             let text = String::from_utf8(bytes).map_err(|_| {
-                Error::Input(format!("--prompt-file {} is not valid UTF-8", path.display()))
+                Error::Input(format!(
+                    "--prompt-file {} is not valid UTF-8",
+                    path.display()
+                ))
             })?;
             // A byte-order mark (Windows editors) is not part of the prompt.
-            Ok(text.strip_prefix('\u{feff}').map(str::to_string).unwrap_or(text))
+            Ok(text
+                .strip_prefix('\u{feff}')
+                .map(str::to_string)
+                .unwrap_or(text))
         }
     }
 }

@@ -77,7 +77,12 @@ pub struct Args {
     pub out_dir: Option<String>,
 
     /// Image backend: responses or images. Default: $CODEX_IMAGEN_BACKEND, else responses.
-    #[arg(long, visible_alias = "image-backend", value_name = "NAME", allow_hyphen_values = true)]
+    #[arg(
+        long,
+        visible_alias = "image-backend",
+        value_name = "NAME",
+        allow_hyphen_values = true
+    )]
     pub backend: Option<String>,
 
     /// Model slug. Default: gpt-5.4 (responses), gpt-image-2 (images).
@@ -237,10 +242,9 @@ fn ordered_values(
 ) -> Vec<(&'static str, String)> {
     let mut all: Vec<(usize, &'static str, String)> = Vec::new();
     for (id, flag) in ids {
-        let (Some(indices), Some(values)) = (
-            matches.indices_of(id),
-            matches.get_many::<String>(id),
-        ) else {
+        let (Some(indices), Some(values)) =
+            (matches.indices_of(id), matches.get_many::<String>(id))
+        else {
             continue;
         };
         for (index, value) in indices.zip(values) {
@@ -248,7 +252,9 @@ fn ordered_values(
         }
     }
     all.sort_by_key(|(index, _, _)| *index);
-    all.into_iter().map(|(_, flag, value)| (flag, value)).collect()
+    all.into_iter()
+        .map(|(_, flag, value)| (flag, value))
+        .collect()
 }
 
 fn early_exit_flag(argv: &[String]) -> Option<Parsed> {
@@ -335,10 +341,24 @@ mod tests {
 
     #[test]
     fn repeated_and_aliased_flags() {
-        let args = run(&["-i", "a.png", "--image", "b.png", "--image=c.png", "--debug"]);
+        let args = run(&[
+            "-i",
+            "a.png",
+            "--image",
+            "b.png",
+            "--image=c.png",
+            "--debug",
+        ]);
         assert_eq!(args.images, vec!["a.png", "b.png", "c.png"]);
         assert!(args.verbose);
-        let args = run(&["--image-backend", "images", "--prompt", "x", "--prompt", "y"]);
+        let args = run(&[
+            "--image-backend",
+            "images",
+            "--prompt",
+            "x",
+            "--prompt",
+            "y",
+        ]);
         assert_eq!(args.backend.as_deref(), Some("images"));
         assert_eq!(args.prompt.as_deref(), Some("y"));
     }
@@ -377,22 +397,60 @@ mod tests {
 
     #[test]
     fn help_and_version_win() {
-        assert!(matches!(parse(&argv(&["--bogus", "--help"])), Ok(Parsed::Help)));
-        assert!(matches!(parse(&argv(&["--version", "--json"])), Ok(Parsed::Version)));
-        assert!(matches!(parse(&argv(&["-h", "--version"])), Ok(Parsed::Help)));
-        assert!(matches!(parse(&argv(&["--prompt"," x", "--version"])), Ok(Parsed::Version)));
+        assert!(matches!(
+            parse(&argv(&["--bogus", "--help"])),
+            Ok(Parsed::Help)
+        ));
+        assert!(matches!(
+            parse(&argv(&["--version", "--json"])),
+            Ok(Parsed::Version)
+        ));
+        assert!(matches!(
+            parse(&argv(&["-h", "--version"])),
+            Ok(Parsed::Help)
+        ));
+        assert!(matches!(
+            parse(&argv(&["--prompt", " x", "--version"])),
+            Ok(Parsed::Version)
+        ));
     }
 
     #[test]
     fn help_lists_every_option_and_the_discovery_order() {
         let help = help_text();
         for flag in [
-            "--prompt", "--prompt-file", "--image", "--input-ref", "--image-url",
-            "--image-detail", "--output", "--out-dir", "--backend", "--model", "--auth",
-            "--auth-profile", "--base-url", "--refresh-url", "--cwd", "--smoke",
-            "--force-refresh", "--refresh-only", "--no-refresh", "--retries", "--no-retry",
-            "--timeout", "--timeout-seconds", "--timeout-ms", "--no-stream", "--json",
-            "--quiet", "--verbose", "--debug", "--version", "--help", "CODEX_HOME/auth.json",
+            "--prompt",
+            "--prompt-file",
+            "--image",
+            "--input-ref",
+            "--image-url",
+            "--image-detail",
+            "--output",
+            "--out-dir",
+            "--backend",
+            "--model",
+            "--auth",
+            "--auth-profile",
+            "--base-url",
+            "--refresh-url",
+            "--cwd",
+            "--smoke",
+            "--force-refresh",
+            "--refresh-only",
+            "--no-refresh",
+            "--retries",
+            "--no-retry",
+            "--timeout",
+            "--timeout-seconds",
+            "--timeout-ms",
+            "--no-stream",
+            "--json",
+            "--quiet",
+            "--verbose",
+            "--debug",
+            "--version",
+            "--help",
+            "CODEX_HOME/auth.json",
         ] {
             assert!(help.contains(flag), "help lacks {flag}:\n{help}");
         }

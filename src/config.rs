@@ -97,12 +97,14 @@ impl Config {
 
         if let Some(cwd) = &args.cwd {
             let dir = resolve(cwd);
-            std::env::set_current_dir(&dir).map_err(|err| {
-                Error::Input(format!("--cwd {}: {err}", dir.display()))
-            })?;
+            std::env::set_current_dir(&dir)
+                .map_err(|err| Error::Input(format!("--cwd {}: {err}", dir.display())))?;
         }
 
-        let backend = match args.backend.or_else(|| env_nonempty("CODEX_IMAGEN_BACKEND")) {
+        let backend = match args
+            .backend
+            .or_else(|| env_nonempty("CODEX_IMAGEN_BACKEND"))
+        {
             None => Backend::Responses,
             Some(b) if b == "responses" => Backend::Responses,
             Some(b) if b == "images" => Backend::Images,
@@ -236,7 +238,10 @@ fn split_commas(value: &str) -> impl Iterator<Item = &str> {
 
 fn classify_input_ref(item: &str) -> Reference {
     let lower = item.to_ascii_lowercase();
-    if lower.starts_with("data:image/") || lower.starts_with("http://") || lower.starts_with("https://") {
+    if lower.starts_with("data:image/")
+        || lower.starts_with("http://")
+        || lower.starts_with("https://")
+    {
         Reference::Url(item.to_string())
     } else {
         Reference::Path(item.to_string())
@@ -357,8 +362,17 @@ mod tests {
 
     #[test]
     fn input_refs_are_classified_by_prefix() {
-        assert_eq!(classify_input_ref("HTTPS://x/y.png"), Reference::Url("HTTPS://x/y.png".into()));
-        assert_eq!(classify_input_ref("Data:image/png;base64,AA"), Reference::Url("Data:image/png;base64,AA".into()));
-        assert_eq!(classify_input_ref("ftp.png"), Reference::Path("ftp.png".into()));
+        assert_eq!(
+            classify_input_ref("HTTPS://x/y.png"),
+            Reference::Url("HTTPS://x/y.png".into())
+        );
+        assert_eq!(
+            classify_input_ref("Data:image/png;base64,AA"),
+            Reference::Url("Data:image/png;base64,AA".into())
+        );
+        assert_eq!(
+            classify_input_ref("ftp.png"),
+            Reference::Path("ftp.png".into())
+        );
     }
 }

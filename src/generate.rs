@@ -48,8 +48,10 @@ impl Generation<'_> {
         let mut attempt = 0u32;
         loop {
             if total > 1 {
-                self.progress
-                    .info(&format!("codex-imagen: generation attempt {}/{total}", attempt + 1));
+                self.progress.info(&format!(
+                    "codex-imagen: generation attempt {}/{total}",
+                    attempt + 1
+                ));
             }
             match self.attempt().await {
                 Ok(mut result) => {
@@ -81,10 +83,13 @@ impl Generation<'_> {
         let endpoint = config.responses_endpoint();
         let plan = OutputPlan::new(config.output.clone(), config.out_dir.clone());
         let mut state = AttemptState::new(plan.clone(), self.progress);
-        self.progress.info(&format!("codex-imagen: POST {endpoint}"));
+        self.progress
+            .info(&format!("codex-imagen: POST {endpoint}"));
         self.progress.info("codex-imagen: backend responses");
-        self.progress.info(&format!("codex-imagen: model {}", config.model));
-        self.progress.verbose(&format!("request_id: {}", state.request_id));
+        self.progress
+            .info(&format!("codex-imagen: model {}", config.model));
+        self.progress
+            .verbose(&format!("request_id: {}", state.request_id));
 
         let request = ResponsesRequest {
             client: self.client,
@@ -108,7 +113,11 @@ impl Generation<'_> {
             Ok(Err(err)) => return Err(err),
             Err(_elapsed) => true,
         };
-        let described = format!("{}s ({}ms)", format_seconds(config.timeout_ms), config.timeout_ms);
+        let described = format!(
+            "{}s ({}ms)",
+            format_seconds(config.timeout_ms),
+            config.timeout_ms
+        );
         if timed_out {
             if state.saved_count() == 0 {
                 return Err(Error::Timeout(format!(

@@ -79,7 +79,9 @@ impl OutputPlan {
         match self.exact_file() {
             Some(file) if total.is_none() && index == 0 => file,
             Some(file) => numbered(&file, index, total),
-            None => self.auto_dir().join(auto_name(call_id, index, total, &self.timestamp)),
+            None => self
+                .auto_dir()
+                .join(auto_name(call_id, index, total, &self.timestamp)),
         }
     }
 }
@@ -101,7 +103,13 @@ fn safe_call_id(call_id: Option<&str>) -> String {
     match call_id {
         Some(id) => id
             .chars()
-            .map(|c| if c.is_ascii_alphanumeric() || "_.-".contains(c) { c } else { '_' })
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || "_.-".contains(c) {
+                    c
+                } else {
+                    '_'
+                }
+            })
             .collect(),
         None => "image".to_string(),
     }
@@ -112,7 +120,10 @@ fn auto_name(call_id: Option<&str>, index: usize, total: Option<usize>, timestam
         Some(1) => String::new(),
         _ => format!("{}-", padded_index(index, total)),
     };
-    format!("codex-imagen-{timestamp}-{index_part}{}.png", safe_call_id(call_id))
+    format!(
+        "codex-imagen-{timestamp}-{index_part}{}.png",
+        safe_call_id(call_id)
+    )
 }
 
 /// `<stem>-<n><ext>` beside the exact file (`.png` when it has no extension).
@@ -120,7 +131,10 @@ fn numbered(file: &Path, index: usize, total: Option<usize>) -> PathBuf {
     if total == Some(1) {
         return file.to_path_buf();
     }
-    let stem = file.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+    let stem = file
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default();
     let ext = file
         .extension()
         .map(|e| format!(".{}", e.to_string_lossy()))
@@ -149,13 +163,20 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
 /// Write `bytes` to `path` atomically: a temp file in the same directory, then a rename.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir).map_err(|e| Error::io(format!("Cannot create {}", dir.display()), e))?;
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    std::fs::create_dir_all(dir)
+        .map_err(|e| Error::io(format!("Cannot create {}", dir.display()), e))?;
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
     let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
     let written = std::fs::File::create(&tmp).and_then(|mut f| f.write_all(bytes));
     if let Err(err) = written.and_then(|_| std::fs::rename(&tmp, path)) {
         let _ = std::fs::remove_file(&tmp);
-        return Err(Error::io(format!("Cannot write image {}", path.display()), err));
+        return Err(Error::io(
+            format!("Cannot write image {}", path.display()),
+            err,
+        ));
     }
     Ok(())
 }
@@ -180,7 +201,14 @@ pub struct StreamingSaver {
 
 impl StreamingSaver {
     pub fn new(plan: OutputPlan, progress: Progress) -> Self {
-        StreamingSaver { plan, progress, images: Vec::new(), entries: Vec::new(), writes: 0, skipped_repeats: 0 }
+        StreamingSaver {
+            plan,
+            progress,
+            images: Vec::new(),
+            entries: Vec::new(),
+            writes: 0,
+            skipped_repeats: 0,
+        }
     }
 
     pub fn images(&self) -> &[SavedImage] {
@@ -206,7 +234,10 @@ impl StreamingSaver {
                 if digest == self.entries[i].b64_digest {
                     self.skipped_repeats += 1;
                     self.images[i].refresh_metadata(state);
-                    progress.verbose(&format!("image {} repeated unchanged; not rewritten", i + 1));
+                    progress.verbose(&format!(
+                        "image {} repeated unchanged; not rewritten",
+                        i + 1
+                    ));
                     return Ok(());
                 }
                 let bytes = decode_base64(&b64, state.id.as_deref())?;
@@ -224,7 +255,11 @@ impl StreamingSaver {
                 image.sha256 = sha;
                 image.refresh_metadata(state);
                 if changed {
-                    progress.info(&format!("codex-imagen: updated image {}: {}", i + 1, path.display()));
+                    progress.info(&format!(
+                        "codex-imagen: updated image {}: {}",
+                        i + 1,
+                        path.display()
+                    ));
                 }
                 Ok(())
             }
@@ -253,9 +288,16 @@ impl StreamingSaver {
             revised_prompt: None,
         };
         image.refresh_metadata(state);
-        progress.info(&format!("codex-imagen: saved image {}: {}", index + 1, image.path.display()));
+        progress.info(&format!(
+            "codex-imagen: saved image {}: {}",
+            index + 1,
+            image.path.display()
+        ));
         self.images.push(image);
-        self.entries.push(Entry { key: key.to_string(), b64_digest: digest });
+        self.entries.push(Entry {
+            key: key.to_string(),
+            b64_digest: digest,
+        });
         Ok(())
     }
 
@@ -273,7 +315,10 @@ impl StreamingSaver {
         let renamed = numbered(&exact, 0, None);
         std::fs::rename(&exact, &renamed)
             .map_err(|e| Error::io(format!("Cannot rename {}", exact.display()), e))?;
-        self.progress.info(&format!("codex-imagen: renamed first image for multi-output: {}", renamed.display()));
+        self.progress.info(&format!(
+            "codex-imagen: renamed first image for multi-output: {}",
+            renamed.display()
+        ));
         self.images[0].path = renamed;
         Ok(())
     }
@@ -286,7 +331,10 @@ impl crate::backend::stream::CallSink for StreamingSaver {
 }
 
 /// Save every image of a complete (non-streamed) response, with the total known.
-pub fn save_all(plan: &OutputPlan, calls: Vec<(String, CallState, String)>) -> Result<Vec<SavedImage>> {
+pub fn save_all(
+    plan: &OutputPlan,
+    calls: Vec<(String, CallState, String)>,
+) -> Result<Vec<SavedImage>> {
     let total = calls.len();
     let mut images = Vec::with_capacity(total);
     for (index, (_key, state, b64)) in calls.into_iter().enumerate() {
@@ -313,27 +361,52 @@ mod tests {
     use super::*;
 
     fn plan(output: Option<&str>, dir: &Path) -> OutputPlan {
-        OutputPlan { output: output.map(str::to_string), out_dir: dir.to_path_buf(), timestamp: "20261122-024900Z".into() }
+        OutputPlan {
+            output: output.map(str::to_string),
+            out_dir: dir.to_path_buf(),
+            timestamp: "20261122-024900Z".into(),
+        }
     }
 
     #[test]
     fn automatic_names_follow_the_spec() {
         let dir = PathBuf::from("/out");
         let p = plan(None, &dir);
-        assert_eq!(p.path_for(Some("ig 1/x"), 0, None), dir.join("codex-imagen-20261122-024900Z-1-ig_1_x.png"));
-        assert_eq!(p.path_for(None, 0, Some(1)), dir.join("codex-imagen-20261122-024900Z-image.png"));
-        assert_eq!(p.path_for(Some("a"), 2, Some(12)), dir.join("codex-imagen-20261122-024900Z-03-a.png"));
+        assert_eq!(
+            p.path_for(Some("ig 1/x"), 0, None),
+            dir.join("codex-imagen-20261122-024900Z-1-ig_1_x.png")
+        );
+        assert_eq!(
+            p.path_for(None, 0, Some(1)),
+            dir.join("codex-imagen-20261122-024900Z-image.png")
+        );
+        assert_eq!(
+            p.path_for(Some("a"), 2, Some(12)),
+            dir.join("codex-imagen-20261122-024900Z-03-a.png")
+        );
     }
 
     #[test]
     fn exact_output_files_are_numbered_for_many() {
         let p = plan(Some("/x/pic.png"), Path::new("/out"));
         assert_eq!(p.path_for(Some("a"), 0, None), PathBuf::from("/x/pic.png"));
-        assert_eq!(p.path_for(Some("a"), 1, None), PathBuf::from("/x/pic-2.png"));
-        assert_eq!(p.path_for(Some("a"), 0, Some(1)), PathBuf::from("/x/pic.png"));
-        assert_eq!(p.path_for(Some("a"), 0, Some(10)), PathBuf::from("/x/pic-01.png"));
+        assert_eq!(
+            p.path_for(Some("a"), 1, None),
+            PathBuf::from("/x/pic-2.png")
+        );
+        assert_eq!(
+            p.path_for(Some("a"), 0, Some(1)),
+            PathBuf::from("/x/pic.png")
+        );
+        assert_eq!(
+            p.path_for(Some("a"), 0, Some(10)),
+            PathBuf::from("/x/pic-01.png")
+        );
         let d = plan(Some("/x/dir"), Path::new("/out"));
-        assert_eq!(d.path_for(Some("a"), 0, None), PathBuf::from("/x/dir/codex-imagen-20261122-024900Z-1-a.png"));
+        assert_eq!(
+            d.path_for(Some("a"), 0, None),
+            PathBuf::from("/x/dir/codex-imagen-20261122-024900Z-1-a.png")
+        );
         let d = plan(Some("/x/dir.v2/"), Path::new("/out"));
         assert!(d.path_for(Some("a"), 0, None).starts_with("/x/dir.v2"));
     }

@@ -28,7 +28,10 @@ pub(crate) fn expand_home(input: &str) -> PathBuf {
     if input == "~" {
         return home_dir();
     }
-    if let Some(rest) = input.strip_prefix("~/").or_else(|| input.strip_prefix("~\\")) {
+    if let Some(rest) = input
+        .strip_prefix("~/")
+        .or_else(|| input.strip_prefix("~\\"))
+    {
         return home_dir().join(rest);
     }
     PathBuf::from(input)
@@ -67,7 +70,9 @@ fn normalize(path: &Path) -> PathBuf {
 }
 
 pub(crate) fn is_file(path: &Path) -> bool {
-    std::fs::metadata(path).map(|m| m.is_file()).unwrap_or(false)
+    std::fs::metadata(path)
+        .map(|m| m.is_file())
+        .unwrap_or(false)
 }
 
 fn is_dir(path: &Path) -> bool {

@@ -43,7 +43,10 @@ pub fn auth_refresh_json(outcome: &RefreshOutcome, auth: &Auth) -> Value {
     })
 }
 
-pub fn generation_json(result: &GenerationResult, refresh: Option<(&RefreshOutcome, &Auth)>) -> Value {
+pub fn generation_json(
+    result: &GenerationResult,
+    refresh: Option<(&RefreshOutcome, &Auth)>,
+) -> Value {
     let mut map = Map::new();
     map.insert("request_id".into(), json!(result.request_id));
     map.insert("session_id".into(), json!(result.session_id));
@@ -52,10 +55,16 @@ pub fn generation_json(result: &GenerationResult, refresh: Option<(&RefreshOutco
     map.insert("model".into(), json!(result.model));
     map.insert("image_count".into(), json!(result.images.len()));
     map.insert("imageCount".into(), json!(result.images.len()));
-    map.insert("images".into(), Value::Array(result.images.iter().map(image_json).collect()));
+    map.insert(
+        "images".into(),
+        Value::Array(result.images.iter().map(image_json).collect()),
+    );
     map.insert("seen_event_types".into(), json!(result.seen_event_types));
     map.insert("timed_out".into(), json!(result.timed_out));
-    map.insert("response_metadata".into(), result.response_metadata.clone().unwrap_or(Value::Null));
+    map.insert(
+        "response_metadata".into(),
+        result.response_metadata.clone().unwrap_or(Value::Null),
+    );
     if result.retry_attempts > 0 {
         map.insert("retry_attempts".into(), json!(result.retry_attempts));
         map.insert("retryAttempts".into(), json!(result.retry_attempts));
@@ -141,6 +150,9 @@ pub fn print_key_values(value: &Value) {
 }
 
 pub fn print_paths(images: &[SavedImage]) {
-    let text: String = images.iter().map(|i| format!("{}\n", i.path.display())).collect();
+    let text: String = images
+        .iter()
+        .map(|i| format!("{}\n", i.path.display()))
+        .collect();
     print_stdout(&text);
 }

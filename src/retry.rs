@@ -35,9 +35,11 @@ pub fn retry_reason(err: &Error) -> Option<String> {
         Error::Http { status, .. } if (500..600).contains(status) => Some(format!("HTTP {status}")),
         Error::Http { .. } => None,
         Error::Transport(_) => Some("transport".to_string()),
-        Error::GenerationFailed { seen_event_types, backend_errors, .. } => {
-            generation_failure_reason(seen_event_types, backend_errors)
-        }
+        Error::GenerationFailed {
+            seen_event_types,
+            backend_errors,
+            ..
+        } => generation_failure_reason(seen_event_types, backend_errors),
         Error::Usage(_)
         | Error::Auth(_)
         | Error::Refresh { .. }
@@ -110,28 +112,86 @@ mod tests {
     }
 
     fn backend(code: Option<&str>, message: &str) -> BackendError {
-        BackendError { source: "error".into(), code: code.map(str::to_string), kind: None, status: None, param: None, message: message.into() }
+        BackendError {
+            source: "error".into(),
+            code: code.map(str::to_string),
+            kind: None,
+            status: None,
+            param: None,
+            message: message.into(),
+        }
     }
 
     #[test]
     fn http_status_decides() {
-        assert_eq!(retry_reason(&Error::Http { status: 503, message: String::new() }).as_deref(), Some("HTTP 503"));
+        assert_eq!(
+            retry_reason(&Error::Http {
+                status: 503,
+                message: String::new()
+            })
+            .as_deref(),
+            Some("HTTP 503")
+        );
         for status in [400, 401, 403, 404, 429] {
-            assert_eq!(retry_reason(&Error::Http { status, message: String::new() }), None);
+            assert_eq!(
+                retry_reason(&Error::Http {
+                    status,
+                    message: String::new()
+                }),
+                None
+            );
         }
     }
 
     #[test]
     fn generation_failures_follow_the_spec_chain() {
-        assert_eq!(retry_reason(&failed(&[], vec![backend(Some("server_error"), "x")])).as_deref(), Some("server_error"));
-        assert_eq!(retry_reason(&failed(&["error"], vec![backend(None, "Service Unavailable")])).as_deref(), Some("backend_error"));
-        assert_eq!(retry_reason(&failed(&["response.failed"], vec![backend(Some("content_policy"), "no")])).as_deref(), Some("response.failed"));
-        assert_eq!(retry_reason(&failed(&["image_response"], vec![])).as_deref(), Some("image_response_without_data"));
-        assert_eq!(retry_reason(&failed(&["unparsed:message"], vec![])).as_deref(), Some("unparsed_stream_event"));
-        assert_eq!(retry_reason(&failed(&[], vec![])).as_deref(), Some("empty_response_stream"));
-        assert_eq!(retry_reason(&failed(&["keepalive"], vec![])).as_deref(), Some("stream_ended_before_completed_image"));
-        assert_eq!(retry_reason(&failed(&["response.created", "response.completed"], vec![])), None);
-        assert_eq!(retry_reason(&failed(&["error"], vec![backend(Some("moderation_blocked"), "refused")])), None);
+        assert_eq!(
+            retry_reason(&failed(&[], vec![backend(Some("server_error"), "x")])).as_deref(),
+            Some("server_error")
+        );
+        assert_eq!(
+            retry_reason(&failed(
+                &["error"],
+                vec![backend(None, "Service Unavailable")]
+            ))
+            .as_deref(),
+            Some("backend_error")
+        );
+        assert_eq!(
+            retry_reason(&failed(
+                &["response.failed"],
+                vec![backend(Some("content_policy"), "no")]
+            ))
+            .as_deref(),
+            Some("response.failed")
+        );
+        assert_eq!(
+            retry_reason(&failed(&["image_response"], vec![])).as_deref(),
+            Some("image_response_without_data")
+        );
+        assert_eq!(
+            retry_reason(&failed(&["unparsed:message"], vec![])).as_deref(),
+            Some("unparsed_stream_event")
+        );
+        assert_eq!(
+            retry_reason(&failed(&[], vec![])).as_deref(),
+            Some("empty_response_stream")
+        );
+        assert_eq!(
+            retry_reason(&failed(&["keepalive"], vec![])).as_deref(),
+            Some("stream_ended_before_completed_image")
+        );
+        assert_eq!(
+            retry_reason(&failed(&["response.created", "response.completed"], vec![])),
+            None
+        );
+        assert_eq!(
+            retry_reason(&failed(
+                &["error"],
+                vec![backend(Some("moderation_blocked"), "refused")]
+            )),
+            None
+        );
     }
 
     #[test]
@@ -147,7 +207,10 @@ mod tests {
             let base = 200.0 * 2f64.powi(r as i32 - 1);
             for _ in 0..50 {
                 let d = retry_delay_ms(r) as f64;
-                assert!(d >= (base * 0.9).floor() && d <= (base * 1.1).ceil(), "r={r} d={d}");
+                assert!(
+                    d >= (base * 0.9).floor() && d <= (base * 1.1).ceil(),
+                    "r={r} d={d}"
+                );
             }
         }
     }

@@ -9,7 +9,11 @@ use crate::paths::{self, env_nonempty, home_dir, OpenClawDirs};
 /// The discovery list, duplicates removed, in SPEC order.
 pub fn candidates(dirs: &OpenClawDirs) -> Vec<PathBuf> {
     let mut list: Vec<PathBuf> = Vec::new();
-    for name in ["CODEX_IMAGEN_AUTH_JSON", "OPENCLAW_CODEX_AUTH_JSON", "CODEX_AUTH_JSON"] {
+    for name in [
+        "CODEX_IMAGEN_AUTH_JSON",
+        "OPENCLAW_CODEX_AUTH_JSON",
+        "CODEX_AUTH_JSON",
+    ] {
         if let Some(value) = env_nonempty(name) {
             list.push(paths::resolve(&value));
         }
@@ -40,7 +44,10 @@ pub fn resolve_auth_path(explicit: Option<&Path>, dirs: &OpenClawDirs) -> Result
     if let Some(found) = list.iter().find(|p| paths::is_file(p)) {
         return Ok(found.clone());
     }
-    let tried: Vec<String> = list.iter().map(|p| format!("  - {}", p.display())).collect();
+    let tried: Vec<String> = list
+        .iter()
+        .map(|p| format!("  - {}", p.display()))
+        .collect();
     Err(Error::Auth(format!(
         "No auth JSON found. Tried:\n{}",
         tried.join("\n")

@@ -77,8 +77,15 @@ pub fn warn_auth_mode(auth: &Auth, progress: &Progress) {
 }
 
 /// Read the credentials a generation will use.
-pub async fn prepare(ctx: &AuthContext, _config: &Config, progress: &Progress) -> Result<PreparedAuth> {
+pub async fn prepare(
+    ctx: &AuthContext,
+    _config: &Config,
+    progress: &Progress,
+) -> Result<PreparedAuth> {
     let auth = ctx.read(&ctx.path)?;
     warn_auth_mode(&auth, progress);
-    Ok(PreparedAuth { auth, refresh: None })
+    Ok(PreparedAuth {
+        auth,
+        refresh: None,
+    })
 }

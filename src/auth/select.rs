@@ -74,7 +74,10 @@ pub fn configured_order(config_path: &Path) -> Vec<String> {
     {
         list.iter().filter_map(Value::as_str).for_each(&mut push);
     }
-    if let Some(profiles) = auth.and_then(|a| a.get("profiles")).and_then(Value::as_object) {
+    if let Some(profiles) = auth
+        .and_then(|a| a.get("profiles"))
+        .and_then(Value::as_object)
+    {
         for (id, profile) in profiles {
             let provider = profile
                 .get("provider")
@@ -106,7 +109,12 @@ pub fn select_profile(
     store_path: &Path,
     options: &SelectOptions,
 ) -> Result<String> {
-    if let Some(requested) = options.requested.as_deref().map(str::trim).filter(|r| !r.is_empty()) {
+    if let Some(requested) = options
+        .requested
+        .as_deref()
+        .map(str::trim)
+        .filter(|r| !r.is_empty())
+    {
         if profiles.contains_key(requested) {
             return Ok(requested.to_string());
         }
@@ -121,7 +129,10 @@ pub fn select_profile(
         .as_deref()
         .map(configured_order)
         .unwrap_or_default();
-    if let Some(id) = order.iter().find(|id| is_selectable(profiles.get(id.as_str()))) {
+    if let Some(id) = order
+        .iter()
+        .find(|id| is_selectable(profiles.get(id.as_str())))
+    {
         return Ok(id.clone());
     }
 
@@ -141,7 +152,11 @@ pub fn select_profile(
         .copied()
         .filter(|(_, p)| profile_account_id(p).is_some())
         .collect();
-    let ranked = if with_account.is_empty() { selectable } else { with_account };
+    let ranked = if with_account.is_empty() {
+        selectable
+    } else {
+        with_account
+    };
 
     let now = now_ms();
     let score = |id: &str, profile: &Value| -> i64 {
@@ -208,9 +223,18 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("auth-profiles.json");
         let ps = profiles(json!({"openai-codex:a": oauth(Some("1"), None, None)}));
-        let opts = SelectOptions { requested: Some("openai-codex:zz".into()), ..Default::default() };
+        let opts = SelectOptions {
+            requested: Some("openai-codex:zz".into()),
+            ..Default::default()
+        };
         let err = select_profile(&ps, &path, &opts).unwrap_err().to_string();
-        assert_eq!(err, format!("OpenClaw auth profile not found in {}: openai-codex:zz", path.display()));
+        assert_eq!(
+            err,
+            format!(
+                "OpenClaw auth profile not found in {}: openai-codex:zz",
+                path.display()
+            )
+        );
     }
 
     #[test]
@@ -225,7 +249,10 @@ mod tests {
             "anthropic:x": {"type": "oauth", "provider": "anthropic", "access": "t", "accountId": "9"},
         }));
         // a: 3600 + 100 + 100 = 3800 beats default: 1000 + 100
-        assert_eq!(select_profile(&ps, &path, &SelectOptions::default()).unwrap(), "openai-codex:a");
+        assert_eq!(
+            select_profile(&ps, &path, &SelectOptions::default()).unwrap(),
+            "openai-codex:a"
+        );
     }
 
     #[test]
@@ -237,11 +264,25 @@ mod tests {
             "openai-codex:b": oauth(Some("2"), None, None),
             "openai-codex:c": oauth(Some("3"), None, None),
         }));
-        std::fs::write(dir.path().join("auth-state.json"), r#"{"lastGood":{"openai-codex":"openai-codex:b"}}"#).unwrap();
-        assert_eq!(select_profile(&ps, &path, &SelectOptions::default()).unwrap(), "openai-codex:b");
+        std::fs::write(
+            dir.path().join("auth-state.json"),
+            r#"{"lastGood":{"openai-codex":"openai-codex:b"}}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            select_profile(&ps, &path, &SelectOptions::default()).unwrap(),
+            "openai-codex:b"
+        );
         let config = dir.path().join("openclaw.json");
-        std::fs::write(&config, r#"{"auth":{"order":{"openai-codex":[" openai-codex:missing ","openai-codex:c"]}}}"#).unwrap();
-        let opts = SelectOptions { config_path: Some(config), ..Default::default() };
+        std::fs::write(
+            &config,
+            r#"{"auth":{"order":{"openai-codex":[" openai-codex:missing ","openai-codex:c"]}}}"#,
+        )
+        .unwrap();
+        let opts = SelectOptions {
+            config_path: Some(config),
+            ..Default::default()
+        };
         assert_eq!(select_profile(&ps, &path, &opts).unwrap(), "openai-codex:c");
     }
 
@@ -249,8 +290,11 @@ mod tests {
     fn no_selectable_profile_is_an_error() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("auth-profiles.json");
-        let ps = profiles(json!({"x": {"type": "api_key", "provider": "openai-codex", "access": "t"}}));
-        let err = select_profile(&ps, &path, &SelectOptions::default()).unwrap_err().to_string();
+        let ps =
+            profiles(json!({"x": {"type": "api_key", "provider": "openai-codex", "access": "t"}}));
+        let err = select_profile(&ps, &path, &SelectOptions::default())
+            .unwrap_err()
+            .to_string();
         assert!(err.starts_with("No openai-codex OAuth profile found in"));
     }
 }

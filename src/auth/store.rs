@@ -75,8 +75,12 @@ impl Auth {
 pub fn read_document(path: &Path) -> Result<Value> {
     let text = std::fs::read_to_string(path)
         .map_err(|err| Error::Auth(format!("Cannot read auth file {}: {err}", path.display())))?;
-    serde_json::from_str(&text)
-        .map_err(|err| Error::Auth(format!("Invalid JSON in auth file {}: {err}", path.display())))
+    serde_json::from_str(&text).map_err(|err| {
+        Error::Auth(format!(
+            "Invalid JSON in auth file {}: {err}",
+            path.display()
+        ))
+    })
 }
 
 pub fn read_auth(path: &Path, options: &SelectOptions) -> Result<Auth> {
@@ -91,7 +95,11 @@ pub(crate) enum Located<'a> {
     ProviderMap { key: String, profile: &'a Value },
 }
 
-pub(crate) fn locate<'a>(path: &Path, document: &'a Value, options: &SelectOptions) -> Result<Located<'a>> {
+pub(crate) fn locate<'a>(
+    path: &Path,
+    document: &'a Value,
+    options: &SelectOptions,
+) -> Result<Located<'a>> {
     if document.get("tokens").is_some_and(Value::is_object) {
         return Ok(Located::Codex);
     }
@@ -100,7 +108,11 @@ pub(crate) fn locate<'a>(path: &Path, document: &'a Value, options: &SelectOptio
         let profile = &profiles[id.as_str()];
         return Ok(Located::Profile { id, profile });
     }
-    let requested = options.requested.as_deref().map(str::trim).filter(|r| !r.is_empty());
+    let requested = options
+        .requested
+        .as_deref()
+        .map(str::trim)
+        .filter(|r| !r.is_empty());
     let key = requested
         .map(|r| r.split_once(':').map(|(p, _)| p).unwrap_or(r))
         .filter(|k| !k.is_empty())
@@ -125,8 +137,14 @@ pub fn parse_auth(path: &Path, document: &Value, options: &SelectOptions) -> Res
                     None,
                     CODEX_PROVIDER.to_string(),
                     codex_profile(tokens),
-                    document.get("auth_mode").and_then(Value::as_str).map(str::to_string),
-                    document.get("last_refresh").and_then(Value::as_str).map(str::to_string),
+                    document
+                        .get("auth_mode")
+                        .and_then(Value::as_str)
+                        .map(str::to_string),
+                    document
+                        .get("last_refresh")
+                        .and_then(Value::as_str)
+                        .map(str::to_string),
                     tokens.get("id_token").and_then(Value::as_str),
                 )
             }
@@ -236,10 +254,14 @@ mod tests {
     #[test]
     fn codex_store_reads_tokens_and_top_level_fields() {
         let exp = now_ms() / 1000 + 1000;
-        let auth = parse("auth.json", json!({
-            "auth_mode": "chatgpt", "last_refresh": "2026-01-01T00:00:00Z",
-            "tokens": {"access_token": fake_jwt(exp), "refresh_token": "r", "account_id": "acc"}
-        })).unwrap();
+        let auth = parse(
+            "auth.json",
+            json!({
+                "auth_mode": "chatgpt", "last_refresh": "2026-01-01T00:00:00Z",
+                "tokens": {"access_token": fake_jwt(exp), "refresh_token": "r", "account_id": "acc"}
+            }),
+        )
+        .unwrap();
         assert_eq!(auth.format, AuthFormat::CodexAuthJson);
         assert_eq!(auth.account_id, "acc");
         assert_eq!(auth.refresh_token.as_deref(), Some("r"));
@@ -255,18 +277,34 @@ mod tests {
         assert_eq!(auth.format, AuthFormat::OpenClawOAuthJson);
         assert_eq!(auth.profile_id.as_deref(), Some("openai-codex:default"));
         assert_eq!(auth.expires_ms, Some(4_000_000_000_000));
-        let legacy = parse("auth.json", json!({"openai-codex": {"token": "t", "accountId": "a"}})).unwrap();
+        let legacy = parse(
+            "auth.json",
+            json!({"openai-codex": {"token": "t", "accountId": "a"}}),
+        )
+        .unwrap();
         assert_eq!(legacy.format, AuthFormat::OpenClawLegacyAuthJson);
         assert_eq!(legacy.seconds_left(), None);
     }
 
     #[test]
     fn missing_pieces_name_the_file() {
-        let err = parse("auth.json", json!({"tokens": {"account_id": "a"}})).unwrap_err().to_string();
-        assert!(err.starts_with("No access token found in") && err.ends_with("auth.json"), "{err}");
-        let err = parse("auth.json", json!({"tokens": {"access_token": "t"}})).unwrap_err().to_string();
+        let err = parse("auth.json", json!({"tokens": {"account_id": "a"}}))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with("No access token found in") && err.ends_with("auth.json"),
+            "{err}"
+        );
+        let err = parse("auth.json", json!({"tokens": {"access_token": "t"}}))
+            .unwrap_err()
+            .to_string();
         assert!(err.starts_with("No accountId found in"), "{err}");
-        let err = parse("x.json", json!({"other": {}})).unwrap_err().to_string();
-        assert!(err.starts_with("No openai-codex OAuth credential found in"), "{err}");
+        let err = parse("x.json", json!({"other": {}}))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with("No openai-codex OAuth credential found in"),
+            "{err}"
+        );
     }
 }

@@ -29,6 +29,7 @@ pub(crate) fn now_ms() -> i64 {
 }
 
 /// ISO-8601 UTC with milliseconds and `Z`, as JavaScript's `toISOString()`.
+#[allow(dead_code)] // used by the refresh merge
 pub(crate) fn iso_now() -> String {
     chrono::Utc::now()
         .format("%Y-%m-%dT%H:%M:%S%.3fZ")
@@ -48,8 +49,14 @@ mod tests {
 
     #[test]
     fn expires_is_seconds_or_milliseconds() {
-        assert_eq!(normalize_expires_ms(&json!(1_700_000_000)), Some(1_700_000_000_000));
-        assert_eq!(normalize_expires_ms(&json!(1_700_000_000_000_i64)), Some(1_700_000_000_000));
+        assert_eq!(
+            normalize_expires_ms(&json!(1_700_000_000)),
+            Some(1_700_000_000_000)
+        );
+        assert_eq!(
+            normalize_expires_ms(&json!(1_700_000_000_000_i64)),
+            Some(1_700_000_000_000)
+        );
         assert_eq!(normalize_expires_ms(&json!("soon")), None);
     }
 

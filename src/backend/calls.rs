@@ -29,7 +29,8 @@ pub struct CallState {
 
 /// Every image call in a payload, consuming it. `payload_type` decides the default `partial`.
 pub fn extract(payload: Value, payload_type: &str) -> Vec<CallUpdate> {
-    let finalish = payload_type == "response.output_item.done" || payload_type == "response.completed";
+    let finalish =
+        payload_type == "response.output_item.done" || payload_type == "response.completed";
     let mut found: Vec<Map<String, Value>> = Vec::new();
     let partial_event = payload_type == "response.image_generation_call.partial_image";
     let mut partial_call = None;
@@ -39,7 +40,10 @@ pub fn extract(payload: Value, payload_type: &str) -> Vec<CallUpdate> {
             if let Some(Value::String(b64)) = obj.remove("partial_image_b64") {
                 if !b64.is_empty() {
                     partial_call = Some(CallUpdate {
-                        id: obj.get("item_id").and_then(Value::as_str).map(str::to_string),
+                        id: obj
+                            .get("item_id")
+                            .and_then(Value::as_str)
+                            .map(str::to_string),
                         status: Some("partial_image".to_string()),
                         revised_prompt: None,
                         partial: Some(true),
@@ -56,7 +60,10 @@ pub fn extract(payload: Value, payload_type: &str) -> Vec<CallUpdate> {
             id: take_string(&mut obj, "id"),
             status: take_string(&mut obj, "status"),
             revised_prompt: take_string(&mut obj, "revised_prompt"),
-            partial: obj.get("partial").and_then(Value::as_bool).or(Some(!finalish)),
+            partial: obj
+                .get("partial")
+                .and_then(Value::as_bool)
+                .or(Some(!finalish)),
             result: take_string(&mut obj, "result"),
         })
         .collect();
@@ -80,7 +87,9 @@ fn collect(value: Value, found: &mut Vec<Map<String, Value>>) {
             // Children first need to be detached so the call object can be moved out whole.
             let children: Vec<(String, Value)> = obj
                 .iter_mut()
-                .filter(|(k, v)| !(k.as_str() == "result" && v.is_string()) && (v.is_object() || v.is_array()))
+                .filter(|(k, v)| {
+                    !(k.as_str() == "result" && v.is_string()) && (v.is_object() || v.is_array())
+                })
                 .map(|(k, v)| (k.clone(), v.take()))
                 .collect();
             if is_call {
@@ -137,7 +146,10 @@ fn merge_state(previous: Option<&CallState>, next: &CallUpdate) -> CallState {
     CallState {
         id: next.id.clone().or_else(|| prev.id.clone()),
         status,
-        revised_prompt: next.revised_prompt.clone().or_else(|| prev.revised_prompt.clone()),
+        revised_prompt: next
+            .revised_prompt
+            .clone()
+            .or_else(|| prev.revised_prompt.clone()),
         partial,
         has_result: prev.has_result || next.result.is_some(),
     }
@@ -161,7 +173,10 @@ mod tests {
         assert_eq!(calls[0].partial, Some(false));
         assert_eq!(calls[0].result.as_deref(), Some("AAAA"));
         assert_eq!(calls[1].partial, Some(true));
-        let added = extract(json!({"item": {"type": "image_generation_call", "id": "x"}}), "response.output_item.added");
+        let added = extract(
+            json!({"item": {"type": "image_generation_call", "id": "x"}}),
+            "response.output_item.added",
+        );
         assert_eq!(added[0].partial, Some(true));
     }
 
@@ -170,20 +185,36 @@ mod tests {
         let payload = json!({"type": "response.image_generation_call.partial_image",
             "item_id": "ig_1", "partial_image_b64": "AAAA", "partial_image_index": 0});
         let calls = extract(payload, "response.image_generation_call.partial_image");
-        assert_eq!(calls, vec![CallUpdate {
-            id: Some("ig_1".into()), status: Some("partial_image".into()),
-            revised_prompt: None, partial: Some(true), result: Some("AAAA".into()),
-        }]);
+        assert_eq!(
+            calls,
+            vec![CallUpdate {
+                id: Some("ig_1".into()),
+                status: Some("partial_image".into()),
+                revised_prompt: None,
+                partial: Some(true),
+                result: Some("AAAA".into()),
+            }]
+        );
     }
 
     #[test]
     fn merging_keeps_completed_results_and_prompts() {
         let mut tracker = CallTracker::default();
-        let first = CallUpdate { id: Some("a".into()), status: Some("completed".into()),
-            revised_prompt: Some("rp".into()), partial: Some(false), result: Some("x".into()) };
+        let first = CallUpdate {
+            id: Some("a".into()),
+            status: Some("completed".into()),
+            revised_prompt: Some("rp".into()),
+            partial: Some(false),
+            result: Some("x".into()),
+        };
         tracker.merge(&first);
-        let later = CallUpdate { id: Some("a".into()), status: Some("generating".into()),
-            revised_prompt: None, partial: Some(true), result: None };
+        let later = CallUpdate {
+            id: Some("a".into()),
+            status: Some("generating".into()),
+            revised_prompt: None,
+            partial: Some(true),
+            result: None,
+        };
         let (key, state) = tracker.merge(&later);
         assert_eq!(key, "a");
         assert_eq!(state.status.as_deref(), Some("completed"));

@@ -49,10 +49,17 @@ fn normalize(source: &str, value: Option<&Value>) -> Option<BackendError> {
         Value::String(s) if s.is_empty() => None,
         Value::String(s) => Some(plain(s.clone())),
         Value::Object(_) => {
-            let message = ["message", "error_description", "reason", "detail", "code", "status"]
-                .iter()
-                .find_map(|k| scalar(value.get(*k)))
-                .unwrap_or_else(|| compact_json(value, 1200));
+            let message = [
+                "message",
+                "error_description",
+                "reason",
+                "detail",
+                "code",
+                "status",
+            ]
+            .iter()
+            .find_map(|k| scalar(value.get(*k)))
+            .unwrap_or_else(|| compact_json(value, 1200));
             Some(BackendError {
                 source: source.to_string(),
                 code: scalar(value.get("code")),
@@ -75,7 +82,10 @@ pub fn from_payload(payload: &Value, payload_type: &str) -> Vec<BackendError> {
     }
     let response = payload.get("response");
     let failed = payload_type == "response.failed"
-        || response.and_then(|r| r.get("status")).and_then(Value::as_str) == Some("failed");
+        || response
+            .and_then(|r| r.get("status"))
+            .and_then(Value::as_str)
+            == Some("failed");
     if failed {
         let error = response.and_then(|r| r.get("error")).filter(|e| truthy(e));
         let incomplete = response
@@ -93,7 +103,10 @@ pub fn from_payload(payload: &Value, payload_type: &str) -> Vec<BackendError> {
             errors.extend(normalize("response.failed", Some(&Value::Object(summary))));
         }
     }
-    errors.extend(normalize("item.error", payload.get("item").and_then(|i| i.get("error"))));
+    errors.extend(normalize(
+        "item.error",
+        payload.get("item").and_then(|i| i.get("error")),
+    ));
     errors
 }
 
@@ -157,7 +170,8 @@ mod tests {
 
     #[test]
     fn failed_without_details_reports_status_and_id() {
-        let payload = json!({"type": "response.failed", "response": {"id": "r1", "status": "failed"}});
+        let payload =
+            json!({"type": "response.failed", "response": {"id": "r1", "status": "failed"}});
         let errors = from_payload(&payload, "response.failed");
         assert_eq!(format(&errors), "  - response.failed status=failed failed");
     }

@@ -45,13 +45,19 @@ pub fn sniff_mime(bytes: &[u8], path: &std::path::Path) -> Option<&'static str> 
 
 fn is_url(value: &str) -> bool {
     let lower = value.get(..11).unwrap_or(value).to_ascii_lowercase();
-    lower.starts_with("data:image/") || lower.starts_with("http://") || lower.starts_with("https://")
+    lower.starts_with("data:image/")
+        || lower.starts_with("http://")
+        || lower.starts_with("https://")
 }
 
 fn load_path(raw: &str, progress: &Progress) -> Result<LoadedReference> {
     let path = paths::resolve(raw);
-    let bytes = std::fs::read(&path)
-        .map_err(|e| Error::Input(format!("Cannot read reference image {}: {e}", path.display())))?;
+    let bytes = std::fs::read(&path).map_err(|e| {
+        Error::Input(format!(
+            "Cannot read reference image {}: {e}",
+            path.display()
+        ))
+    })?;
     let mime = sniff_mime(&bytes, &path).ok_or_else(|| {
         Error::Input(format!(
             "Unsupported image format for {}. Supported: PNG, JPEG, GIF, WebP.",
@@ -84,9 +90,15 @@ fn load_url(url: &str, progress: &Progress) -> Result<LoadedReference> {
             url.len()
         ));
     }
-    let is_data = url.get(..5).is_some_and(|p| p.eq_ignore_ascii_case("data:"));
+    let is_data = url
+        .get(..5)
+        .is_some_and(|p| p.eq_ignore_ascii_case("data:"));
     Ok(LoadedReference {
-        description: if is_data { "data:image/...".to_string() } else { url.to_string() },
+        description: if is_data {
+            "data:image/...".to_string()
+        } else {
+            url.to_string()
+        },
         image_url: url.to_string(),
     })
 }
@@ -105,7 +117,10 @@ pub fn load_all(references: &[Reference], progress: &Progress) -> Result<Vec<Loa
         }
     }
     if !loaded.is_empty() {
-        progress.info(&format!("codex-imagen: attached {} reference image(s)", loaded.len()));
+        progress.info(&format!(
+            "codex-imagen: attached {} reference image(s)",
+            loaded.len()
+        ));
         for (i, r) in loaded.iter().enumerate() {
             progress.verbose(&format!("reference {}: {}", i + 1, r.description));
         }
@@ -122,10 +137,19 @@ mod tests {
     fn magic_bytes_win_over_extension() {
         let png = [0x89, b'P', b'N', b'G', 0x0d, 0x0a, 0x1a, 0x0a, 0];
         assert_eq!(sniff_mime(&png, Path::new("x.jpg")), Some("image/png"));
-        assert_eq!(sniff_mime(b"\xff\xd8\xff\xe0", Path::new("x")), Some("image/jpeg"));
+        assert_eq!(
+            sniff_mime(b"\xff\xd8\xff\xe0", Path::new("x")),
+            Some("image/jpeg")
+        );
         assert_eq!(sniff_mime(b"GIF89a..", Path::new("x")), Some("image/gif"));
-        assert_eq!(sniff_mime(b"RIFF\0\0\0\0WEBPVP8 ", Path::new("x")), Some("image/webp"));
-        assert_eq!(sniff_mime(b"hello", Path::new("x.JPEG")), Some("image/jpeg"));
+        assert_eq!(
+            sniff_mime(b"RIFF\0\0\0\0WEBPVP8 ", Path::new("x")),
+            Some("image/webp")
+        );
+        assert_eq!(
+            sniff_mime(b"hello", Path::new("x.JPEG")),
+            Some("image/jpeg")
+        );
         assert_eq!(sniff_mime(b"hello", Path::new("x.txt")), None);
     }
 

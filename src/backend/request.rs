@@ -88,7 +88,9 @@ fn os_name_and_version() -> (String, String) {
 pub fn prompt_content(references: &[LoadedReference], detail: &str, prompt: &str) -> Vec<Value> {
     let mut content = Vec::with_capacity(references.len() * 3 + 1);
     for (i, r) in references.iter().enumerate() {
-        content.push(json!({"type": "input_text", "text": format!("<image name=[Image #{}]>", i + 1)}));
+        content.push(
+            json!({"type": "input_text", "text": format!("<image name=[Image #{}]>", i + 1)}),
+        );
         content.push(json!({"type": "input_image", "image_url": r.image_url, "detail": detail}));
         content.push(json!({"type": "input_text", "text": "</image>"}));
     }
@@ -130,7 +132,11 @@ fn insert(headers: &mut HeaderMap, name: &'static str, value: &str) {
 pub fn base_headers(identity: &RequestIdentity, accept: &str) -> HeaderMap {
     let mut headers = HeaderMap::new();
     insert(&mut headers, "accept", accept);
-    insert(&mut headers, "authorization", &format!("Bearer {}", identity.access_token));
+    insert(
+        &mut headers,
+        "authorization",
+        &format!("Bearer {}", identity.access_token),
+    );
     insert(&mut headers, "chatgpt-account-id", &identity.account_id);
     insert(&mut headers, "content-type", "application/json");
     insert(&mut headers, "originator", "codex_cli_rs");
@@ -140,7 +146,11 @@ pub fn base_headers(identity: &RequestIdentity, accept: &str) -> HeaderMap {
 }
 
 /// Headers for one Responses attempt.
-pub fn responses_headers(identity: &RequestIdentity, request_id: &str, session_id: &str) -> HeaderMap {
+pub fn responses_headers(
+    identity: &RequestIdentity,
+    request_id: &str,
+    session_id: &str,
+) -> HeaderMap {
     let mut headers = base_headers(identity, "text/event-stream, application/json");
     insert(&mut headers, "session-id", session_id);
     insert(&mut headers, "thread-id", request_id);
@@ -154,7 +164,10 @@ mod tests {
 
     #[test]
     fn content_wraps_references_then_prompt() {
-        let refs = vec![LoadedReference { image_url: "data:image/png;base64,AA".into(), description: String::new() }];
+        let refs = vec![LoadedReference {
+            image_url: "data:image/png;base64,AA".into(),
+            description: String::new(),
+        }];
         let content = prompt_content(&refs, "low", " keep spaces ");
         assert_eq!(content.len(), 4);
         assert_eq!(content[0]["text"], "<image name=[Image #1]>");

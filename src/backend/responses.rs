@@ -59,11 +59,16 @@ pub struct ResponsesRequest<'a> {
 /// Run one attempt to its end. On success every image is on disk and recorded in `state`.
 pub async fn run(req: &ResponsesRequest<'_>, state: &mut AttemptState) -> Result<()> {
     let body = responses_body(req.model, req.content, &state.request_id, req.stream);
-    let body = serde_json::to_vec(&body).map_err(|e| Error::Io(format!("Cannot encode request: {e}")))?;
+    let body =
+        serde_json::to_vec(&body).map_err(|e| Error::Io(format!("Cannot encode request: {e}")))?;
     let response = req
         .client
         .post(req.endpoint)
-        .headers(responses_headers(req.identity, &state.request_id, &state.session_id))
+        .headers(responses_headers(
+            req.identity,
+            &state.request_id,
+            &state.session_id,
+        ))
         .body(body)
         .send()
         .await
@@ -95,7 +100,9 @@ pub async fn run(req: &ResponsesRequest<'_>, state: &mut AttemptState) -> Result
     let mut events = sse::events(response.bytes_stream());
     while let Some(item) = events.next().await {
         match item {
-            Ok(event) => state.processor.on_sse(&event.event, event.data, &mut state.saver)?,
+            Ok(event) => state
+                .processor
+                .on_sse(&event.event, event.data, &mut state.saver)?,
             Err(err) => {
                 let message = match err {
                     sse::SseError::Transport(e) => transport_message(&e),
@@ -113,7 +120,9 @@ pub async fn run(req: &ResponsesRequest<'_>, state: &mut AttemptState) -> Result
         return Err(state.processor.no_image_error());
     }
     if !state.processor.saw("response.completed") {
-        return Err(Error::Stream("stream closed before response.completed".to_string()));
+        return Err(Error::Stream(
+            "stream closed before response.completed".to_string(),
+        ));
     }
     Ok(())
 }

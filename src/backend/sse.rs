@@ -24,7 +24,11 @@ pub struct LineAligned<S> {
 
 impl<S> LineAligned<S> {
     pub fn new(inner: S) -> Self {
-        LineAligned { inner, pending: BytesMut::new(), done: false }
+        LineAligned {
+            inner,
+            pending: BytesMut::new(),
+            done: false,
+        }
     }
 }
 
@@ -112,14 +116,21 @@ data: tail-without-blank-line";
             ("message".to_string(), "tail-without-blank-line".to_string()),
         ];
         for size in [1, 2, 3, 5, 7, 16, 64, input.len()] {
-            assert_eq!(collect_in_chunks(input, size), expected, "chunk size {size}");
+            assert_eq!(
+                collect_in_chunks(input, size),
+                expected,
+                "chunk size {size}"
+            );
         }
     }
 
     #[test]
     fn mixed_line_endings_between_events() {
         let input = b"data: a\r\n\r\ndata: b\n\ndata: c\r\n\n";
-        let got: Vec<String> = collect_in_chunks(input, 1).into_iter().map(|(_, d)| d).collect();
+        let got: Vec<String> = collect_in_chunks(input, 1)
+            .into_iter()
+            .map(|(_, d)| d)
+            .collect();
         assert_eq!(got, vec!["a", "b", "c"]);
     }
 }

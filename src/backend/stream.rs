@@ -20,7 +20,11 @@ pub fn payload_type(payload: &Value) -> String {
         Value::Object(obj) => ["type", "event"]
             .iter()
             .find_map(|k| obj.get(*k).and_then(Value::as_str))
-            .or_else(|| obj.get("item").and_then(|i| i.get("type")).and_then(Value::as_str))
+            .or_else(|| {
+                obj.get("item")
+                    .and_then(|i| i.get("type"))
+                    .and_then(Value::as_str)
+            })
             .unwrap_or("object")
             .to_string(),
         Value::Array(_) | Value::Null => "object".to_string(),
@@ -53,7 +57,10 @@ pub struct EventProcessor {
 
 impl EventProcessor {
     pub fn new(progress: Progress) -> Self {
-        EventProcessor { progress, ..Default::default() }
+        EventProcessor {
+            progress,
+            ..Default::default()
+        }
     }
 
     pub fn saw(&self, event_type: &str) -> bool {
@@ -70,7 +77,12 @@ impl EventProcessor {
     }
 
     /// One SSE event: `event_type` is its `event:` field (`message` when absent).
-    pub fn on_sse(&mut self, event_type: &str, data: String, sink: &mut dyn CallSink) -> Result<()> {
+    pub fn on_sse(
+        &mut self,
+        event_type: &str,
+        data: String,
+        sink: &mut dyn CallSink,
+    ) -> Result<()> {
         if data.is_empty() || data == "[DONE]" {
             return Ok(());
         }
@@ -90,7 +102,8 @@ impl EventProcessor {
         let kind = payload_type(&payload);
         self.progress.verbose(&format!("event: {kind}"));
         self.record_type(kind.clone());
-        self.backend_errors.extend(errors::from_payload(&payload, &kind));
+        self.backend_errors
+            .extend(errors::from_payload(&payload, &kind));
         for update in calls::extract(payload, &kind) {
             let (key, state) = self.tracker.merge(&update);
             sink.on_call(&key, &state, update.result)?;
@@ -105,7 +118,9 @@ impl EventProcessor {
         } else {
             self.seen_event_types.join(", ")
         };
-        let mut message = format!("No completed image_generation_call with result found. Seen event types: {seen}");
+        let mut message = format!(
+            "No completed image_generation_call with result found. Seen event types: {seen}"
+        );
         if !self.backend_errors.is_empty() {
             message.push_str("\nBackend error details:\n");
             message.push_str(&errors::format(&self.backend_errors));
@@ -163,8 +178,16 @@ mod tests {
         let mut sink = CollectedCalls::default();
         p.on_sse("message", "[DONE]".into(), &mut sink).unwrap();
         p.on_sse("keepalive", "not json".into(), &mut sink).unwrap();
-        p.on_sse("message", "{\"type\":\"response.created\"}".into(), &mut sink).unwrap();
-        assert_eq!(p.seen_event_types, vec!["unparsed:keepalive", "response.created"]);
+        p.on_sse(
+            "message",
+            "{\"type\":\"response.created\"}".into(),
+            &mut sink,
+        )
+        .unwrap();
+        assert_eq!(
+            p.seen_event_types,
+            vec!["unparsed:keepalive", "response.created"]
+        );
         let err = p.no_image_error().to_string();
         assert_eq!(err, "No completed image_generation_call with result found. Seen event types: unparsed:keepalive, response.created");
     }
