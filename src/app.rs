@@ -1,7 +1,8 @@
 //! The order of a run (SPEC §14): parse → `--help`/`--version` → `--cwd` and defaults → auth
 //! path → smoke | prepare auth → refresh-only | read prompt → generate → report.
 
-use crate::auth::{self, AuthContext, PreparedAuth};
+use crate::auth::refresh::{Refresher, REASON_BACKEND_401, REASON_REFRESH_ONLY};
+use crate::auth::{self, AuthContext, Fallback, PreparedAuth};
 use crate::backend::references;
 use crate::backend::request::{self, RequestIdentity};
 use crate::cli::{self, Parsed};
@@ -45,10 +46,45 @@ fn run_args(args: cli::Args) -> Result<()> {
     if config.smoke && !config.force_refresh {
         // No network, no fallback: what the first store says.
         let auth = ctx.read(&ctx.path)?;
+        auth::warn_auth_mode(&auth, &progress);
         print_smoke(&config, &auth);
         return Ok(());
     }
-    runtime()?.block_on(run_online(config, ctx, progress))
+    runtime()?.block_on(async {
+        tokio::select! {
+            result = run_online(config, ctx, progress) => result,
+            (code, name) = until_signal() => {
+                // Locks held for a refresh must not outlive us: OpenClaw agents would wait on them.
+                Progress::default().warn(&format!("Error: interrupted by {name}"));
+                crate::exit::exit_now(code)
+            }
+        }
+    })
+}
+
+/// The first SIGINT or SIGTERM (Ctrl-C on Windows), with the exit code a shell expects.
+async fn until_signal() -> (i32, &'static str) {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let (Ok(mut term), Ok(mut int)) = (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::interrupt()),
+        ) else {
+            return std::future::pending().await;
+        };
+        tokio::select! {
+            _ = term.recv() => (143, "SIGTERM"),
+            _ = int.recv() => (130, "SIGINT"),
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        if tokio::signal::ctrl_c().await.is_err() {
+            return std::future::pending().await;
+        }
+        (130, "Ctrl-C")
+    }
 }
 
 fn runtime() -> Result<tokio::runtime::Runtime> {
@@ -68,15 +104,38 @@ fn print_smoke(config: &Config, auth: &auth::Auth) {
 }
 
 async fn run_online(config: Config, ctx: AuthContext, progress: Progress) -> Result<()> {
-    let PreparedAuth { auth, refresh } = auth::prepare(&ctx, &config, &progress).await?;
+    let refresher = Refresher {
+        ctx: &ctx,
+        refresh_url: &config.refresh_url,
+        enabled: config.refresh,
+        progress,
+    };
+    let fallback = if config.smoke {
+        Fallback::FirstStoreOnly
+    } else {
+        Fallback::Allowed
+    };
+    let PreparedAuth { mut auth, mut refresh } =
+        auth::prepare(&ctx, &refresher, config.force_refresh, fallback, &progress).await?;
     if config.smoke {
         print_smoke(&config, &auth);
         return Ok(());
     }
     if config.refresh_only {
-        return Err(Error::Usage(
-            "--refresh-only is not available in this build".into(),
-        ));
+        let outcome = match refresh {
+            Some(outcome) => outcome,
+            None => {
+                let (fresh, outcome) = refresher.refresh(&auth, REASON_REFRESH_ONLY).await?;
+                auth = fresh;
+                outcome
+            }
+        };
+        if config.json {
+            report::print_json(&report::refresh_only_json(&auth, &outcome));
+        } else {
+            report::print_stdout(&format!("{}\n", auth.path.display()));
+        }
+        return Ok(());
     }
 
     let prompt = read_prompt(&config.prompt)?;
@@ -94,19 +153,24 @@ async fn run_online(config: Config, ctx: AuthContext, progress: Progress) -> Res
 
     let loaded = references::load_all(&config.references, &progress)?;
     let client = http_client()?;
-    let generation = Generation {
+    let mut generation = Generation {
         client: &client,
         config: &config,
-        identity: RequestIdentity {
-            access_token: auth.access_token.clone(),
-            account_id: auth.account_id.clone(),
-            user_agent: request::user_agent(),
-            codex_version: request::codex_version(),
-        },
+        identity: identity_for(&auth),
         content: request::prompt_content(&loaded, &config.image_detail, &prompt),
         progress,
     };
-    let result = generation.run_with_retries().await?;
+    let result = match generation.run_with_retries().await {
+        Err(Error::Http { status: 401, .. }) if config.refresh => {
+            // The backend rejected a token we thought valid: refresh once, then one more round.
+            let (fresh, outcome) = refresher.refresh(&auth, REASON_BACKEND_401).await?;
+            auth = fresh;
+            refresh = Some(outcome);
+            generation.identity = identity_for(&auth);
+            generation.run_with_retries().await?
+        }
+        other => other?,
+    };
 
     if config.json {
         let refresh = refresh.as_ref().map(|r| (r, &auth));
@@ -115,6 +179,15 @@ async fn run_online(config: Config, ctx: AuthContext, progress: Progress) -> Res
         report::print_paths(&result.images);
     }
     Ok(())
+}
+
+fn identity_for(auth: &auth::Auth) -> RequestIdentity {
+    RequestIdentity {
+        access_token: auth.access_token.clone(),
+        account_id: auth.account_id.clone(),
+        user_agent: request::user_agent(),
+        codex_version: request::codex_version(),
+    }
 }
 
 fn http_client() -> Result<reqwest::Client> {

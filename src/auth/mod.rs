@@ -3,6 +3,8 @@
 //! usable credentials for a run.
 
 pub mod discover;
+pub mod lock;
+pub mod refresh;
 pub mod select;
 pub mod store;
 pub(crate) mod token;
@@ -76,16 +78,89 @@ pub fn warn_auth_mode(auth: &Auth, progress: &Progress) {
     }
 }
 
-/// Read the credentials a generation will use.
+/// Error texts after which the next discovered store is worth trying (SPEC §15).
+const FALLBACK_MARKERS: [&str; 6] = [
+    "refresh token was already used",
+    "refresh token expired",
+    "refresh token was revoked",
+    "refresh token was rejected",
+    "refresh request failed",
+    "no accountid found",
+];
+
+fn worth_falling_back(err: &crate::error::Error) -> bool {
+    let text = err.to_string().to_lowercase();
+    FALLBACK_MARKERS.iter().any(|m| text.contains(m))
+}
+
+/// How [`prepare`] treats the stores.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fallback {
+    /// Walk the discovered stores when the first one is irrecoverably stale.
+    Allowed,
+    /// Only the first store (`--smoke`).
+    FirstStoreOnly,
+}
+
+/// Read the credentials a run will use, refreshing them when they are stale or `forced`, and
+/// falling back to the next discovered store when one is irrecoverably stale (SPEC §15).
 pub async fn prepare(
     ctx: &AuthContext,
-    _config: &Config,
+    refresher: &refresh::Refresher<'_>,
+    forced: bool,
+    fallback: Fallback,
     progress: &Progress,
 ) -> Result<PreparedAuth> {
-    let auth = ctx.read(&ctx.path)?;
-    warn_auth_mode(&auth, progress);
-    Ok(PreparedAuth {
-        auth,
-        refresh: None,
-    })
+    let explicit = ctx.explicit || fallback == Fallback::FirstStoreOnly;
+    let order = discover::fallback_order(&ctx.path, explicit, &ctx.dirs);
+    let mut first_error: Option<crate::error::Error> = None;
+    let mut first_identity: Option<Auth> = None;
+    for (index, path) in order.iter().enumerate() {
+        let attempt = async {
+            let auth = ctx.read(path).map_err(|e| ErrorWithAuth(e, None))?;
+            if let Some(first) = &first_identity {
+                if !refresh::identity_compatible(first, &auth) {
+                    return Ok(None);
+                }
+            }
+            warn_auth_mode(&auth, progress);
+            let reason = if forced {
+                Some(refresh::REASON_FORCED.to_string())
+            } else {
+                refresh::stale_reason(&auth)
+            };
+            let Some(reason) = reason else {
+                return Ok(Some(PreparedAuth { auth, refresh: None }));
+            };
+            match refresher.refresh(&auth, &reason).await {
+                Ok((auth, outcome)) => Ok(Some(PreparedAuth { auth, refresh: Some(outcome) })),
+                Err(err) => Err(ErrorWithAuth(err, Some(auth))),
+            }
+        };
+        let result: std::result::Result<Option<PreparedAuth>, ErrorWithAuth> = attempt.await;
+        match result {
+            Ok(Some(prepared)) => {
+                if index > 0 {
+                    progress.info(&format!("codex-imagen: using fallback auth {}", path.display()));
+                }
+                return Ok(prepared);
+            }
+            Ok(None) => continue,
+            Err(ErrorWithAuth(err, auth)) => {
+                let worth = worth_falling_back(&err);
+                if first_error.is_none() {
+                    first_error = Some(err);
+                    first_identity = auth;
+                }
+                if explicit || !worth {
+                    break;
+                }
+            }
+        }
+    }
+    Err(first_error.unwrap_or_else(|| crate::error::Error::Auth("No usable auth store found".into())))
 }
+
+/// An error from preparing one store, with the credentials it had read, if any.
+struct ErrorWithAuth(crate::error::Error, Option<Auth>);
+
