@@ -115,8 +115,10 @@ async fn run_online(config: Config, ctx: AuthContext, progress: Progress) -> Res
     } else {
         Fallback::Allowed
     };
-    let PreparedAuth { mut auth, mut refresh } =
-        auth::prepare(&ctx, &refresher, config.force_refresh, fallback, &progress).await?;
+    let PreparedAuth {
+        mut auth,
+        mut refresh,
+    } = auth::prepare(&ctx, &refresher, config.force_refresh, fallback, &progress).await?;
     if config.smoke {
         print_smoke(&config, &auth);
         return Ok(());

@@ -27,12 +27,20 @@ pub struct LockOptions {
 }
 
 /// The auth store's own lock: held only for a re-read and a write, well under 30 s.
-pub const STORE_LOCK: LockOptions =
-    LockOptions { retries: 10, stale_ms: 30_000, min_delay_ms: 100, max_delay_ms: 10_000 };
+pub const STORE_LOCK: LockOptions = LockOptions {
+    retries: 10,
+    stale_ms: 30_000,
+    min_delay_ms: 100,
+    max_delay_ms: 10_000,
+};
 
 /// The per-profile refresh lock, held across the refresh request.
-pub const REFRESH_LOCK: LockOptions =
-    LockOptions { retries: 20, stale_ms: 180_000, min_delay_ms: 100, max_delay_ms: 10_000 };
+pub const REFRESH_LOCK: LockOptions = LockOptions {
+    retries: 20,
+    stale_ms: 180_000,
+    min_delay_ms: 100,
+    max_delay_ms: 10_000,
+};
 
 #[derive(Debug, thiserror::Error)]
 pub enum LockError {
@@ -176,14 +184,19 @@ pub fn backoff_ms(options: LockOptions, attempt: u32) -> u64 {
 }
 
 fn try_create(lock_path: &Path) -> std::io::Result<Held> {
-    let mut file = std::fs::OpenOptions::new().write(true).create_new(true).open(lock_path)?;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(lock_path)?;
     let pid = std::process::id();
     let mut payload = json!({"pid": pid, "createdAt": crate::auth::token::iso_now()});
     if let Some(start) = process_start_time(pid) {
         payload["starttime"] = json!(start);
     }
     let content = serde_json::to_string_pretty(&payload).unwrap_or_default();
-    let written = file.write_all(content.as_bytes()).and_then(|_| file.sync_all());
+    let written = file
+        .write_all(content.as_bytes())
+        .and_then(|_| file.sync_all());
     if let Err(err) = written {
         drop(file);
         let _ = std::fs::remove_file(lock_path);
@@ -207,14 +220,23 @@ fn is_stale(lock_path: &Path, stale_ms: u64) -> bool {
     let payload = std::fs::read_to_string(lock_path)
         .ok()
         .and_then(|text| serde_json::from_str::<Value>(&text).ok());
-    let pid = payload.as_ref().and_then(|p| p.get("pid")).and_then(Value::as_i64);
-    let created = payload.as_ref().and_then(|p| p.get("createdAt")).and_then(Value::as_str);
+    let pid = payload
+        .as_ref()
+        .and_then(|p| p.get("pid"))
+        .and_then(Value::as_i64);
+    let created = payload
+        .as_ref()
+        .and_then(|p| p.get("createdAt"))
+        .and_then(Value::as_str);
     if pid.is_some() || created.is_some() {
         if let Some(pid) = pid {
             if !pid_alive(pid) {
                 return true;
             }
-            let recorded = payload.as_ref().and_then(|p| p.get("starttime")).and_then(Value::as_u64);
+            let recorded = payload
+                .as_ref()
+                .and_then(|p| p.get("starttime"))
+                .and_then(Value::as_u64);
             if let (Some(recorded), Some(actual)) = (recorded, process_start_time(pid as u32)) {
                 if recorded != actual {
                     // The pid was reused by an unrelated process.
@@ -224,7 +246,9 @@ fn is_stale(lock_path: &Path, stale_ms: u64) -> bool {
         }
         return match created.map(chrono::DateTime::parse_from_rfc3339) {
             Some(Ok(at)) => {
-                let age = chrono::Utc::now().signed_duration_since(at).num_milliseconds();
+                let age = chrono::Utc::now()
+                    .signed_duration_since(at)
+                    .num_milliseconds();
                 age > stale_ms as i64
             }
             Some(Err(_)) => true,
@@ -280,7 +304,10 @@ mod tests {
         for attempt in 0..25 {
             let d = backoff_ms(REFRESH_LOCK, attempt);
             let base = (100u64 << attempt.min(20)).clamp(100, 10_000);
-            assert!(d >= base && d <= (2 * base).min(10_000), "attempt {attempt}: {d}");
+            assert!(
+                d >= base && d <= (2 * base).min(10_000),
+                "attempt {attempt}: {d}"
+            );
         }
     }
 
@@ -310,9 +337,14 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("store.json");
         let lock = lock_path_for(&file);
-        std::fs::write(&lock, r#"{"pid": 999999999, "createdAt": "2026-01-01T00:00:00.000Z"}"#).unwrap();
+        std::fs::write(
+            &lock,
+            r#"{"pid": 999999999, "createdAt": "2026-01-01T00:00:00.000Z"}"#,
+        )
+        .unwrap();
         let held = acquire(&file, STORE_LOCK).await.unwrap();
-        let payload: Value = serde_json::from_str(&std::fs::read_to_string(&lock).unwrap()).unwrap();
+        let payload: Value =
+            serde_json::from_str(&std::fs::read_to_string(&lock).unwrap()).unwrap();
         assert_eq!(payload["pid"], json!(std::process::id()));
         drop(held);
         std::fs::write(&lock, r#"{"pid": 1, "createdAt": "not a date"}"#).unwrap();
@@ -338,8 +370,19 @@ mod tests {
         let fresh = json!({"pid": std::process::id(), "createdAt": crate::auth::token::iso_now()});
         std::fs::write(&lock, fresh.to_string()).unwrap();
         // Not re-entrant: the registry does not know this lock.
-        let quick = LockOptions { retries: 1, stale_ms: 30_000, min_delay_ms: 1, max_delay_ms: 2 };
+        let quick = LockOptions {
+            retries: 1,
+            stale_ms: 30_000,
+            min_delay_ms: 1,
+            max_delay_ms: 2,
+        };
         let err = acquire(&file, quick).await.unwrap_err().to_string();
-        assert_eq!(err, format!("Timed out waiting for OpenClaw OAuth refresh lock: {}", lock.display()));
+        assert_eq!(
+            err,
+            format!(
+                "Timed out waiting for OpenClaw OAuth refresh lock: {}",
+                lock.display()
+            )
+        );
     }
 }

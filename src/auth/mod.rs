@@ -130,10 +130,16 @@ pub async fn prepare(
                 refresh::stale_reason(&auth)
             };
             let Some(reason) = reason else {
-                return Ok(Some(PreparedAuth { auth, refresh: None }));
+                return Ok(Some(PreparedAuth {
+                    auth,
+                    refresh: None,
+                }));
             };
             match refresher.refresh(&auth, &reason).await {
-                Ok((auth, outcome)) => Ok(Some(PreparedAuth { auth, refresh: Some(outcome) })),
+                Ok((auth, outcome)) => Ok(Some(PreparedAuth {
+                    auth,
+                    refresh: Some(outcome),
+                })),
                 Err(err) => Err(ErrorWithAuth(err, Some(auth))),
             }
         };
@@ -141,7 +147,10 @@ pub async fn prepare(
         match result {
             Ok(Some(prepared)) => {
                 if index > 0 {
-                    progress.info(&format!("codex-imagen: using fallback auth {}", path.display()));
+                    progress.info(&format!(
+                        "codex-imagen: using fallback auth {}",
+                        path.display()
+                    ));
                 }
                 return Ok(prepared);
             }
@@ -158,9 +167,9 @@ pub async fn prepare(
             }
         }
     }
-    Err(first_error.unwrap_or_else(|| crate::error::Error::Auth("No usable auth store found".into())))
+    Err(first_error
+        .unwrap_or_else(|| crate::error::Error::Auth("No usable auth store found".into())))
 }
 
 /// An error from preparing one store, with the credentials it had read, if any.
 struct ErrorWithAuth(crate::error::Error, Option<Auth>);
-

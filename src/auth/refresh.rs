@@ -31,7 +31,10 @@ pub const REASON_BACKEND_401: &str = "401 from Codex backend";
 
 /// Reasons the user or the backend demanded: a still-valid token is no excuse to skip them.
 fn is_demanded(reason: &str) -> bool {
-    matches!(reason, REASON_FORCED | REASON_REFRESH_ONLY | REASON_BACKEND_401)
+    matches!(
+        reason,
+        REASON_FORCED | REASON_REFRESH_ONLY | REASON_BACKEND_401
+    )
 }
 
 /// Why `auth` needs a refresh now, or `None` when it is fresh (SPEC §6).
@@ -70,8 +73,15 @@ pub fn refresh_lock_file(state_dir: &Path, provider: &str, profile_id: &str) -> 
     hasher.update(provider.as_bytes());
     hasher.update([0u8]);
     hasher.update(profile_id.as_bytes());
-    let hex: String = hasher.finalize().iter().map(|b| format!("{b:02x}")).collect();
-    state_dir.join("locks").join("oauth-refresh").join(format!("sha256-{hex}"))
+    let hex: String = hasher
+        .finalize()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    state_dir
+        .join("locks")
+        .join("oauth-refresh")
+        .join(format!("sha256-{hex}"))
 }
 
 /// Refreshes credentials for one run.
@@ -85,17 +95,31 @@ pub struct Refresher<'a> {
 type Refreshed = (Auth, RefreshOutcome);
 
 fn refreshed(auth: Auth) -> Refreshed {
-    (auth, RefreshOutcome { refreshed: true, skipped: None })
+    (
+        auth,
+        RefreshOutcome {
+            refreshed: true,
+            skipped: None,
+        },
+    )
 }
 
 fn skipped(auth: Auth, why: &str) -> Refreshed {
-    (auth, RefreshOutcome { refreshed: false, skipped: Some(why.to_string()) })
+    (
+        auth,
+        RefreshOutcome {
+            refreshed: false,
+            skipped: Some(why.to_string()),
+        },
+    )
 }
 
 async fn acquire(file: &Path, options: LockOptions) -> Result<FileLock> {
     lock::acquire(file, options)
         .await
-        .map_err(|e| Error::Refresh { message: e.to_string() })
+        .map_err(|e| Error::Refresh {
+            message: e.to_string(),
+        })
 }
 
 impl Refresher<'_> {
@@ -113,7 +137,9 @@ impl Refresher<'_> {
     pub async fn refresh(&self, auth: &Auth, reason: &str) -> Result<Refreshed> {
         if !self.enabled {
             return Err(Error::Refresh {
-                message: format!("Codex OAuth refresh is disabled, but refresh is required: {reason}"),
+                message: format!(
+                    "Codex OAuth refresh is disabled, but refresh is required: {reason}"
+                ),
             });
         }
         if auth.refresh_token.is_none() {
@@ -122,7 +148,8 @@ impl Refresher<'_> {
             });
         }
         self.progress.verbose(&format!("refresh: {reason}"));
-        self.progress.verbose(&format!("refresh_endpoint: {}", self.refresh_url));
+        self.progress
+            .verbose(&format!("refresh_endpoint: {}", self.refresh_url));
         match (auth.format, auth.profile_id.as_deref()) {
             (AuthFormat::OpenClawAuthProfiles, Some(profile_id)) => {
                 self.refresh_openclaw(auth, profile_id, reason).await
@@ -143,10 +170,21 @@ impl Refresher<'_> {
         self.request_and_merge(&current, reason, true).await
     }
 
-    async fn refresh_openclaw(&self, auth: &Auth, profile_id: &str, reason: &str) -> Result<Refreshed> {
+    async fn refresh_openclaw(
+        &self,
+        auth: &Auth,
+        profile_id: &str,
+        reason: &str,
+    ) -> Result<Refreshed> {
         let lock_file = refresh_lock_file(&self.ctx.dirs.state_dir, &auth.provider, profile_id);
-        self.progress.verbose(&format!("openclaw_refresh_lock: {}", lock::lock_path_for(&lock_file).display()));
-        self.progress.verbose(&format!("openclaw_auth_store_lock: {}", auth.path.display()));
+        self.progress.verbose(&format!(
+            "openclaw_refresh_lock: {}",
+            lock::lock_path_for(&lock_file).display()
+        ));
+        self.progress.verbose(&format!(
+            "openclaw_auth_store_lock: {}",
+            auth.path.display()
+        ));
         let _refresh_lock = acquire(&lock_file, REFRESH_LOCK).await?;
 
         let current = {
@@ -196,7 +234,11 @@ impl Refresher<'_> {
             return Ok(None);
         }
         let main_doc = read_document(&main)?;
-        let Some(profile) = main_doc.get("profiles").and_then(|p| p.get(profile_id)).cloned() else {
+        let Some(profile) = main_doc
+            .get("profiles")
+            .and_then(|p| p.get(profile_id))
+            .cloned()
+        else {
             return Ok(None);
         };
         let mut doc = read_document(&current.path)?;
@@ -207,26 +249,37 @@ impl Refresher<'_> {
             None => return Ok(None),
         }
         write_store_atomic(&current.path, &doc)?;
-        self.progress.verbose("refresh skipped: inherited fresh OpenClaw main auth");
-        Ok(Some(skipped(self.reread(current)?, "inherited fresh OpenClaw main auth")))
+        self.progress
+            .verbose("refresh skipped: inherited fresh OpenClaw main auth");
+        Ok(Some(skipped(
+            self.reread(current)?,
+            "inherited fresh OpenClaw main auth",
+        )))
     }
 
     /// SPEC §7: the request, the merge on success, and every recovery path on failure.
-    async fn request_and_merge(&self, auth: &Auth, reason: &str, may_retry_rotated: bool) -> Result<Refreshed> {
+    async fn request_and_merge(
+        &self,
+        auth: &Auth,
+        reason: &str,
+        may_retry_rotated: bool,
+    ) -> Result<Refreshed> {
         let refresh_token = auth.refresh_token.clone().unwrap_or_default();
         let (status, body) = self.post(&refresh_token).await?;
 
         if (200..300).contains(&status) {
             let response: Value = serde_json::from_str(&body).map_err(|_| Error::Refresh {
-                message: self.failure_message(auth, &format!(
-                    "Refresh request failed: HTTP {status}: response is not JSON"
-                )),
+                message: self.failure_message(
+                    auth,
+                    &format!("Refresh request failed: HTTP {status}: response is not JSON"),
+                ),
             })?;
             let _store = acquire(&auth.path, STORE_LOCK).await?;
             let current = self.reread(auth)?;
             if current.refresh_token != auth.refresh_token {
                 // Another process refreshed first; its tokens are the live ones.
-                self.progress.verbose("refresh skipped: auth changed before persist");
+                self.progress
+                    .verbose("refresh skipped: auth changed before persist");
                 return Ok(skipped(current, "auth changed"));
             }
             let mut doc = read_document(&auth.path)?;
@@ -239,12 +292,15 @@ impl Refresher<'_> {
         let reused = is_reuse_error(status, &body);
         if let Some(current) = &current {
             if auth.credentials_differ(current) && stale_reason(current).is_none() {
-                self.progress.verbose("refresh skipped: auth changed while refresh was in progress");
+                self.progress
+                    .verbose("refresh skipped: auth changed while refresh was in progress");
                 return Ok(skipped(current.clone(), "auth changed"));
             }
-            let rotated = current.refresh_token.is_some() && current.refresh_token != auth.refresh_token;
+            let rotated =
+                current.refresh_token.is_some() && current.refresh_token != auth.refresh_token;
             if reused && rotated && may_retry_rotated {
-                self.progress.verbose("refresh retry: refresh token changed after refresh_token_reused");
+                self.progress
+                    .verbose("refresh retry: refresh token changed after refresh_token_reused");
                 return Box::pin(self.request_and_merge(
                     current,
                     "refresh_token_reused with rotated refresh token",
@@ -256,18 +312,27 @@ impl Refresher<'_> {
         if reused && !is_demanded(reason) {
             let fallback = current.unwrap_or_else(|| auth.clone());
             if fallback.seconds_left().is_some_and(|left| left > 0) {
-                self.progress.verbose("refresh skipped: refresh_token_reused but access token is still usable");
-                return Ok(skipped(fallback, "refresh_token_reused; access token still valid"));
+                self.progress.verbose(
+                    "refresh skipped: refresh_token_reused but access token is still usable",
+                );
+                return Ok(skipped(
+                    fallback,
+                    "refresh_token_reused; access token still valid",
+                ));
             }
         }
-        Err(Error::Refresh { message: self.failure_message(auth, &refresh_failure_text(status, &body)) })
+        Err(Error::Refresh {
+            message: self.failure_message(auth, &refresh_failure_text(status, &body)),
+        })
     }
 
     async fn post(&self, refresh_token: &str) -> Result<(u16, String)> {
         let client = reqwest::Client::builder()
             .timeout(Duration::from_millis(REFRESH_CALL_TIMEOUT_MS))
             .build()
-            .map_err(|e| Error::Refresh { message: format!("Cannot create the HTTP client: {e}") })?;
+            .map_err(|e| Error::Refresh {
+                message: format!("Cannot create the HTTP client: {e}"),
+            })?;
         let body = json!({
             "client_id": CODEX_OAUTH_CLIENT_ID,
             "grant_type": "refresh_token",
@@ -285,7 +350,9 @@ impl Refresher<'_> {
         let response = match sent {
             Ok(r) => r,
             Err(e) if e.is_timeout() => {
-                return Err(Error::Refresh { message: format!("OAuth refresh exceeded {REFRESH_CALL_TIMEOUT_MS}ms.") })
+                return Err(Error::Refresh {
+                    message: format!("OAuth refresh exceeded {REFRESH_CALL_TIMEOUT_MS}ms."),
+                })
             }
             Err(e) => {
                 return Err(Error::Refresh {
@@ -301,7 +368,9 @@ impl Refresher<'_> {
         let text = match response.text().await {
             Ok(t) => t,
             Err(e) if e.is_timeout() => {
-                return Err(Error::Refresh { message: format!("OAuth refresh exceeded {REFRESH_CALL_TIMEOUT_MS}ms.") })
+                return Err(Error::Refresh {
+                    message: format!("OAuth refresh exceeded {REFRESH_CALL_TIMEOUT_MS}ms."),
+                })
             }
             Err(_) => String::new(),
         };
@@ -320,9 +389,15 @@ impl Refresher<'_> {
                 ),
             }
         } else {
-            format!("fix: try again later with `codex-imagen --refresh-only --auth {}`", auth.path.display())
+            format!(
+                "fix: try again later with `codex-imagen --refresh-only --auth {}`",
+                auth.path.display()
+            )
         };
-        format!("{text}\nauth store: {} (profile {profile})\n{fix}", auth.path.display())
+        format!(
+            "{text}\nauth store: {} (profile {profile})\n{fix}",
+            auth.path.display()
+        )
     }
 }
 
@@ -379,7 +454,9 @@ fn refresh_failure_text(status: u16, body: &str) -> String {
             Some("refresh_token_expired") => format!("Refresh token expired. {SIGN_IN}"),
             Some("refresh_token_reused") => format!("Refresh token was already used. {SIGN_IN}"),
             Some("refresh_token_invalidated") => format!("Refresh token was revoked. {SIGN_IN}"),
-            _ if is_reuse_error(status, body) => format!("Refresh token was already used. {SIGN_IN}"),
+            _ if is_reuse_error(status, body) => {
+                format!("Refresh token was already used. {SIGN_IN}")
+            }
             _ => format!("Refresh token was rejected. {SIGN_IN}"),
         };
     }
@@ -406,11 +483,18 @@ fn refreshed_expires_ms(response: &Value) -> Option<i64> {
     if let Some(secs) = response.get("expires_in").and_then(Value::as_f64) {
         return Some(now_ms() + (secs * 1000.0) as i64);
     }
-    response.get("access_token").and_then(Value::as_str).and_then(jwt_exp).map(|e| e * 1000)
+    response
+        .get("access_token")
+        .and_then(Value::as_str)
+        .and_then(jwt_exp)
+        .map(|e| e * 1000)
 }
 
 fn response_str<'a>(response: &'a Value, key: &str) -> Option<&'a str> {
-    response.get(key).and_then(Value::as_str).filter(|s| !s.is_empty())
+    response
+        .get(key)
+        .and_then(Value::as_str)
+        .filter(|s| !s.is_empty())
 }
 
 /// Merge a refresh response into the store document, touching only the credential fields.
@@ -424,28 +508,67 @@ fn merge_response(doc: &mut Value, current: &Auth, response: &Value) -> Result<(
     match current.format {
         AuthFormat::CodexAuthJson => {
             let tokens = doc.get_mut("tokens").ok_or_else(|| Error::Refresh {
-                message: format!("Codex tokens disappeared during refresh from {}", current.path.display()),
+                message: format!(
+                    "Codex tokens disappeared during refresh from {}",
+                    current.path.display()
+                ),
             })?;
-            set(tokens, "id_token", as_json(response_str(response, "id_token")));
-            set(tokens, "access_token", as_json(response_str(response, "access_token")));
-            set(tokens, "refresh_token", as_json(response_str(response, "refresh_token")));
+            set(
+                tokens,
+                "id_token",
+                as_json(response_str(response, "id_token")),
+            );
+            set(
+                tokens,
+                "access_token",
+                as_json(response_str(response, "access_token")),
+            );
+            set(
+                tokens,
+                "refresh_token",
+                as_json(response_str(response, "refresh_token")),
+            );
             set(doc, "last_refresh", Some(json!(iso_now())));
         }
-        AuthFormat::OpenClawAuthProfiles | AuthFormat::OpenClawOAuthJson | AuthFormat::OpenClawLegacyAuthJson => {
+        AuthFormat::OpenClawAuthProfiles
+        | AuthFormat::OpenClawOAuthJson
+        | AuthFormat::OpenClawLegacyAuthJson => {
             let profile = if current.format == AuthFormat::OpenClawAuthProfiles {
                 let id = current.profile_id.clone().unwrap_or_default();
-                doc.get_mut("profiles").and_then(|p| p.get_mut(&id)).ok_or_else(|| Error::Refresh {
-                    message: format!("OpenClaw profile disappeared during refresh: {id}"),
-                })?
+                doc.get_mut("profiles")
+                    .and_then(|p| p.get_mut(&id))
+                    .ok_or_else(|| Error::Refresh {
+                        message: format!("OpenClaw profile disappeared during refresh: {id}"),
+                    })?
             } else {
-                doc.get_mut(&current.provider).ok_or_else(|| Error::Refresh {
-                    message: format!("OpenClaw OAuth entry disappeared during refresh: {}", current.provider),
-                })?
+                doc.get_mut(&current.provider)
+                    .ok_or_else(|| Error::Refresh {
+                        message: format!(
+                            "OpenClaw OAuth entry disappeared during refresh: {}",
+                            current.provider
+                        ),
+                    })?
             };
-            set(profile, "access", as_json(response_str(response, "access_token")));
-            set(profile, "refresh", as_json(response_str(response, "refresh_token")));
-            set(profile, "expires", refreshed_expires_ms(response).map(|ms| json!(ms)));
-            set(profile, "idToken", as_json(response_str(response, "id_token")));
+            set(
+                profile,
+                "access",
+                as_json(response_str(response, "access_token")),
+            );
+            set(
+                profile,
+                "refresh",
+                as_json(response_str(response, "refresh_token")),
+            );
+            set(
+                profile,
+                "expires",
+                refreshed_expires_ms(response).map(|ms| json!(ms)),
+            );
+            set(
+                profile,
+                "idToken",
+                as_json(response_str(response, "id_token")),
+            );
         }
     }
     Ok(())
@@ -455,7 +578,10 @@ fn merge_response(doc: &mut Value, current: &Auth, response: &Value) -> Result<(
 /// JSON with a trailing newline, renamed over the store, then chmod 0600.
 pub fn write_store_atomic(path: &Path, doc: &Value) -> Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
     let tmp = dir.join(format!(".{name}.{}.{}.tmp", std::process::id(), now_ms()));
     let text = serde_json::to_string_pretty(doc)
         .map_err(|e| Error::Io(format!("Cannot encode {}: {e}", path.display())))?;
@@ -464,7 +590,10 @@ pub fn write_store_atomic(path: &Path, doc: &Value) -> Result<()> {
         .and_then(|_| set_private(path));
     if let Err(err) = result {
         let _ = std::fs::remove_file(&tmp);
-        return Err(Error::io(format!("Cannot write auth store {}", path.display()), err));
+        return Err(Error::io(
+            format!("Cannot write auth store {}", path.display()),
+            err,
+        ));
     }
     Ok(())
 }
@@ -520,13 +649,22 @@ mod tests {
             refresh_failure_text(500, r#"{"error_description":"down"}"#),
             "Refresh request failed: HTTP 500: down"
         );
-        assert_eq!(refresh_failure_text(502, "  bad gateway \n"), "Refresh request failed: HTTP 502: bad gateway");
+        assert_eq!(
+            refresh_failure_text(502, "  bad gateway \n"),
+            "Refresh request failed: HTTP 502: bad gateway"
+        );
     }
 
     #[test]
     fn reuse_errors_are_recognised_by_code_or_wording() {
-        assert!(is_reuse_error(401, r#"{"error":{"code":"refresh_token_reused"}}"#));
-        assert!(is_reuse_error(401, "Your refresh token has already been used"));
+        assert!(is_reuse_error(
+            401,
+            r#"{"error":{"code":"refresh_token_reused"}}"#
+        ));
+        assert!(is_reuse_error(
+            401,
+            "Your refresh token has already been used"
+        ));
         assert!(!is_reuse_error(400, r#"{"error":"refresh_token_reused"}"#));
     }
 
@@ -537,6 +675,9 @@ mod tests {
             .iter()
             .map(|b| format!("{b:02x}"))
             .collect();
-        assert_eq!(path, PathBuf::from(format!("/s/locks/oauth-refresh/sha256-{hex}")));
+        assert_eq!(
+            path,
+            PathBuf::from(format!("/s/locks/oauth-refresh/sha256-{hex}"))
+        );
     }
 }
