@@ -24,10 +24,16 @@ pub fn run(argv: Vec<String>) -> i32 {
             report::print_stdout(&cli::version_text());
             return 0;
         }
+        Ok(Parsed::Completions(script)) | Ok(Parsed::Man(script)) => {
+            report::print_stdout(&script);
+            return 0;
+        }
         Ok(Parsed::Run(args)) => *args,
         Err(err) => return fail(&err),
     };
-    match run_args(args) {
+    let result = run_args(args);
+    crate::progress::finish_live_line();
+    match result {
         Ok(()) => 0,
         Err(err) => fail(&err),
     }
@@ -104,6 +110,7 @@ fn print_smoke(config: &Config, auth: &auth::Auth) {
 }
 
 async fn run_online(config: Config, ctx: AuthContext, progress: Progress) -> Result<()> {
+    crate::progress::start_live_line(&progress);
     let refresher = Refresher {
         ctx: &ctx,
         refresh_url: &config.refresh_url,

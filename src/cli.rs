@@ -162,6 +162,14 @@ pub struct Args {
     #[arg(long, visible_alias = "debug")]
     pub verbose: bool,
 
+    /// Print a shell completion script: bash, zsh, fish, powershell or elvish.
+    #[arg(long, value_name = "SHELL", allow_hyphen_values = true)]
+    pub completions: Option<String>,
+
+    /// Print the man page (roff) and exit.
+    #[arg(long)]
+    pub man: bool,
+
     /// Print the version and exit.
     #[arg(long)]
     pub version: bool,
@@ -184,6 +192,10 @@ pub struct Args {
 pub enum Parsed {
     Help,
     Version,
+    /// `--completions <shell>`: the script to print.
+    Completions(String),
+    /// `--man`: the man page to print.
+    Man(String),
     Run(Box<Args>),
 }
 
@@ -193,6 +205,25 @@ pub fn help_text() -> String {
 
 pub fn version_text() -> String {
     format!("{}\n", env!("CARGO_PKG_VERSION"))
+}
+
+/// A completion script for `shell`. These are flags, not subcommands: positional words are the
+/// prompt.
+fn completions_script(shell: &str) -> Result<String> {
+    use std::str::FromStr;
+    let shell = clap_complete::Shell::from_str(shell).map_err(|_| {
+        Error::Usage("--completions must be one of: bash, zsh, fish, powershell, elvish".into())
+    })?;
+    let mut out = Vec::new();
+    clap_complete::generate(shell, &mut Args::command(), "codex-imagen", &mut out);
+    Ok(String::from_utf8_lossy(&out).into_owned())
+}
+
+fn man_page() -> String {
+    let mut out = Vec::new();
+    // Rendering into memory cannot fail.
+    let _ = clap_mangen::Man::new(Args::command()).render(&mut out);
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// Parse argv (without the program name).
@@ -216,6 +247,12 @@ pub fn parse(argv: &[String]) -> Result<Parsed> {
     }
     if args.version {
         return Ok(Parsed::Version);
+    }
+    if let Some(shell) = &args.completions {
+        return completions_script(shell).map(Parsed::Completions);
+    }
+    if args.man {
+        return Ok(Parsed::Man(man_page()));
     }
     args.timeout_flags = ordered_values(
         &matches,

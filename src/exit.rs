@@ -4,5 +4,6 @@
 /// Release held locks, then exit with `code`.
 pub fn exit_now(code: i32) -> ! {
     crate::auth::lock::release_all_held();
+    crate::progress::finish_live_line();
     std::process::exit(code)
 }

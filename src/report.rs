@@ -122,6 +122,7 @@ pub fn refresh_only_json(auth: &Auth, outcome: &RefreshOutcome) -> Value {
 
 /// Write to stdout; a closed pipe (`| head`) is not an error worth a crash.
 pub fn print_stdout(text: &str) {
+    crate::progress::finish_live_line();
     let mut out = std::io::stdout().lock();
     let _ = out.write_all(text.as_bytes());
     let _ = out.flush();

@@ -16,7 +16,13 @@ fn steps_text(job: &Yaml) -> String {
         .as_vec()
         .expect("steps")
         .iter()
-        .map(|s| format!("{} {}", s["run"].as_str().unwrap_or(""), s["uses"].as_str().unwrap_or("")))
+        .map(|s| {
+            format!(
+                "{} {}",
+                s["run"].as_str().unwrap_or(""),
+                s["uses"].as_str().unwrap_or("")
+            )
+        })
         .collect::<Vec<_>>()
         .join("\n")
 }
@@ -25,22 +31,43 @@ fn steps_text(job: &Yaml) -> String {
 fn ci_runs_fmt_clippy_and_tests_on_three_operating_systems() {
     let ci = load("ci.yml");
     let job = &ci["jobs"]["test"];
-    let oses: Vec<&str> = job["strategy"]["matrix"]["os"].as_vec().unwrap().iter().filter_map(Yaml::as_str).collect();
-    assert_eq!(oses, vec!["ubuntu-latest", "macos-latest", "windows-latest"]);
+    let oses: Vec<&str> = job["strategy"]["matrix"]["os"]
+        .as_vec()
+        .unwrap()
+        .iter()
+        .filter_map(Yaml::as_str)
+        .collect();
+    assert_eq!(
+        oses,
+        vec!["ubuntu-latest", "macos-latest", "windows-latest"]
+    );
     let steps = steps_text(job);
     assert!(steps.contains("cargo fmt --all -- --check"));
     assert!(steps.contains("cargo clippy --all-targets -- -D warnings"));
     assert!(steps.contains("cargo test"));
-    assert!(steps.contains("cargo build --all-targets"), "Windows at least builds");
+    assert!(
+        steps.contains("cargo build --all-targets"),
+        "Windows at least builds"
+    );
 }
 
 #[test]
 fn release_builds_every_target_on_version_tags_and_attaches_checksums() {
     let release = load("release.yml");
-    let tags: Vec<&str> = release["on"]["push"]["tags"].as_vec().unwrap().iter().filter_map(Yaml::as_str).collect();
+    let tags: Vec<&str> = release["on"]["push"]["tags"]
+        .as_vec()
+        .unwrap()
+        .iter()
+        .filter_map(Yaml::as_str)
+        .collect();
     assert_eq!(tags, vec!["v*"]);
-    let include = release["jobs"]["build"]["strategy"]["matrix"]["include"].as_vec().unwrap();
-    let targets: Vec<&str> = include.iter().filter_map(|e| e["target"].as_str()).collect();
+    let include = release["jobs"]["build"]["strategy"]["matrix"]["include"]
+        .as_vec()
+        .unwrap();
+    let targets: Vec<&str> = include
+        .iter()
+        .filter_map(|e| e["target"].as_str())
+        .collect();
     assert_eq!(
         targets,
         vec![
@@ -63,20 +90,33 @@ fn release_builds_every_target_on_version_tags_and_attaches_checksums() {
 
 #[test]
 fn skill_install_entries_point_at_the_release_archives() {
-    let skill = std::fs::read_to_string(format!("{}/SKILL.md", env!("CARGO_MANIFEST_DIR"))).unwrap();
+    let skill =
+        std::fs::read_to_string(format!("{}/SKILL.md", env!("CARGO_MANIFEST_DIR"))).unwrap();
     let front = skill.split("---").nth(1).expect("front matter");
     for line in front.lines().filter(|l| !l.trim().is_empty()) {
         assert!(line.contains(": "), "single-line keys only: {line}");
     }
-    let metadata = front.lines().find_map(|l| l.strip_prefix("metadata: ")).expect("metadata line");
-    let meta: serde_json::Value = serde_json::from_str(metadata).expect("metadata is one-line JSON");
-    assert_eq!(meta["openclaw"]["requires"]["bins"], serde_json::json!(["codex-imagen"]));
+    let metadata = front
+        .lines()
+        .find_map(|l| l.strip_prefix("metadata: "))
+        .expect("metadata line");
+    let meta: serde_json::Value =
+        serde_json::from_str(metadata).expect("metadata is one-line JSON");
+    assert_eq!(
+        meta["openclaw"]["requires"]["bins"],
+        serde_json::json!(["codex-imagen"])
+    );
     let installs = meta["openclaw"]["install"].as_array().unwrap();
     let release = load("release.yml");
-    for target in release["jobs"]["build"]["strategy"]["matrix"]["include"].as_vec().unwrap() {
+    for target in release["jobs"]["build"]["strategy"]["matrix"]["include"]
+        .as_vec()
+        .unwrap()
+    {
         let target = target["target"].as_str().unwrap();
         assert!(
-            installs.iter().any(|i| i["kind"] == "download" && i["url"].as_str().unwrap().contains(target)),
+            installs
+                .iter()
+                .any(|i| i["kind"] == "download" && i["url"].as_str().unwrap().contains(target)),
             "no download entry for {target}"
         );
     }

@@ -623,7 +623,7 @@ pub fn run_command(mut cmd: Command) -> Run {
     std::thread::spawn(move || {
         std::thread::sleep(Duration::from_secs(60));
         if !*flag.lock().unwrap() {
-            unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+            kill_hard(pid);
         }
     });
     let output: Output = child.wait_with_output().expect("wait for codex-imagen");
@@ -634,6 +634,19 @@ pub fn run_command(mut cmd: Command) -> Run {
         stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
         elapsed: start.elapsed(),
     }
+}
+
+#[cfg(unix)]
+fn kill_hard(pid: u32) {
+    // SAFETY: signalling a child we spawned.
+    unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+}
+
+#[cfg(not(unix))]
+fn kill_hard(pid: u32) {
+    let _ = Command::new("taskkill")
+        .args(["/F", "/PID", &pid.to_string()])
+        .status();
 }
 
 /// The usual flags pointing the binary at the test server.

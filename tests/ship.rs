@@ -1,0 +1,201 @@
+//! Shipping features: shell completions, the man page, and the live progress line on a terminal
+//! (with plain lines, byte for byte, everywhere else).
+
+mod support;
+
+use support::*;
+
+const LONG_OPTIONS: [&str; 33] = [
+    "prompt",
+    "prompt-file",
+    "image",
+    "input-ref",
+    "image-url",
+    "image-detail",
+    "output",
+    "out-dir",
+    "backend",
+    "image-backend",
+    "model",
+    "auth",
+    "auth-profile",
+    "base-url",
+    "refresh-url",
+    "cwd",
+    "smoke",
+    "force-refresh",
+    "refresh-only",
+    "no-refresh",
+    "retries",
+    "no-retry",
+    "timeout",
+    "timeout-seconds",
+    "timeout-ms",
+    "no-stream",
+    "json",
+    "quiet",
+    "verbose",
+    "completions",
+    "man",
+    "version",
+    "help",
+];
+
+#[test]
+fn completions_print_for_every_shell_without_credentials() {
+    let sandbox = Sandbox::new();
+    for shell in ["bash", "zsh", "fish", "powershell", "elvish"] {
+        let run = sandbox.run(&["--completions", shell]);
+        assert_eq!(run.code, 0, "{shell}: {run}");
+        assert!(run.stdout.len() > 500, "{shell}: {run}");
+        assert!(run.stdout.contains("codex-imagen"), "{shell}");
+    }
+}
+
+#[test]
+fn the_bash_script_mentions_every_long_option() {
+    let run = Sandbox::new().run(&["--completions=bash"]);
+    assert_eq!(run.code, 0, "{run}");
+    for option in LONG_OPTIONS {
+        assert!(
+            run.stdout.contains(&format!("--{option} "))
+                || run.stdout.contains(&format!("--{option}\""))
+                || run.stdout.contains(&format!("--{option}\n")),
+            "bash completion lacks --{option}"
+        );
+    }
+}
+
+#[test]
+fn an_unknown_shell_is_a_usage_error() {
+    let run = Sandbox::new().run(&["--completions", "tcsh"]);
+    assert_eq!(run.code, 2, "{run}");
+    assert_eq!(
+        run.stderr,
+        "Error: --completions must be one of: bash, zsh, fish, powershell, elvish\n"
+    );
+}
+
+#[test]
+fn the_man_page_is_roff_listing_the_options() {
+    let run = Sandbox::new().run(&["--man"]);
+    assert_eq!(run.code, 0, "{run}");
+    assert!(
+        run.stdout.starts_with(".ie") || run.stdout.starts_with(".TH"),
+        "{}",
+        &run.stdout[..80.min(run.stdout.len())]
+    );
+    assert!(run.stdout.contains(".TH codex-imagen"));
+    for option in ["prompt\\-file", "refresh\\-only", "timeout\\-ms"] {
+        assert!(run.stdout.contains(option), "man page lacks {option}");
+    }
+}
+
+fn slow_image_stream(png: &[u8]) -> Reply {
+    Reply::sse()
+        .event(&created())
+        .sleep_ms(400)
+        .event(&serde_json::json!({"type": "response.image_generation_call.generating", "item_id": "ig_1"}))
+        .sleep_ms(400)
+        .event(&image_done("ig_1", png))
+        .sleep_ms(300)
+        .event(&completed(&[("ig_1", png)]))
+        .end()
+}
+
+#[test]
+fn a_pipe_gets_the_plain_progress_lines_byte_for_byte() {
+    let server = Server::start();
+    let png = png_bytes(1, 300);
+    server.enqueue("/backend-api/codex/responses", slow_image_stream(&png));
+    let sandbox = Sandbox::new();
+    sandbox.with_codex_auth();
+    let sargs = server_args(&server);
+    let run = sandbox.run(&with_server(
+        &sargs,
+        &["--no-retry", "--output", "x.png", "a cat"],
+    ));
+    assert_eq!(run.code, 0, "{run}");
+    let path = sandbox.work().join("x.png");
+    let expected = format!(
+        "codex-imagen: POST {base}/responses\ncodex-imagen: backend responses\ncodex-imagen: model gpt-5.4\n\
+codex-imagen: request accepted\ncodex-imagen: image generation running\ncodex-imagen: saved image 1: {path}\n\
+codex-imagen: response completed\n",
+        base = server.base_url(),
+        path = path.display()
+    );
+    assert_eq!(run.stderr, expected);
+}
+
+#[cfg(target_os = "linux")]
+#[test]
+fn a_terminal_gets_one_live_progress_line() {
+    use std::io::Read;
+    use std::os::fd::{FromRawFd, OwnedFd};
+
+    let server = Server::start();
+    let png = png_bytes(1, 300);
+    server.enqueue("/backend-api/codex/responses", slow_image_stream(&png));
+    let sandbox = Sandbox::new();
+    sandbox.with_codex_auth();
+    let (mut master, mut slave) = (0, 0);
+    // SAFETY: openpty fills two new descriptors that we then own.
+    let rc = unsafe {
+        libc::openpty(
+            &mut master,
+            &mut slave,
+            std::ptr::null_mut(),
+            std::ptr::null(),
+            std::ptr::null(),
+        )
+    };
+    assert_eq!(rc, 0, "openpty");
+    let slave = unsafe { OwnedFd::from_raw_fd(slave) };
+    let mut master = unsafe { std::fs::File::from_raw_fd(master) };
+    let sargs = server_args(&server);
+    let mut cmd = sandbox.command(&with_server(&sargs, &["--no-retry", "a cat"]));
+    cmd.stderr(std::process::Stdio::from(slave));
+    let child = cmd.spawn().unwrap();
+    drop(cmd);
+    let reader = std::thread::spawn(move || {
+        let mut all = Vec::new();
+        let mut buf = [0u8; 4096];
+        while let Ok(n) = master.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            all.extend_from_slice(&buf[..n]);
+        }
+        String::from_utf8_lossy(&all).into_owned()
+    });
+    let output = child.wait_with_output().unwrap();
+    assert_eq!(output.status.code(), Some(0));
+    let screen = reader.join().unwrap();
+    assert!(screen.contains("\r\x1b[2K"), "redraws one line: {screen:?}");
+    assert!(screen.contains("generating"), "{screen:?}");
+    assert!(screen.contains("accepted"), "{screen:?}");
+    assert!(
+        screen
+            .chars()
+            .any(|c| ('\u{2800}'..='\u{28ff}').contains(&c)),
+        "spinner: {screen:?}"
+    );
+    assert!(
+        screen.contains("codex-imagen: saved image 1: "),
+        "plain lines still shown: {screen:?}"
+    );
+    let elapsed = regex_like_seconds(&screen);
+    assert!(elapsed, "elapsed seconds shown: {screen:?}");
+    assert!(
+        screen.ends_with("\r\x1b[2K") || screen.ends_with("completed\r\n"),
+        "live line cleared at the end: {screen:?}"
+    );
+}
+
+/// True when the text shows something like ` 0.8s`.
+fn regex_like_seconds(text: &str) -> bool {
+    text.split(' ').any(|w| {
+        let w = w.split('\r').next().unwrap_or(w);
+        w.ends_with('s') && w[..w.len() - 1].parse::<f64>().is_ok() && w.contains('.')
+    })
+}
