@@ -6,7 +6,7 @@ use crate::auth::{self, AuthContext, Fallback, PreparedAuth};
 use crate::backend::references;
 use crate::backend::request::{self, RequestIdentity};
 use crate::cli::{self, Parsed};
-use crate::config::{Backend, Config, PromptSource};
+use crate::config::{Config, PromptSource};
 use crate::error::{Error, Result};
 use crate::generate::Generation;
 use crate::paths;
@@ -154,21 +154,17 @@ async fn run_online(config: Config, ctx: AuthContext, progress: Progress) -> Res
                 .into(),
         ));
     }
-    if config.backend == Backend::Images {
-        return Err(Error::Usage(
-            "--backend images is not available in this build".into(),
-        ));
-    }
 
     let loaded = references::load_all(&config.references, &progress)?;
     let client = http_client()?;
-    let mut generation = Generation {
-        client: &client,
-        config: &config,
-        identity: identity_for(&auth),
-        content: request::prompt_content(&loaded, &config.image_detail, &prompt),
+    let mut generation = Generation::new(
+        &client,
+        &config,
+        identity_for(&auth),
+        &loaded,
+        &prompt,
         progress,
-    };
+    );
     let result = match generation.run_with_retries().await {
         Err(Error::Http { status: 401, .. }) if config.refresh => {
             // The backend rejected a token we thought valid: refresh once, then one more round.

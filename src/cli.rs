@@ -185,6 +185,12 @@ pub struct Args {
     /// `--retries` values and `--no-retry` in command-line order; the last one wins.
     #[arg(skip)]
     pub retry_flags: Vec<String>,
+
+    /// `-i`/`--image`, `--input-ref` and `--image-url` values in command-line order, each with
+    /// its flag (`--image`, `--input-ref`, `--image-url`): references keep the order they were
+    /// given in across flags (SPEC §10.1).
+    #[arg(skip)]
+    pub reference_flags: Vec<(String, String)>,
 }
 
 /// What the command line asks for before anything else is looked at.
@@ -269,6 +275,17 @@ pub fn parse(argv: &[String]) -> Result<Parsed> {
         .into_iter()
         .map(|(_, value)| value)
         .collect();
+    args.reference_flags = ordered_values(
+        &matches,
+        &[
+            ("images", "--image"),
+            ("input_refs", "--input-ref"),
+            ("image_urls", "--image-url"),
+        ],
+    )
+    .into_iter()
+    .map(|(flag, value)| (flag.to_string(), value))
+    .collect();
     Ok(Parsed::Run(Box::new(args)))
 }
 
@@ -323,6 +340,22 @@ fn usage_message(err: &clap::Error, argv: &[String]) -> String {
                 .cloned()
                 .unwrap_or(arg);
             format!("Unknown option: {typed}")
+        }
+        ErrorKind::TooManyValues => {
+            // `--smoke=1`: a flag that takes no value is not an option the Node tool knew.
+            match err.get(ContextKind::InvalidArg) {
+                Some(ContextValue::String(flag)) => {
+                    let typed = argv
+                        .iter()
+                        .find(|a| a.starts_with(&format!("{flag}=")))
+                        .cloned();
+                    match typed {
+                        Some(typed) => format!("Unknown option: {typed}"),
+                        None => strip_clap_message(err),
+                    }
+                }
+                _ => strip_clap_message(err),
+            }
         }
         ErrorKind::InvalidValue | ErrorKind::NoEquals | ErrorKind::WrongNumberOfValues => {
             // With hyphen values allowed, a value can only be missing when the option is last.
@@ -417,6 +450,32 @@ mod tests {
     }
 
     #[test]
+    fn references_keep_their_command_line_order_across_flags() {
+        let args = run(&[
+            "--input-ref",
+            "a,b",
+            "-i",
+            "c",
+            "--image-url=d",
+            "--image=e",
+        ]);
+        let flags: Vec<(&str, &str)> = args
+            .reference_flags
+            .iter()
+            .map(|(f, v)| (f.as_str(), v.as_str()))
+            .collect();
+        assert_eq!(
+            flags,
+            vec![
+                ("--input-ref", "a,b"),
+                ("--image", "c"),
+                ("--image-url", "d"),
+                ("--image", "e")
+            ]
+        );
+    }
+
+    #[test]
     fn positional_words_interleave_with_options() {
         let args = run(&["a", "--json", "b"]);
         assert_eq!(args.words, vec!["a", "b"]);
@@ -430,6 +489,7 @@ mod tests {
         assert_eq!(usage_err(&["--bogus"]), "Unknown option: --bogus");
         assert_eq!(usage_err(&["--bogus=1"]), "Unknown option: --bogus=1");
         assert_eq!(usage_err(&["-z"]), "Unknown option: -z");
+        assert_eq!(usage_err(&["--smoke=1"]), "Unknown option: --smoke=1");
     }
 
     #[test]

@@ -128,31 +128,30 @@ impl Config {
                 DEFAULT_TIMEOUT_MS
             }
         });
-        let out_dir = match &args.out_dir {
+        // An empty path (`--out-dir="$UNSET"`) means "not given", as it did for the Node tool.
+        let out_dir = match given(&args.out_dir) {
             Some(dir) => resolve(dir),
             None => default_out_dir(),
         };
 
         let mut references: Vec<Reference> = Vec::new();
-        for value in &args.images {
-            references.extend(split_commas(value).map(|p| Reference::Path(p.to_string())));
-        }
-        for value in &args.input_refs {
-            references.extend(split_commas(value).map(classify_input_ref));
-        }
-        for url in &args.image_urls {
-            references.push(Reference::Url(url.clone()));
+        for (flag, value) in &args.reference_flags {
+            match flag.as_str() {
+                "--input-ref" => references.extend(split_commas(value).map(classify_input_ref)),
+                "--image-url" => references.push(Reference::Url(value.clone())),
+                _ => references.extend(split_commas(value).map(|p| Reference::Path(p.to_string()))),
+            }
         }
 
         Ok(Config {
             prompt,
             references,
             image_detail,
-            output: args.output,
+            output: given(&args.output).map(str::to_string),
             out_dir,
             backend,
             model,
-            auth_path: args.auth.as_deref().map(resolve),
+            auth_path: given(&args.auth).map(resolve),
             auth_profile: args
                 .auth_profile
                 .map(|p| p.trim().to_string())
@@ -220,8 +219,8 @@ fn prompt_source(args: &Args) -> Result<PromptSource> {
         }
     }
     if let Some(file) = args.prompt_file.as_deref().filter(|f| !f.is_empty()) {
-        // Resolved after --cwd is applied, by the caller reading it.
-        return Ok(PromptSource::File(PathBuf::from(file)));
+        // `~` is expanded now; a relative path is resolved after --cwd, by the caller reading it.
+        return Ok(PromptSource::File(paths::expand_home(file)));
     }
     if let Some(prompt) = args.prompt.as_deref().filter(|p| !p.is_empty()) {
         return Ok(PromptSource::Inline(prompt.to_string()));
@@ -230,6 +229,11 @@ fn prompt_source(args: &Args) -> Result<PromptSource> {
         return Ok(PromptSource::Inline(args.words.join(" ")));
     }
     Ok(PromptSource::None)
+}
+
+/// A path option's value, unless it is absent or empty.
+fn given(value: &Option<String>) -> Option<&str> {
+    value.as_deref().filter(|v| !v.is_empty())
 }
 
 fn split_commas(value: &str) -> impl Iterator<Item = &str> {

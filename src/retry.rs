@@ -3,7 +3,13 @@
 //! [`retry_reason`] is the single decision: it matches every error kind explicitly, so a new
 //! kind of failure cannot become retryable by accident. A generation costs the user quota, so
 //! nothing that happened after an image was saved is ever retried (those failures are
-//! `Error::Stream` or a success with `timed_out`).
+//! `Error::Stream` or a success with `timed_out`), and neither is an answer that would only be
+//! repeated: a 4xx (401 has its own refresh path, 429 is the quota), a timeout, or the backend
+//! declining the prompt.
+//!
+//! [`retry_with_cookies`] is the other, narrower decision: re-sending one request at once when
+//! Cloudflare handed out the cookies it wants back (SPEC §10.3). It is not a retry of a failed
+//! generation (nothing ran) and uses none of the run's retries.
 
 use crate::backend::errors::{dedupe, BackendError};
 use crate::error::Error;
@@ -29,6 +35,31 @@ const TRANSIENT_MARKERS: [&str; 8] = [
     "unavailable",
 ];
 
+/// Backend errors that are a decision, not an accident: the prompt was refused by policy or the
+/// account is out of quota. Retrying repeats the same answer (and a refused prompt sent again
+/// and again is not something a user wants on their account). The README lists what is retried
+/// — network failures, 5xx, server_error / overloaded / unavailable, dropped streams, typed
+/// responses without data — and a refusal is none of them, so these win over SPEC §12's
+/// catch-all "`response.failed` seen".
+const FINAL_MARKERS: [&str; 10] = [
+    "policy",
+    "content_filter",
+    "moderation",
+    "safety",
+    "refus",
+    "blocked",
+    "usage_limit",
+    "rate_limit",
+    "quota",
+    "invalid_request",
+];
+
+/// Re-send a request once, at once, when it was answered 403 and that answer set ChatGPT
+/// Cloudflare cookies (`cookies_set`, from the jar); never a second time for the same request.
+pub fn retry_with_cookies(status: u16, cookies_set: usize, already_retried: bool) -> bool {
+    status == 403 && cookies_set > 0 && !already_retried
+}
+
 /// Why this failure may be retried, or `None` when it must not be.
 pub fn retry_reason(err: &Error) -> Option<String> {
     match err {
@@ -51,14 +82,19 @@ pub fn retry_reason(err: &Error) -> Option<String> {
     }
 }
 
-fn backend_error_reason(error: &BackendError) -> Option<String> {
-    let text = [&error.code, &error.kind, &error.status]
+/// Code, type, status and message, lower-cased, for marker matching.
+fn backend_error_text(error: &BackendError) -> String {
+    [&error.code, &error.kind, &error.status]
         .into_iter()
         .flatten()
         .chain(std::iter::once(&error.message))
         .map(|s| s.to_ascii_lowercase())
         .collect::<Vec<_>>()
-        .join(" ");
+        .join(" ")
+}
+
+fn backend_error_reason(error: &BackendError) -> Option<String> {
+    let text = backend_error_text(error);
     TRANSIENT_MARKERS.iter().any(|m| text.contains(m)).then(|| {
         error
             .code
@@ -70,8 +106,16 @@ fn backend_error_reason(error: &BackendError) -> Option<String> {
 }
 
 fn generation_failure_reason(seen: &[String], backend_errors: &[BackendError]) -> Option<String> {
-    if let Some(reason) = dedupe(backend_errors).iter().find_map(backend_error_reason) {
+    let backend_errors = dedupe(backend_errors);
+    if let Some(reason) = backend_errors.iter().find_map(backend_error_reason) {
         return Some(reason);
+    }
+    let declined = backend_errors.iter().any(|e| {
+        let text = backend_error_text(e);
+        FINAL_MARKERS.iter().any(|m| text.contains(m))
+    });
+    if declined {
+        return None;
     }
     let saw = |t: &str| seen.iter().any(|s| s == t);
     if saw("response.failed") {
@@ -158,11 +202,7 @@ mod tests {
             Some("backend_error")
         );
         assert_eq!(
-            retry_reason(&failed(
-                &["response.failed"],
-                vec![backend(Some("content_policy"), "no")]
-            ))
-            .as_deref(),
+            retry_reason(&failed(&["response.failed"], vec![backend(None, "failed")])).as_deref(),
             Some("response.failed")
         );
         assert_eq!(
@@ -192,6 +232,96 @@ mod tests {
             )),
             None
         );
+    }
+
+    #[test]
+    fn refusals_and_quota_in_a_failed_response_are_final() {
+        for (code, message) in [
+            ("content_policy_violation", "Your request was rejected"),
+            (
+                "moderation_blocked",
+                "Your request was rejected by the safety system",
+            ),
+            ("usage_limit_reached", "limit"),
+            ("rate_limit_exceeded", "slow down"),
+            ("insufficient_quota", "no"),
+            ("invalid_request_error", "bad size"),
+        ] {
+            let err = failed(
+                &["response.created", "response.failed"],
+                vec![backend(Some(code), message)],
+            );
+            assert_eq!(retry_reason(&err), None, "{code}");
+        }
+        // Without a code, the message still tells.
+        let err = failed(
+            &["response.failed"],
+            vec![backend(None, "The model refused to generate this image")],
+        );
+        assert_eq!(retry_reason(&err), None);
+        // A transient marker wins: the backend said it was its own fault.
+        let err = failed(
+            &["response.failed"],
+            vec![
+                backend(Some("moderation_blocked"), "no"),
+                backend(Some("server_error"), "boom"),
+            ],
+        );
+        assert_eq!(retry_reason(&err).as_deref(), Some("server_error"));
+        // A model that answers in words instead of an image completed normally: final.
+        let err = failed(
+            &[
+                "response.created",
+                "response.output_item.done",
+                "response.completed",
+            ],
+            vec![],
+        );
+        assert_eq!(retry_reason(&err), None);
+    }
+
+    #[test]
+    fn a_cookie_403_is_sent_again_exactly_once() {
+        assert!(retry_with_cookies(403, 1, false));
+        assert!(retry_with_cookies(403, 3, false));
+        assert!(!retry_with_cookies(403, 1, true), "only once");
+        assert!(
+            !retry_with_cookies(403, 0, false),
+            "no cookies, nothing to send back"
+        );
+        for status in [200, 401, 429, 500, 503] {
+            assert!(!retry_with_cookies(status, 2, false), "{status}");
+        }
+    }
+
+    #[test]
+    fn a_cookie_403_follows_the_jar() {
+        use crate::backend::cookies::CookieJar;
+        use reqwest::header::{HeaderMap, HeaderValue, SET_COOKIE};
+        let challenge = |line: &str| {
+            let mut h = HeaderMap::new();
+            h.append(SET_COOKIE, HeaderValue::from_str(line).unwrap());
+            h
+        };
+        let chatgpt = "https://chatgpt.com/backend-api/codex/responses";
+        let mut jar = CookieJar::default();
+        // The first 403 hands out cf_clearance: send again with it.
+        let set = jar.remember(chatgpt, &challenge("cf_clearance=ok; Path=/; Secure"));
+        assert!(retry_with_cookies(403, set, false));
+        assert_eq!(jar.header_for(chatgpt).as_deref(), Some("cf_clearance=ok"));
+        // The second 403 of the same request is final, whatever it sets.
+        let set = jar.remember(chatgpt, &challenge("__cf_bm=again"));
+        assert!(!retry_with_cookies(403, set, true));
+        // A 403 that sets only other cookies, or comes from elsewhere, is final at once.
+        let mut jar = CookieJar::default();
+        let set = jar.remember(chatgpt, &challenge("session=secret"));
+        assert!(!retry_with_cookies(403, set, false));
+        let set = jar.remember(
+            "http://127.0.0.1:8080/backend-api/codex/responses",
+            &challenge("cf_clearance=ok"),
+        );
+        assert!(!retry_with_cookies(403, set, false));
+        assert!(jar.is_empty());
     }
 
     #[test]

@@ -35,15 +35,41 @@ pub fn candidates(dirs: &OpenClawDirs) -> Vec<PathBuf> {
     unique
 }
 
+/// [`candidates`] with the OpenClaw SQLite stores that hold credentials spliced in ahead of the
+/// active agent's JSON files, newest layout first (OpenClaw 2026.6.5+ no longer reads those JSON
+/// files). Only existing stores are added, so a JSON-only machine gets exactly [`candidates`].
+pub fn candidates_with_sqlite(dirs: &OpenClawDirs) -> Vec<PathBuf> {
+    let list = candidates(dirs);
+    let databases = crate::auth::sqlite::discover(dirs);
+    if databases.is_empty() {
+        return list;
+    }
+    let agent_json = dirs.agent_dir.join("auth-profiles.json");
+    let at = list
+        .iter()
+        .position(|p| *p == agent_json)
+        .unwrap_or(list.len());
+    let mut merged: Vec<PathBuf> = list[..at].to_vec();
+    for path in databases.into_iter().chain(list[at..].iter().cloned()) {
+        if !merged.contains(&path) {
+            merged.push(path);
+        }
+    }
+    merged
+}
+
 /// The auth store to read first.
 pub fn resolve_auth_path(explicit: Option<&Path>, dirs: &OpenClawDirs) -> Result<PathBuf> {
     if let Some(path) = explicit {
         return Ok(path.to_path_buf());
     }
-    let list = candidates(dirs);
-    if let Some(found) = list.iter().find(|p| paths::is_file(p)) {
-        return Ok(found.clone());
+    if let Some(found) = candidates_with_sqlite(dirs)
+        .into_iter()
+        .find(|p| paths::is_file(p))
+    {
+        return Ok(found);
     }
+    let list = candidates(dirs);
     let tried: Vec<String> = list
         .iter()
         .map(|p| format!("  - {}", p.display()))
@@ -60,7 +86,7 @@ pub fn fallback_order(first: &Path, explicit: bool, dirs: &OpenClawDirs) -> Vec<
     if explicit {
         return order;
     }
-    for candidate in candidates(dirs) {
+    for candidate in candidates_with_sqlite(dirs) {
         if !order.contains(&candidate) && paths::is_file(&candidate) {
             order.push(candidate);
         }

@@ -1,15 +1,16 @@
-//! Credentials: which store is used ([`discover`]), how it is read ([`store`]), which OpenClaw
-//! profile is picked ([`select`]), and [`prepare`], the one place that turns the command line into
-//! usable credentials for a run.
+//! Credentials: which store is used ([`discover`]), how it is read ([`store`] for JSON files,
+//! [`sqlite`] for OpenClaw 2026.6.5+ databases), which OpenClaw profile is picked ([`select`]),
+//! and [`prepare`], the one place that turns the command line into usable credentials for a run.
 
 pub mod discover;
 pub mod lock;
 pub mod refresh;
 pub mod select;
+pub mod sqlite;
 pub mod store;
 pub(crate) mod token;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 pub use select::SelectOptions;
 pub use store::{Auth, AuthFormat};
@@ -43,17 +44,44 @@ impl AuthContext {
     }
 
     /// Profile selection for a given store: the OpenClaw config order applies only to discovered
-    /// stores and to the main agent's own store (SPEC §5).
-    pub fn select_options(&self, store: &std::path::Path) -> SelectOptions {
-        let use_config = !self.explicit || store == self.dirs.main_auth_profiles();
+    /// stores and to the main agent's own store (SPEC §5), which since OpenClaw 2026.6.5 may also
+    /// be the main agent's database or the shared state database.
+    pub fn select_options(&self, store: &Path) -> SelectOptions {
+        let use_config = !self.explicit || self.is_main_store(store);
         SelectOptions {
             requested: self.requested_profile.clone(),
             config_path: use_config.then(|| self.dirs.config_path.clone()),
+            state: None,
         }
     }
 
-    pub fn read(&self, store: &std::path::Path) -> Result<Auth> {
-        store::read_auth(store, &self.select_options(store))
+    fn is_main_store(&self, store: &Path) -> bool {
+        store == self.dirs.main_auth_profiles()
+            || sqlite::main_store_paths(&self.dirs)
+                .iter()
+                .any(|main| main == store)
+    }
+
+    /// The main agent's store, newest layout first: what a per-agent store may inherit from
+    /// (SPEC §8 step 2). `None` when none exists.
+    pub fn main_store(&self) -> Option<PathBuf> {
+        sqlite::shared_store(&self.dirs).or_else(|| {
+            let json = self.dirs.main_auth_profiles();
+            crate::paths::is_file(&json).then_some(json)
+        })
+    }
+
+    pub fn read(&self, store: &Path) -> Result<Auth> {
+        read_store(store, &self.select_options(store))
+    }
+}
+
+/// Read any store: a SQLite database (OpenClaw 2026.6.5+) or a JSON file (SPEC §4).
+pub fn read_store(path: &Path, options: &SelectOptions) -> Result<Auth> {
+    if sqlite::is_sqlite_store(path) {
+        sqlite::read_auth(path, options)
+    } else {
+        store::read_auth(path, options)
     }
 }
 

@@ -2,19 +2,31 @@
 //! path, and the merge back into the store without losing a field.
 //!
 //! The order of operations is what keeps a single-use refresh token from being burnt twice:
-//! take the per-profile refresh lock (OpenClaw's, so its agents wait for us and we for them),
-//! re-read the store under its own lock, and only if it is still stale send the request. The
-//! store lock is not held across the network call: OpenClaw takes over a store lock older than
-//! 30 s, and everything it writes meanwhile is re-read before our merge.
+//! take the per-profile refresh locks (OpenClaw's, so its agents wait for us and we for them),
+//! re-read the store under its own exclusion, and only if it is still stale send the request.
+//! The store's exclusion is not held across the network call: OpenClaw takes over a store lock
+//! older than 30 s, and everything it writes meanwhile is re-read before our merge.
+//!
+//! Versions differ in what they lock, so we take the union, always in this order:
+//! 1. `<state>/locks/oauth-refresh/sha256-<hex>.lock` (OpenClaw up to 2026.6.5),
+//! 2. `<state>/locks/oauth-refresh/lock-<hex>.lock` (2026.6.6 and later),
+//! 3. the store's own: `<store>.lock` for a JSON file, or one SQLite `BEGIN IMMEDIATE`
+//!    transaction for a database (no OpenClaw version has a lock file for those).
+//!
+//! Both kinds of store go through [`Exclusive`], so the re-read → merge → write path is written
+//! once. OpenClaw 2026.9.4+ refreshes outside its lock after parking an inert *fence* in the
+//! profile; we never refresh a fenced profile, we wait for OpenClaw to settle it (see [`fence`]).
 
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
 use super::lock::{self, FileLock, LockOptions, REFRESH_LOCK, STORE_LOCK};
-use super::store::{read_document, Auth, AuthFormat};
+use super::select::SelectOptions;
+use super::sqlite::{self, Layout, WriteTxn};
+use super::store::{parse_auth, read_document, Auth, AuthFormat};
 use super::token::{iso_now, jwt_exp, normalize_expires_ms, now_ms};
 use super::{AuthContext, RefreshOutcome};
 use crate::error::{Error, Result};
@@ -24,6 +36,12 @@ pub const CODEX_OAUTH_CLIENT_ID: &str = "app_EMoamEEZ73f0CkXaXp7hrann";
 const REFRESH_SKEW_SECONDS: i64 = 300;
 const REFRESH_CALL_TIMEOUT_MS: u64 = 120_000;
 const EIGHT_DAYS_MS: i64 = 8 * 24 * 60 * 60 * 1000;
+
+/// OpenClaw waits this long for another process's fenced refresh (`OAUTH_REFRESH_CALL_TIMEOUT_MS`);
+/// we allow a little more before giving up.
+const FENCE_WAIT_LIMIT: Duration = Duration::from_secs(130);
+const FENCE_POLL: Duration = Duration::from_millis(250);
+const INHERITED: &str = "inherited fresh OpenClaw main auth";
 
 pub const REASON_FORCED: &str = "forced refresh";
 pub const REASON_REFRESH_ONLY: &str = "refresh-only";
@@ -67,7 +85,8 @@ pub fn identity_compatible(first: &Auth, other: &Auth) -> bool {
     first.account_id.is_empty() && first.email.is_none()
 }
 
-/// `<state>/locks/oauth-refresh/sha256-<hex of provider NUL profile>`: OpenClaw's path.
+/// `<state>/locks/oauth-refresh/sha256-<hex of provider NUL profile>`: the refresh lock of
+/// OpenClaw up to 2026.6.5 (`resolveOAuthRefreshLockPath`).
 pub fn refresh_lock_file(state_dir: &Path, provider: &str, profile_id: &str) -> PathBuf {
     let mut hasher = Sha256::new();
     hasher.update(provider.as_bytes());
@@ -82,6 +101,152 @@ pub fn refresh_lock_file(state_dir: &Path, provider: &str, profile_id: &str) -> 
         .join("locks")
         .join("oauth-refresh")
         .join(format!("sha256-{hex}"))
+}
+
+/// `<state>/locks/oauth-refresh/lock-<digest of JSON.stringify([provider, profileId])>`: the
+/// refresh lock of OpenClaw 2026.6.6 and later.
+pub fn tuple_refresh_lock_file(state_dir: &Path, provider: &str, profile_id: &str) -> PathBuf {
+    // serde_json escapes strings exactly as JSON.stringify does (quote, backslash, \b \f \n \r
+    // \t, other controls as lower-case \u00xx, everything else raw), so the bytes hashed match.
+    let tuple = serde_json::to_string(&[provider, profile_id]).unwrap_or_default();
+    state_dir
+        .join("locks")
+        .join("oauth-refresh")
+        .join(format!("lock-{}", oauth_lock_path_digest(&tuple)))
+}
+
+/// OpenClaw's `oauthLockPathDigest`: two 64-bit FNV-1a lanes over the UTF-8 bytes, the second
+/// with its own offset basis and each byte first offset by 0x9e3779b97f4a7c15.
+pub fn oauth_lock_path_digest(value: &str) -> String {
+    const PRIME: u64 = 1_099_511_628_211;
+    let mut left: u64 = 14_695_981_039_346_656_037;
+    let mut right: u64 = 11_160_318_154_034_397_263;
+    for &byte in value.as_bytes() {
+        left = (left ^ byte as u64).wrapping_mul(PRIME);
+        // JS: `right ^ octet + 11400714819323198485n` adds before it XORs; the sum stays < 2^64.
+        right = (right ^ (byte as u64 + 11_400_714_819_323_198_485)).wrapping_mul(PRIME);
+    }
+    format!("{left:016x}{right:016x}")
+}
+
+/// Both refresh-lock files for a profile, in the order they are taken.
+pub fn refresh_lock_files(state_dir: &Path, provider: &str, profile_id: &str) -> [PathBuf; 2] {
+    [
+        refresh_lock_file(state_dir, provider, profile_id),
+        tuple_refresh_lock_file(state_dir, provider, profile_id),
+    ]
+}
+
+/// Stores that hold OpenClaw `profiles` (selected by id, refreshed under OpenClaw's locks).
+fn is_profile_store(format: AuthFormat) -> bool {
+    match format {
+        AuthFormat::OpenClawAuthProfiles
+        | AuthFormat::OpenClawAgentSqlite
+        | AuthFormat::OpenClawStateSqlite => true,
+        AuthFormat::CodexAuthJson
+        | AuthFormat::OpenClawOAuthJson
+        | AuthFormat::OpenClawLegacyAuthJson => false,
+    }
+}
+
+/// OpenClaw 2026.9.4+ claims a refresh by replacing the profile's tokens with
+/// `openclaw-oauth-refresh-fence:v1:<claim>:[failed:]access|refresh:<sha256>` (and `expires: 1`),
+/// refreshes without holding its lock, then settles the claim under the lock.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Fence {
+    /// An OpenClaw process is refreshing right now: wait, never spend the fence as a token.
+    Pending,
+    /// OpenClaw's refresh failed and spent the refresh token: only a new sign-in helps.
+    Failed,
+}
+
+const FENCE_PREFIX: &str = "openclaw-oauth-refresh-fence:v1:";
+
+fn fence(auth: &Auth) -> Option<Fence> {
+    let access = fence_token(&auth.access_token, "access")?;
+    let refresh = fence_token(auth.refresh_token.as_deref()?, "refresh")?;
+    if access != refresh {
+        return None;
+    }
+    Some(if access.1 {
+        Fence::Failed
+    } else {
+        Fence::Pending
+    })
+}
+
+/// `(claim id, failed)` of one fence token.
+fn fence_token<'a>(token: &'a str, kind: &str) -> Option<(&'a str, bool)> {
+    let hex = |s: &str, len: usize| {
+        s.len() == len
+            && s.bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    };
+    let (claim, rest) = token.strip_prefix(FENCE_PREFIX)?.split_once(':')?;
+    let (failed, rest) = match rest.strip_prefix("failed:") {
+        Some(rest) => (true, rest),
+        None => (false, rest),
+    };
+    let digest = rest.strip_prefix(kind)?.strip_prefix(':')?;
+    (hex(claim, 32) && hex(digest, 64)).then_some((claim, failed))
+}
+
+/// Exclusive access to one store document for a re-read → merge → write, held briefly.
+enum Exclusive {
+    /// A JSON file: OpenClaw's store lock file; the write itself is an atomic rename.
+    File { _lock: FileLock },
+    /// A database row: one `BEGIN IMMEDIATE` transaction, committed by [`Exclusive::finish`].
+    Row(WriteTxn),
+}
+
+impl Exclusive {
+    async fn take(auth: &Auth) -> Result<Exclusive> {
+        match Layout::of_format(auth.format) {
+            Some(layout) => Ok(Exclusive::Row(WriteTxn::begin(&auth.path, layout).await?)),
+            None => Ok(Exclusive::File {
+                _lock: acquire(&auth.path, STORE_LOCK).await?,
+            }),
+        }
+    }
+
+    /// The store document and the credentials it now holds for `options`.
+    fn load(&self, path: &Path, options: &SelectOptions) -> Result<(Value, Auth)> {
+        match self {
+            Exclusive::File { .. } => {
+                let doc = read_document(path)?;
+                let auth = parse_auth(path, &doc, options)?;
+                Ok((doc, auth))
+            }
+            Exclusive::Row(txn) => {
+                let docs = txn.documents()?;
+                let auth = sqlite::parse_store(path, &docs, options)?;
+                Ok((docs.store, auth))
+            }
+        }
+    }
+
+    fn write(&mut self, path: &Path, doc: &Value) -> Result<()> {
+        match self {
+            Exclusive::File { .. } => write_store_atomic(path, doc),
+            Exclusive::Row(txn) => Ok(txn.replace(doc)?),
+        }
+    }
+
+    /// Commit (a database) or release (a file lock).
+    fn finish(self) -> Result<()> {
+        match self {
+            Exclusive::File { .. } => Ok(()),
+            Exclusive::Row(txn) => Ok(txn.commit()?),
+        }
+    }
+}
+
+/// What the locked re-read decided.
+enum Checked {
+    Done(Refreshed),
+    /// Another OpenClaw process holds a fence on the profile: wait without our locks.
+    OpenClawRefreshing,
+    Stale(Auth),
 }
 
 /// Refreshes credentials for one run.
@@ -123,14 +288,19 @@ async fn acquire(file: &Path, options: LockOptions) -> Result<FileLock> {
 }
 
 impl Refresher<'_> {
-    fn reread(&self, auth: &Auth) -> Result<Auth> {
+    /// Selection that finds the same credentials again.
+    fn reread_options(&self, auth: &Auth) -> SelectOptions {
         let mut options = self.ctx.select_options(&auth.path);
         options.requested = auth.profile_id.clone();
-        if auth.format != AuthFormat::OpenClawAuthProfiles {
+        if !is_profile_store(auth.format) {
             // A provider map's "profile id" is `<key>:default`; its key selects the entry.
             options.requested = Some(auth.provider.clone());
         }
-        super::store::read_auth(&auth.path, &options)
+        options
+    }
+
+    fn reread(&self, auth: &Auth) -> Result<Auth> {
+        super::read_store(&auth.path, &self.reread_options(auth))
     }
 
     /// Refresh `auth` for `reason`, under the locks its store format calls for.
@@ -150,8 +320,8 @@ impl Refresher<'_> {
         self.progress.verbose(&format!("refresh: {reason}"));
         self.progress
             .verbose(&format!("refresh_endpoint: {}", self.refresh_url));
-        match (auth.format, auth.profile_id.as_deref()) {
-            (AuthFormat::OpenClawAuthProfiles, Some(profile_id)) => {
+        match auth.profile_id.as_deref() {
+            Some(profile_id) if is_profile_store(auth.format) => {
                 self.refresh_openclaw(auth, profile_id, reason).await
             }
             _ => self.refresh_plain(auth, reason).await,
@@ -176,85 +346,172 @@ impl Refresher<'_> {
         profile_id: &str,
         reason: &str,
     ) -> Result<Refreshed> {
-        let lock_file = refresh_lock_file(&self.ctx.dirs.state_dir, &auth.provider, profile_id);
-        self.progress.verbose(&format!(
-            "openclaw_refresh_lock: {}",
-            lock::lock_path_for(&lock_file).display()
-        ));
-        self.progress.verbose(&format!(
-            "openclaw_auth_store_lock: {}",
-            auth.path.display()
-        ));
-        let _refresh_lock = acquire(&lock_file, REFRESH_LOCK).await?;
-
-        let current = {
-            let _store = acquire(&auth.path, STORE_LOCK).await?;
-            let current = self.reread(auth)?;
-            if let Some(why) = skip_after_reload(auth, &current, reason) {
-                self.progress.verbose(&format!("refresh skipped: {why}"));
-                return Ok(skipped(current, why));
-            }
-            if let Some(inherited) = self.inherit_from_main(&current)? {
-                return Ok(inherited);
-            }
-            current
-        };
-        match self.request_and_merge(&current, reason, true).await {
-            Ok(done) => Ok(done),
-            Err(err) => {
-                let _store = acquire(&auth.path, STORE_LOCK).await?;
-                match self.inherit_from_main(&current) {
-                    Ok(Some(inherited)) => Ok(inherited),
-                    _ => Err(err),
+        let lock_files = refresh_lock_files(&self.ctx.dirs.state_dir, &auth.provider, profile_id);
+        for file in &lock_files {
+            self.progress.verbose(&format!(
+                "openclaw_refresh_lock: {}",
+                lock::lock_path_for(file).display()
+            ));
+        }
+        match Layout::of_format(auth.format) {
+            Some(layout) => self.progress.verbose(&format!(
+                "openclaw_auth_store: {} ({}, BEGIN IMMEDIATE)",
+                auth.path.display(),
+                layout.store_row()
+            )),
+            None => self.progress.verbose(&format!(
+                "openclaw_auth_store_lock: {}",
+                lock::lock_path_for(&auth.path).display()
+            )),
+        }
+        let deadline = Instant::now() + FENCE_WAIT_LIMIT;
+        loop {
+            // Fixed order (older OpenClaw's lock first) so two of our runs can never deadlock;
+            // any one OpenClaw version takes only one of them.
+            let _legacy = acquire(&lock_files[0], REFRESH_LOCK).await?;
+            let _tuple = acquire(&lock_files[1], REFRESH_LOCK).await?;
+            let current = match self.check_under_locks(auth, reason).await? {
+                Checked::Done(done) => return Ok(done),
+                Checked::Stale(current) => current,
+                Checked::OpenClawRefreshing => {
+                    drop((_legacy, _tuple));
+                    self.await_openclaw_refresh(auth, profile_id, deadline)
+                        .await?;
+                    continue;
                 }
+            };
+            return match self.request_and_merge(&current, reason, true).await {
+                Ok(done) => Ok(done),
+                Err(err) => match self.inherit_after_failure(auth).await {
+                    Some(inherited) => Ok(inherited),
+                    None => Err(err),
+                },
+            };
+        }
+    }
+
+    /// SPEC §8 steps 1–2 with the refresh locks held: re-read, skip, inherit, or go on.
+    async fn check_under_locks(&self, auth: &Auth, reason: &str) -> Result<Checked> {
+        let mut store = Exclusive::take(auth).await?;
+        let (doc, current) = store.load(&auth.path, &self.reread_options(auth))?;
+        match fence(&current) {
+            Some(Fence::Pending) => return Ok(Checked::OpenClawRefreshing),
+            Some(Fence::Failed) => {
+                return Err(Error::Refresh {
+                    message: self.failure_message(
+                        auth,
+                        "Refresh token was rejected. Sign in again with Codex or OpenClaw OAuth. \
+                         (OpenClaw's own refresh of this profile failed and spent its refresh \
+                         token.)",
+                    ),
+                })
+            }
+            None => {}
+        }
+        if let Some(why) = skip_after_reload(auth, &current, reason) {
+            store.finish()?;
+            self.progress.verbose(&format!("refresh skipped: {why}"));
+            return Ok(Checked::Done(skipped(current, why)));
+        }
+        if self.inherit_from_main(&current, &mut store, doc)? {
+            store.finish()?;
+            return Ok(Checked::Done(skipped(self.reread(&current)?, INHERITED)));
+        }
+        store.finish()?;
+        Ok(Checked::Stale(current))
+    }
+
+    /// SPEC §8 step 3: after a failed refresh, inheriting from main is tried once more.
+    async fn inherit_after_failure(&self, auth: &Auth) -> Option<Refreshed> {
+        let mut store = Exclusive::take(auth).await.ok()?;
+        let (doc, current) = store.load(&auth.path, &self.reread_options(auth)).ok()?;
+        if !self.inherit_from_main(&current, &mut store, doc).ok()? {
+            return None;
+        }
+        store.finish().ok()?;
+        Some(skipped(self.reread(&current).ok()?, INHERITED))
+    }
+
+    /// Poll (without any lock: OpenClaw needs its lock to settle) until the fence is gone.
+    async fn await_openclaw_refresh(
+        &self,
+        auth: &Auth,
+        profile_id: &str,
+        deadline: Instant,
+    ) -> Result<()> {
+        self.progress.verbose(&format!(
+            "refresh: waiting for OpenClaw to finish refreshing {profile_id}"
+        ));
+        loop {
+            if Instant::now() >= deadline {
+                return Err(Error::Refresh {
+                    message: self.failure_message(
+                        auth,
+                        &format!(
+                            "Timed out waiting for OpenClaw to finish refreshing {profile_id}"
+                        ),
+                    ),
+                });
+            }
+            tokio::time::sleep(FENCE_POLL).await;
+            if fence(&self.reread(auth)?) != Some(Fence::Pending) {
+                return Ok(());
             }
         }
     }
 
     /// SPEC §8 step 2: a per-agent store may copy a fresh, matching profile from the main agent's
-    /// store instead of spending the shared refresh token. Call with this store's lock held.
-    fn inherit_from_main(&self, current: &Auth) -> Result<Option<Refreshed>> {
-        let main = self.ctx.dirs.main_auth_profiles();
+    /// store instead of spending the shared refresh token. Writes into `doc` under `store`'s
+    /// exclusion and returns true when it did; the caller commits.
+    fn inherit_from_main(
+        &self,
+        current: &Auth,
+        store: &mut Exclusive,
+        mut doc: Value,
+    ) -> Result<bool> {
         let Some(profile_id) = current.profile_id.as_deref() else {
-            return Ok(None);
+            return Ok(false);
         };
-        if same_file(&current.path, &main) || !crate::paths::is_file(&main) {
-            return Ok(None);
+        let Some(main) = self.ctx.main_store() else {
+            return Ok(false);
+        };
+        if same_file(&current.path, &main) {
+            return Ok(false);
         }
         let mut options = self.ctx.select_options(&main);
         options.requested = Some(profile_id.to_string());
-        let Ok(main_auth) = super::store::read_auth(&main, &options) else {
-            return Ok(None);
+        let Ok(main_auth) = super::read_store(&main, &options) else {
+            return Ok(false);
         };
         if main_auth.provider != current.provider
             || !identity_compatible(current, &main_auth)
             || stale_reason(&main_auth).is_some()
             || !main_auth.credentials_differ(current)
         {
-            return Ok(None);
+            return Ok(false);
         }
-        let main_doc = read_document(&main)?;
+        let main_doc = if sqlite::is_sqlite_store(&main) {
+            sqlite::read_documents(&main)?.store
+        } else {
+            read_document(&main)?
+        };
         let Some(profile) = main_doc
             .get("profiles")
             .and_then(|p| p.get(profile_id))
             .cloned()
         else {
-            return Ok(None);
+            return Ok(false);
         };
-        let mut doc = read_document(&current.path)?;
         match doc.get_mut("profiles").and_then(Value::as_object_mut) {
             Some(profiles) => {
                 profiles.insert(profile_id.to_string(), profile);
             }
-            None => return Ok(None),
+            None => return Ok(false),
         }
-        write_store_atomic(&current.path, &doc)?;
+        store.write(&current.path, &doc)?;
         self.progress
             .verbose("refresh skipped: inherited fresh OpenClaw main auth");
-        Ok(Some(skipped(
-            self.reread(current)?,
-            "inherited fresh OpenClaw main auth",
-        )))
+        Ok(true)
     }
 
     /// SPEC §7: the request, the merge on success, and every recovery path on failure.
@@ -274,17 +531,18 @@ impl Refresher<'_> {
                     &format!("Refresh request failed: HTTP {status}: response is not JSON"),
                 ),
             })?;
-            let _store = acquire(&auth.path, STORE_LOCK).await?;
-            let current = self.reread(auth)?;
+            let mut store = Exclusive::take(auth).await?;
+            let (mut doc, current) = store.load(&auth.path, &self.reread_options(auth))?;
             if current.refresh_token != auth.refresh_token {
                 // Another process refreshed first; its tokens are the live ones.
+                store.finish()?;
                 self.progress
                     .verbose("refresh skipped: auth changed before persist");
                 return Ok(skipped(current, "auth changed"));
             }
-            let mut doc = read_document(&auth.path)?;
             merge_response(&mut doc, &current, &response)?;
-            write_store_atomic(&auth.path, &doc)?;
+            store.write(&auth.path, &doc)?;
+            store.finish()?;
             return Ok(refreshed(self.reread(&current)?));
         }
 
@@ -531,9 +789,11 @@ fn merge_response(doc: &mut Value, current: &Auth, response: &Value) -> Result<(
             set(doc, "last_refresh", Some(json!(iso_now())));
         }
         AuthFormat::OpenClawAuthProfiles
+        | AuthFormat::OpenClawAgentSqlite
+        | AuthFormat::OpenClawStateSqlite
         | AuthFormat::OpenClawOAuthJson
         | AuthFormat::OpenClawLegacyAuthJson => {
-            let profile = if current.format == AuthFormat::OpenClawAuthProfiles {
+            let profile = if is_profile_store(current.format) {
                 let id = current.profile_id.clone().unwrap_or_default();
                 doc.get_mut("profiles")
                     .and_then(|p| p.get_mut(&id))
@@ -666,6 +926,92 @@ mod tests {
             "Your refresh token has already been used"
         ));
         assert!(!is_reuse_error(400, r#"{"error":"refresh_token_reused"}"#));
+    }
+
+    /// Outputs of OpenClaw's own `oauthLockPathDigest` (its source text, extracted from the
+    /// 2026.6.6, 2026.6.8, 2026.8.2 and 2026.9.6 bundles and run with node over
+    /// `JSON.stringify([provider, profileId])`; all four agree).
+    #[test]
+    fn tuple_lock_digests_match_openclaws_function() {
+        let cases = [
+            (
+                "openai",
+                "openai:default",
+                "5440fa0b86d2697ef1152f7cb32a8157",
+            ),
+            (
+                "openai-codex",
+                "openai-codex:default",
+                "7b9da1f0ba485a46aaec13e8c09ceb27",
+            ),
+            (
+                "openai",
+                "openai:me@example.com",
+                "98b549f98aa9ad78cf535d85c44baf72",
+            ),
+            (
+                "openai",
+                "openai:\u{e9}\u{e8} \"q\" \\ \n\t\u{1} \u{2028} \u{1f600}",
+                "867688ffb6166bd624b94f3fea78b879",
+            ),
+            ("", "", "f3933dba1e878965d04b9a7098533222"),
+        ];
+        for (provider, profile, hex) in cases {
+            assert_eq!(
+                tuple_refresh_lock_file(Path::new("/s"), provider, profile),
+                PathBuf::from(format!("/s/locks/oauth-refresh/lock-{hex}")),
+                "{provider:?} {profile:?}"
+            );
+        }
+        let both = refresh_lock_files(Path::new("/s"), "openai", "openai:default");
+        assert_eq!(
+            both[0],
+            PathBuf::from(
+                "/s/locks/oauth-refresh/sha256-5745659ffbfd6177a09e335e5c3da5e6bc0c2ed19b67af51f537ea171e03ccd0"
+            )
+        );
+    }
+
+    #[test]
+    fn fences_are_recognised_only_in_their_exact_shape() {
+        let claim = "0123456789abcdef0123456789abcdef";
+        let digest = "a".repeat(64);
+        let auth = |access: String, refresh: String| Auth {
+            path: PathBuf::from("/x"),
+            format: AuthFormat::OpenClawStateSqlite,
+            auth_mode: None,
+            profile_id: Some("openai:default".into()),
+            provider: "openai".into(),
+            access_token: access,
+            refresh_token: Some(refresh),
+            account_id: "a".into(),
+            email: None,
+            last_refresh: None,
+            expires_ms: Some(1000),
+            jwt_exp: None,
+        };
+        let token =
+            |failed: &str, kind: &str| format!("{FENCE_PREFIX}{claim}:{failed}{kind}:{digest}");
+        assert_eq!(
+            fence(&auth(token("", "access"), token("", "refresh"))),
+            Some(Fence::Pending)
+        );
+        assert_eq!(
+            fence(&auth(
+                token("failed:", "access"),
+                token("failed:", "refresh")
+            )),
+            Some(Fence::Failed)
+        );
+        assert_eq!(
+            fence(&auth(token("failed:", "access"), token("", "refresh"))),
+            None
+        );
+        assert_eq!(
+            fence(&auth(token("", "refresh"), token("", "refresh"))),
+            None
+        );
+        assert_eq!(fence(&auth("eyJ.a.b".into(), "r".into())), None);
     }
 
     #[test]

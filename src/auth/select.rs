@@ -9,6 +9,11 @@ use super::token::{normalize_expires_ms, now_ms};
 use crate::error::{Error, Result};
 
 pub const CODEX_PROVIDER: &str = "openai-codex";
+/// OpenClaw 2026.6.1 renamed the provider `openai-codex` to `openai` (`openclaw doctor --fix`
+/// rewrites the ids); its OAuth profiles are the same ChatGPT sign-in.
+pub const OPENAI_PROVIDER: &str = "openai";
+/// Keys under which `auth.order` and `lastGood` name these profiles: the current name first.
+const OAUTH_PROVIDERS: [&str; 2] = [OPENAI_PROVIDER, CODEX_PROVIDER];
 
 /// How to pick a profile from an OpenClaw store.
 #[derive(Debug, Clone, Default)]
@@ -17,6 +22,9 @@ pub struct SelectOptions {
     pub requested: Option<String>,
     /// The OpenClaw config file, when its `auth.order` may be used for this store.
     pub config_path: Option<PathBuf>,
+    /// The store's own runtime state (`lastGood`, `order`) when its layout keeps it in the store
+    /// (OpenClaw's SQLite rows); `None` means the sibling `auth-state.json`.
+    pub state: Option<Value>,
 }
 
 pub(crate) fn profile_str<'a>(profile: &'a Value, keys: &[&str]) -> Option<&'a str> {
@@ -37,9 +45,14 @@ pub(crate) fn profile_account_id(profile: &Value) -> Option<&str> {
     profile_str(profile, &["accountId", "account_id", "account"])
 }
 
+/// An OAuth profile of `openai-codex` or, since OpenClaw 2026.6.1, `openai`. Only `type: oauth`:
+/// an `openai` API-key profile is never a ChatGPT sign-in.
 fn is_codex_oauth(profile: &Value) -> bool {
     profile.get("type").and_then(Value::as_str) == Some("oauth")
-        && profile.get("provider").and_then(Value::as_str) == Some(CODEX_PROVIDER)
+        && profile
+            .get("provider")
+            .and_then(Value::as_str)
+            .is_some_and(|p| OAUTH_PROVIDERS.contains(&p))
 }
 
 fn is_selectable(profile: Option<&Value>) -> bool {
@@ -50,8 +63,8 @@ fn provider_of_id(id: &str) -> &str {
     id.split_once(':').map(|(p, _)| p).unwrap_or(id)
 }
 
-/// `auth.order["openai-codex"]`, then the configured `openai-codex` profiles; a missing or
-/// broken config counts as none.
+/// `auth.order.openai` and `auth.order["openai-codex"]`, then the configured profiles of those
+/// providers; a missing or broken config counts as none.
 pub fn configured_order(config_path: &Path) -> Vec<String> {
     let Ok(text) = std::fs::read_to_string(config_path) else {
         return Vec::new();
@@ -67,12 +80,14 @@ pub fn configured_order(config_path: &Path) -> Vec<String> {
             order.push(id.to_string());
         }
     };
-    if let Some(list) = auth
-        .and_then(|a| a.get("order"))
-        .and_then(|o| o.get(CODEX_PROVIDER))
-        .and_then(Value::as_array)
-    {
-        list.iter().filter_map(Value::as_str).for_each(&mut push);
+    for provider in OAUTH_PROVIDERS {
+        if let Some(list) = auth
+            .and_then(|a| a.get("order"))
+            .and_then(|o| o.get(provider))
+            .and_then(Value::as_array)
+        {
+            list.iter().filter_map(Value::as_str).for_each(&mut push);
+        }
     }
     if let Some(profiles) = auth
         .and_then(|a| a.get("profiles"))
@@ -83,7 +98,7 @@ pub fn configured_order(config_path: &Path) -> Vec<String> {
                 .get("provider")
                 .and_then(Value::as_str)
                 .unwrap_or_else(|| provider_of_id(id));
-            if provider == CODEX_PROVIDER {
+            if OAUTH_PROVIDERS.contains(&provider) {
                 push(id);
             }
         }
@@ -91,16 +106,46 @@ pub fn configured_order(config_path: &Path) -> Vec<String> {
     order
 }
 
-/// `lastGood["openai-codex"]` from the sibling `auth-state.json`.
-pub fn last_good(store_path: &Path) -> Option<String> {
+/// The sibling `auth-state.json` of a JSON store, if readable.
+fn sibling_state(store_path: &Path) -> Option<Value> {
     let state_path = store_path.parent()?.join("auth-state.json");
     let text = std::fs::read_to_string(state_path).ok()?;
-    let state: Value = serde_json::from_str(&text).ok()?;
-    state
-        .get("lastGood")?
-        .get(CODEX_PROVIDER)?
-        .as_str()
-        .map(str::to_string)
+    serde_json::from_str(&text).ok()
+}
+
+/// The ids a state's `field` (`lastGood` or `order`) lists for the OpenAI OAuth providers.
+fn state_ids(state: Option<&Value>, field: &str) -> Vec<String> {
+    let mut ids: Vec<String> = Vec::new();
+    for provider in OAUTH_PROVIDERS {
+        let Some(entry) = state
+            .and_then(|s| s.get(field))
+            .and_then(|f| f.get(provider))
+        else {
+            continue;
+        };
+        let listed: Vec<&str> = match entry {
+            Value::String(id) => vec![id.as_str()],
+            Value::Array(list) => list.iter().filter_map(Value::as_str).collect(),
+            _ => Vec::new(),
+        };
+        for id in listed
+            .into_iter()
+            .map(str::trim)
+            .filter(|id| !id.is_empty())
+        {
+            if !ids.iter().any(|known| known == id) {
+                ids.push(id.to_string());
+            }
+        }
+    }
+    ids
+}
+
+/// `lastGood` for the OpenAI OAuth providers from the sibling `auth-state.json`.
+pub fn last_good(store_path: &Path) -> Option<String> {
+    state_ids(sibling_state(store_path).as_ref(), "lastGood")
+        .into_iter()
+        .next()
 }
 
 /// Pick the profile id to use from a store's `profiles` object.
@@ -124,11 +169,30 @@ pub fn select_profile(
         )));
     }
 
-    let order = options
+    // A SQLite store keeps OpenClaw's own `order` (set by `openclaw models auth order`), which
+    // OpenClaw ranks ahead of the config's; JSON stores keep the Node tool's config-only order.
+    let sibling;
+    let state = match &options.state {
+        Some(state) => Some(state),
+        None => {
+            sibling = sibling_state(store_path);
+            sibling.as_ref()
+        }
+    };
+    let mut order = match &options.state {
+        Some(state) => state_ids(Some(state), "order"),
+        None => Vec::new(),
+    };
+    for id in options
         .config_path
         .as_deref()
         .map(configured_order)
-        .unwrap_or_default();
+        .unwrap_or_default()
+    {
+        if !order.contains(&id) {
+            order.push(id);
+        }
+    }
     if let Some(id) = order
         .iter()
         .find(|id| is_selectable(profiles.get(id.as_str())))
@@ -136,11 +200,12 @@ pub fn select_profile(
         return Ok(id.clone());
     }
 
-    let last_good = last_good(store_path);
+    // `lastGood.openai` may name an API-key profile; the first selectable one is what counts.
+    let last_good = state_ids(state, "lastGood")
+        .into_iter()
+        .find(|id| is_selectable(profiles.get(id.as_str())));
     if let Some(id) = last_good.as_deref() {
-        if is_selectable(profiles.get(id)) {
-            return Ok(id.to_string());
-        }
+        return Ok(id.to_string());
     }
 
     let selectable: Vec<(&String, &Value)> = profiles
@@ -167,7 +232,7 @@ pub fn select_profile(
         if let Some(index) = order.iter().position(|o| o == id) {
             score += 500_000 - index as i64;
         }
-        if id == "openai-codex:default" {
+        if id == "openai-codex:default" || id == "openai:default" {
             score += 1000;
         }
         if let Some(expires) = profile.get("expires").and_then(normalize_expires_ms) {
@@ -284,6 +349,47 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(select_profile(&ps, &path, &opts).unwrap(), "openai-codex:c");
+    }
+
+    #[test]
+    fn openai_oauth_profiles_count_and_api_keys_never_do() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("openclaw-agent.sqlite");
+        let ps = profiles(json!({
+            "openai:api": {"type": "api_key", "provider": "openai", "key": "sk", "access": "t", "accountId": "1"},
+            "openai:me@x": {"type": "oauth", "provider": "openai", "access": "t", "accountId": "2"},
+            "openai:default": {"type": "oauth", "provider": "openai", "access": "t", "accountId": "3"},
+        }));
+        // lastGood.openai names the API key: skipped, so scoring picks openai:default (+1000).
+        let opts = SelectOptions {
+            state: Some(json!({"lastGood": {"openai": "openai:api"}})),
+            ..Default::default()
+        };
+        assert_eq!(select_profile(&ps, &path, &opts).unwrap(), "openai:default");
+        let opts = SelectOptions {
+            state: Some(
+                json!({"lastGood": {"openai": "openai:api", "openai-codex": "openai:me@x"}}),
+            ),
+            ..Default::default()
+        };
+        assert_eq!(select_profile(&ps, &path, &opts).unwrap(), "openai:me@x");
+        // The store's own order (SQLite state row) is used even without a config.
+        let opts = SelectOptions {
+            state: Some(json!({"order": {"openai": ["openai:api", "openai:me@x"]}})),
+            ..Default::default()
+        };
+        assert_eq!(select_profile(&ps, &path, &opts).unwrap(), "openai:me@x");
+        let config = dir.path().join("openclaw.json");
+        std::fs::write(
+            &config,
+            r#"{"auth":{"order":{"openai":["openai:api","openai:me@x"]}}}"#,
+        )
+        .unwrap();
+        let opts = SelectOptions {
+            config_path: Some(config),
+            ..Default::default()
+        };
+        assert_eq!(select_profile(&ps, &path, &opts).unwrap(), "openai:me@x");
     }
 
     #[test]

@@ -19,6 +19,11 @@ pub enum AuthFormat {
     OpenClawAuthProfiles,
     OpenClawOAuthJson,
     OpenClawLegacyAuthJson,
+    /// OpenClaw 2026.6.5+: the `profiles` document in `<agent dir>/openclaw-agent.sqlite`
+    /// (see `auth::sqlite`).
+    OpenClawAgentSqlite,
+    /// OpenClaw 2026.8+: the shared `profiles` document in `<state>/state/openclaw.sqlite`.
+    OpenClawStateSqlite,
 }
 
 impl AuthFormat {
@@ -28,6 +33,8 @@ impl AuthFormat {
             AuthFormat::OpenClawAuthProfiles => "openclaw-auth-profiles",
             AuthFormat::OpenClawOAuthJson => "openclaw-oauth-json",
             AuthFormat::OpenClawLegacyAuthJson => "openclaw-legacy-auth-json",
+            AuthFormat::OpenClawAgentSqlite => "openclaw-agent-sqlite",
+            AuthFormat::OpenClawStateSqlite => "openclaw-state-sqlite",
         }
     }
 }

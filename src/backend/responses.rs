@@ -5,10 +5,11 @@ use futures::StreamExt;
 use reqwest::Client;
 use serde_json::Value;
 
+use super::cookies::CookieJar;
 use super::request::{responses_body, responses_headers, RequestIdentity};
 use super::sse;
 use super::stream::{CollectedCalls, EventProcessor};
-use super::{http_error, transport_message};
+use super::{http_error, post_json, transport_message};
 use crate::error::{Error, Result};
 use crate::output::{self, OutputPlan, SavedImage, StreamingSaver};
 use crate::progress::Progress;
@@ -54,25 +55,21 @@ pub struct ResponsesRequest<'a> {
     pub content: &'a [Value],
     pub stream: bool,
     pub plan: &'a OutputPlan,
+    pub progress: Progress,
 }
 
 /// Run one attempt to its end. On success every image is on disk and recorded in `state`.
-pub async fn run(req: &ResponsesRequest<'_>, state: &mut AttemptState) -> Result<()> {
+/// `jar` holds the run's ChatGPT Cloudflare cookies (SPEC §10.3).
+pub async fn run(
+    req: &ResponsesRequest<'_>,
+    state: &mut AttemptState,
+    jar: &mut CookieJar,
+) -> Result<()> {
     let body = responses_body(req.model, req.content, &state.request_id, req.stream);
     let body =
         serde_json::to_vec(&body).map_err(|e| Error::Io(format!("Cannot encode request: {e}")))?;
-    let response = req
-        .client
-        .post(req.endpoint)
-        .headers(responses_headers(
-            req.identity,
-            &state.request_id,
-            &state.session_id,
-        ))
-        .body(body)
-        .send()
-        .await
-        .map_err(|e| Error::Transport(transport_message(&e)))?;
+    let headers = responses_headers(req.identity, &state.request_id, &state.session_id);
+    let response = post_json(req.client, req.endpoint, headers, body, jar, &req.progress).await?;
     if !response.status().is_success() {
         return Err(http_error(response).await);
     }
@@ -100,9 +97,13 @@ pub async fn run(req: &ResponsesRequest<'_>, state: &mut AttemptState) -> Result
     let mut events = sse::events(response.bytes_stream());
     while let Some(item) = events.next().await {
         match item {
-            Ok(event) => state
-                .processor
-                .on_sse(&event.event, event.data, &mut state.saver)?,
+            Ok(event) => {
+                #[cfg(debug_assertions)]
+                block_for_test(&event.event);
+                state
+                    .processor
+                    .on_sse(&event.event, event.data, &mut state.saver)?
+            }
             Err(err) => {
                 let message = match err {
                     sse::SseError::Transport(e) => transport_message(&e),
@@ -125,4 +126,15 @@ pub async fn run(req: &ResponsesRequest<'_>, state: &mut AttemptState) -> Result
         ));
     }
     Ok(())
+}
+
+/// Test-only hook (debug builds): when env `CODEX_IMAGEN_TEST_BLOCK_ON_EVENT` names this SSE
+/// event type, block the thread for 60 s. That stalls the current-thread runtime so its own timer
+/// cannot fire, which is the one way to prove the hard watchdog (SPEC §13) from a test: a server
+/// alone cannot, because aborting a future always settles.
+#[cfg(debug_assertions)]
+fn block_for_test(event_type: &str) {
+    if std::env::var("CODEX_IMAGEN_TEST_BLOCK_ON_EVENT").ok().as_deref() == Some(event_type) {
+        std::thread::sleep(std::time::Duration::from_secs(60));
+    }
 }

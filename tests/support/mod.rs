@@ -665,3 +665,115 @@ pub fn with_server<'a>(server_args: &'a [String], args: &[&'a str]) -> Vec<&'a s
     all.extend(server_args.iter().map(String::as_str));
     all
 }
+
+// ---------------------------------------------------------------------------------------------
+// Generation helpers (tests/generate.rs, tests/stream_*.rs)
+// ---------------------------------------------------------------------------------------------
+
+/// The Responses endpoint path on the test server.
+pub const RESPONSES_PATH: &str = "/backend-api/codex/responses";
+
+/// A sandbox with a fresh `~/.codex/auth.json`.
+pub fn authed_sandbox() -> Sandbox {
+    let sandbox = Sandbox::new();
+    sandbox.with_codex_auth();
+    sandbox
+}
+
+/// Run the binary against `server` with `args`.
+pub fn run_against(sandbox: &Sandbox, server: &Server, args: &[&str]) -> Run {
+    let sargs = server_args(server);
+    sandbox.run(&with_server(&sargs, args))
+}
+
+/// The sandbox's working directory as the binary sees it (symlinks resolved).
+pub fn real_work(sandbox: &Sandbox) -> PathBuf {
+    sandbox.work().canonicalize().unwrap()
+}
+
+/// The default output directory, `./codex-imagen-output`.
+pub fn default_out_dir(sandbox: &Sandbox) -> PathBuf {
+    real_work(sandbox).join("codex-imagen-output")
+}
+
+/// stderr lines that start with `codex-imagen: `.
+pub fn progress_lines(run: &Run) -> Vec<String> {
+    run.stderr
+        .lines()
+        .filter(|l| l.starts_with("codex-imagen: "))
+        .map(str::to_string)
+        .collect()
+}
+
+/// stdout lines (image paths).
+pub fn stdout_paths(run: &Run) -> Vec<PathBuf> {
+    run.stdout.lines().map(PathBuf::from).collect()
+}
+
+/// Every file name in `dir`, sorted (hidden temp files included, so leftovers show up).
+pub fn file_names(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .map(|rd| {
+            rd.filter_map(Result::ok)
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    names.sort();
+    names
+}
+
+/// Asserts `path` is `<dir>/codex-imagen-<YYYYMMDD-HHMMSSZ>-<index>-<id>.png` (no index part
+/// when `index` is `None`).
+pub fn assert_auto_name(path: &Path, dir: &Path, index: Option<&str>, id: &str) {
+    assert_eq!(path.parent(), Some(dir), "{}", path.display());
+    let name = path.file_name().unwrap().to_str().unwrap();
+    let rest = name
+        .strip_prefix("codex-imagen-")
+        .unwrap_or_else(|| panic!("automatic name expected: {name}"));
+    let (stamp, tail) = rest.split_at(16.min(rest.len()));
+    let b = stamp.as_bytes();
+    let stamp_ok = b.len() == 16
+        && b[..8].iter().all(u8::is_ascii_digit)
+        && b[8] == b'-'
+        && b[9..15].iter().all(u8::is_ascii_digit)
+        && b[15] == b'Z';
+    assert!(stamp_ok, "timestamp YYYYMMDD-HHMMSSZ expected in {name}");
+    let expected = match index {
+        Some(i) => format!("-{i}-{id}.png"),
+        None => format!("-{id}.png"),
+    };
+    assert_eq!(tail, expected, "{name}");
+}
+
+pub fn in_progress(id: &str) -> Value {
+    json!({"type": "response.image_generation_call.in_progress", "item_id": id, "output_index": 0})
+}
+
+pub fn generating(id: &str) -> Value {
+    json!({"type": "response.image_generation_call.generating", "item_id": id, "output_index": 0})
+}
+
+pub fn item_added(id: &str) -> Value {
+    json!({"type": "response.output_item.added", "output_index": 0,
+        "item": {"type": "image_generation_call", "id": id, "status": "in_progress"}})
+}
+
+/// A non-streamed Responses body holding `images`.
+pub fn response_object(images: &[(&str, &[u8])]) -> Value {
+    let output: Vec<Value> = images
+        .iter()
+        .map(|(id, bytes)| {
+            json!({"type": "image_generation_call", "id": id, "status": "completed",
+            "revised_prompt": "a revised prompt", "result": b64(bytes)})
+        })
+        .collect();
+    json!({"id": "resp_1", "object": "response", "status": "completed", "output": output})
+}
+
+/// A reply whose headers never come: the connection stays open and silent.
+pub fn silent_reply() -> Reply {
+    Reply {
+        steps: vec![Step::Hang],
+    }
+}

@@ -1,0 +1,297 @@
+//! One attempt against the typed Images endpoints (SPEC §10.4): `images/generations` without
+//! references, `images/edits` with them. The answer is one JSON document, never a stream, so
+//! images are saved at the end with their total known — like `--no-stream` on Responses.
+//!
+//! Codex gates this path behind an under-development extension; it is here for probing, and it
+//! shares everything but the body with the Responses attempt: headers, cookies, HTTP errors,
+//! the retry loop.
+
+use reqwest::header::HeaderMap;
+use reqwest::Client;
+use serde_json::{json, Map, Value};
+
+use super::calls::CallState;
+use super::cookies::CookieJar;
+use super::errors::{self, BackendError};
+use super::request::{base_headers, RequestIdentity};
+use super::responses::AttemptState;
+use super::{http_error, post_json};
+use crate::error::{Error, Result};
+use crate::output::{self, OutputPlan};
+use crate::progress::Progress;
+
+/// The event type an Images response is recorded as, so the retry policy and the messages treat
+/// "a JSON answer without image data" the same way for both backends.
+pub const IMAGE_RESPONSE: &str = "image_response";
+
+/// Which typed endpoint an attempt uses: decided by whether there are reference images.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Operation {
+    Generation,
+    Edit,
+}
+
+impl Operation {
+    pub fn for_references(count: usize) -> Operation {
+        if count == 0 {
+            Operation::Generation
+        } else {
+            Operation::Edit
+        }
+    }
+
+    /// As reported in `operation` and on stderr.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Operation::Generation => "image generation",
+            Operation::Edit => "image edit",
+        }
+    }
+}
+
+pub struct ImagesRequest<'a> {
+    pub client: &'a Client,
+    pub endpoint: &'a str,
+    pub identity: &'a RequestIdentity,
+    pub model: &'a str,
+    pub prompt: &'a str,
+    /// `data:` or http(s) URLs of the reference images, in the Responses order.
+    pub image_urls: &'a [String],
+    pub plan: &'a OutputPlan,
+    pub progress: Progress,
+}
+
+/// `{"images": [...]?, "prompt", "background", "model", "quality", "size"}`, in that order.
+pub fn images_body(model: &str, prompt: &str, image_urls: &[String]) -> Value {
+    let mut body = Map::new();
+    if !image_urls.is_empty() {
+        let images: Vec<Value> = image_urls
+            .iter()
+            .map(|url| json!({ "image_url": url }))
+            .collect();
+        body.insert("images".into(), Value::Array(images));
+    }
+    body.insert("prompt".into(), json!(prompt));
+    body.insert("background".into(), json!("auto"));
+    body.insert("model".into(), json!(model));
+    body.insert("quality".into(), json!("auto"));
+    body.insert("size".into(), json!("auto"));
+    Value::Object(body)
+}
+
+/// The Codex headers, but JSON only and without the per-request session and thread ids, which
+/// belong to the Responses conversation model.
+pub fn images_headers(identity: &RequestIdentity) -> HeaderMap {
+    base_headers(identity, "application/json")
+}
+
+/// Run one attempt to its end; on success every image is on disk and recorded in `state`, and
+/// the returned value is the `response_metadata`.
+pub async fn run(
+    req: &ImagesRequest<'_>,
+    state: &mut AttemptState,
+    jar: &mut CookieJar,
+) -> Result<Value> {
+    let body = images_body(req.model, req.prompt, req.image_urls);
+    let body =
+        serde_json::to_vec(&body).map_err(|e| Error::Io(format!("Cannot encode request: {e}")))?;
+    let response = post_json(
+        req.client,
+        req.endpoint,
+        images_headers(req.identity),
+        body,
+        jar,
+        &req.progress,
+    )
+    .await?;
+    if !response.status().is_success() {
+        return Err(http_error(response).await);
+    }
+    let bytes = response
+        .bytes()
+        .await
+        .map_err(|e| Error::Transport(super::transport_message(&e)))?;
+    req.progress.verbose(&format!("event: {IMAGE_RESPONSE}"));
+    state.processor.seen_event_types = vec![IMAGE_RESPONSE.to_string()];
+
+    let (calls, metadata, backend_errors) = match serde_json::from_slice::<Value>(&bytes) {
+        Ok(payload) => {
+            let backend_errors = errors::from_payload(&payload, IMAGE_RESPONSE);
+            let metadata = response_metadata(&payload);
+            (image_calls(payload), metadata, backend_errors)
+        }
+        Err(_) => (Vec::new(), Value::Null, vec![not_json(&bytes)]),
+    };
+    if calls.is_empty() {
+        return Err(no_image_error(backend_errors));
+    }
+    state.saved_at_end = output::save_all(req.plan, calls)?;
+    Ok(metadata)
+}
+
+/// `{created, background, quality, size}` from the response, each null when absent.
+pub fn response_metadata(payload: &Value) -> Value {
+    let field = |k: &str| payload.get(k).cloned().unwrap_or(Value::Null);
+    json!({
+        "created": field("created"),
+        "background": field("background"),
+        "quality": field("quality"),
+        "size": field("size"),
+    })
+}
+
+/// Every `data[i]` with base64 (`b64_json`, else `result`) as a completed, final call, keyed
+/// and named by its id (`image`, `image-2`, ... when it has none).
+pub fn image_calls(payload: Value) -> Vec<(String, CallState, String)> {
+    let Value::Object(mut top) = payload else {
+        return Vec::new();
+    };
+    let top_prompt = top
+        .get("revised_prompt")
+        .and_then(Value::as_str)
+        .map(str::to_string);
+    let Some(Value::Array(data)) = top.remove("data") else {
+        return Vec::new();
+    };
+    let mut calls = Vec::new();
+    for (i, item) in data.into_iter().enumerate() {
+        let Value::Object(mut item) = item else {
+            continue;
+        };
+        // Moved out, not cloned: an image is megabytes of base64.
+        let b64 = match (item.remove("b64_json"), item.remove("result")) {
+            (Some(Value::String(b64)), _) if !b64.is_empty() => b64,
+            (_, Some(Value::String(b64))) if !b64.is_empty() => b64,
+            _ => continue,
+        };
+        let id = match item.get("id").and_then(Value::as_str) {
+            Some(id) => id.to_string(),
+            None if i == 0 => "image".to_string(),
+            None => format!("image-{}", i + 1),
+        };
+        let revised_prompt = top_prompt.clone().or_else(|| {
+            item.get("revised_prompt")
+                .and_then(Value::as_str)
+                .map(str::to_string)
+        });
+        let state = CallState {
+            id: Some(id.clone()),
+            status: Some("completed".to_string()),
+            revised_prompt,
+            partial: Some(false),
+            has_result: true,
+        };
+        calls.push((id, state, b64));
+    }
+    calls
+}
+
+fn not_json(bytes: &[u8]) -> BackendError {
+    let text: String = String::from_utf8_lossy(bytes).chars().take(300).collect();
+    BackendError {
+        source: IMAGE_RESPONSE.to_string(),
+        code: None,
+        kind: None,
+        status: None,
+        param: None,
+        message: format!("response is not JSON: {}", text.trim()),
+    }
+}
+
+/// The generation-failed error for an answer without image data (SPEC §10.4).
+pub fn no_image_error(backend_errors: Vec<BackendError>) -> Error {
+    let mut message =
+        format!("No image data found in Codex Images response. Seen event types: {IMAGE_RESPONSE}");
+    if !backend_errors.is_empty() {
+        message.push_str("\nBackend error details:\n");
+        message.push_str(&errors::format(&backend_errors));
+    }
+    Error::GenerationFailed {
+        message,
+        seen_event_types: vec![IMAGE_RESPONSE.to_string()],
+        backend_errors,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn references_choose_the_edit_endpoint() {
+        assert_eq!(Operation::for_references(0), Operation::Generation);
+        assert_eq!(Operation::for_references(2), Operation::Edit);
+        assert_eq!(Operation::Generation.as_str(), "image generation");
+        assert_eq!(Operation::Edit.as_str(), "image edit");
+    }
+
+    #[test]
+    fn bodies_put_images_first_and_fix_the_auto_fields() {
+        let body = images_body("gpt-image-2", "a fox", &[]);
+        assert_eq!(
+            body.to_string(),
+            r#"{"prompt":"a fox","background":"auto","model":"gpt-image-2","quality":"auto","size":"auto"}"#
+        );
+        let urls = vec![
+            "data:image/png;base64,AA".to_string(),
+            "https://x/y.png".to_string(),
+        ];
+        let body = images_body("m", " keep ", &urls);
+        assert_eq!(
+            body.to_string(),
+            r#"{"images":[{"image_url":"data:image/png;base64,AA"},{"image_url":"https://x/y.png"}],"prompt":" keep ","background":"auto","model":"m","quality":"auto","size":"auto"}"#
+        );
+    }
+
+    #[test]
+    fn data_items_become_completed_calls_with_fallback_ids() {
+        let payload = json!({"created": 1, "revised_prompt": null, "data": [
+            {"b64_json": "AAAA", "revised_prompt": "rp1"},
+            {"result": "BBBB"},
+            {"url": "https://x/no-data.png"},
+            {"b64_json": "CCCC", "id": "img_9"},
+            "junk"
+        ]});
+        let calls = image_calls(payload);
+        let ids: Vec<&str> = calls.iter().map(|(k, _, _)| k.as_str()).collect();
+        assert_eq!(ids, vec!["image", "image-2", "img_9"]);
+        assert_eq!(calls[0].2, "AAAA");
+        assert_eq!(calls[1].2, "BBBB");
+        assert_eq!(calls[0].1.revised_prompt.as_deref(), Some("rp1"));
+        assert_eq!(calls[0].1.status.as_deref(), Some("completed"));
+        assert_eq!(calls[0].1.partial, Some(false));
+        let top = image_calls(
+            json!({"revised_prompt": "top", "data": [{"b64_json": "A", "revised_prompt": "item"}]}),
+        );
+        assert_eq!(top[0].1.revised_prompt.as_deref(), Some("top"));
+    }
+
+    #[test]
+    fn metadata_keeps_its_four_keys() {
+        assert_eq!(
+            response_metadata(&json!({"created": 5, "size": "1024x1024", "data": []})),
+            json!({"created": 5, "background": null, "quality": null, "size": "1024x1024"})
+        );
+    }
+
+    #[test]
+    fn no_data_is_a_retryable_generation_failure_with_details() {
+        let payload =
+            json!({"data": [], "error": {"code": "image_backend_hiccup", "message": "try later"}});
+        let errs = errors::from_payload(&payload, IMAGE_RESPONSE);
+        let err = no_image_error(errs);
+        assert_eq!(
+            err.to_string(),
+            "No image data found in Codex Images response. Seen event types: image_response\nBackend error details:\n  - error code=image_backend_hiccup try later"
+        );
+        assert_eq!(
+            crate::retry::retry_reason(&err).as_deref(),
+            Some("image_response_without_data")
+        );
+        let bare = no_image_error(Vec::new());
+        assert_eq!(
+            bare.to_string(),
+            "No image data found in Codex Images response. Seen event types: image_response"
+        );
+    }
+}
