@@ -315,67 +315,8 @@ fn inode(path: &Path) -> u64 {
     std::fs::metadata(path).unwrap().ino()
 }
 
-fn files_named(dir: &Path, suffix: &str) -> Vec<PathBuf> {
-    let mut found = Vec::new();
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return found;
-    };
-    for entry in entries.flatten() {
-        let path = entry.path();
-        if path.is_dir() {
-            found.extend(files_named(&path, suffix));
-        } else if path.to_string_lossy().ends_with(suffix) {
-            found.push(path);
-        }
-    }
-    found
-}
-
 fn lock_dir(sandbox: &Sandbox) -> PathBuf {
     sandbox.home().join(".openclaw/locks/oauth-refresh")
-}
-
-/// An OAuth endpoint that hands out `refresh-<n+1>` for `refresh-<n>` once and answers a second
-/// use with `refresh_token_reused`; every other request gets one image.
-fn single_use_oauth(server: &Server) -> Arc<Mutex<Vec<String>>> {
-    let used: Arc<Mutex<Vec<String>>> = Arc::new(Mutex::new(Vec::new()));
-    let seen = used.clone();
-    let png = png_bytes(7, 2000);
-    server.handle(move |req| {
-        if req.path.starts_with(TOKEN) {
-            let token = req.json()["refresh_token"]
-                .as_str()
-                .unwrap_or("")
-                .to_string();
-            let mut used = seen.lock().unwrap();
-            let reused = used.contains(&token);
-            used.push(token.clone());
-            if reused {
-                return Reply::json(
-                    401,
-                    &json!({"error": {"code": "refresh_token_reused", "message": "already used"}}),
-                );
-            }
-            let n: u32 = token.trim_start_matches("refresh-").parse().unwrap_or(0);
-            return Reply::json(
-                200,
-                &json!({
-                    "access_token": jwt(now_secs() + 3601 + n as i64),
-                    "refresh_token": format!("refresh-{}", n + 1),
-                    "id_token": format!("id-{}", n + 1),
-                    "expires_in": 3600
-                }),
-            );
-        }
-        image_stream(&[("ig_1", &png)])
-    });
-    used
-}
-
-fn chrono_now() -> String {
-    chrono::Utc::now()
-        .format("%Y-%m-%dT%H:%M:%S%.3fZ")
-        .to_string()
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -5,7 +5,6 @@ mod support;
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
@@ -13,43 +12,6 @@ use support::*;
 
 const RESPONSES: &str = "/backend-api/codex/responses";
 const TOKEN: &str = "/oauth/token";
-
-/// An OAuth endpoint that hands out `refresh-<n+1>` for `refresh-<n>` once, and answers any
-/// second use of a refresh token with `refresh_token_reused`, as the real one does.
-fn single_use_oauth(server: &Server) -> Arc<Mutex<Vec<String>>> {
-    let used: Arc<Mutex<Vec<String>>> = Arc::new(Mutex::new(Vec::new()));
-    let seen = used.clone();
-    let png = png_bytes(7, 2000);
-    server.handle(move |req| {
-        if req.path.starts_with(TOKEN) {
-            let token = req.json()["refresh_token"]
-                .as_str()
-                .unwrap_or("")
-                .to_string();
-            let mut used = seen.lock().unwrap();
-            let reused = used.contains(&token);
-            used.push(token.clone());
-            if reused {
-                return Reply::json(
-                    401,
-                    &json!({"error": {"code": "refresh_token_reused", "message": "already used"}}),
-                );
-            }
-            let n: u32 = token.trim_start_matches("refresh-").parse().unwrap_or(0);
-            return Reply::json(
-                200,
-                &json!({
-                    "access_token": jwt(now_secs() + 3601 + n as i64),
-                    "refresh_token": format!("refresh-{}", n + 1),
-                    "id_token": format!("id-{}", n + 1),
-                    "expires_in": 3600
-                }),
-            );
-        }
-        image_stream(&[("ig_1", &png)])
-    });
-    used
-}
 
 fn expired_codex(sandbox: &Sandbox) -> PathBuf {
     let path = sandbox.home().join(".codex/auth.json");
@@ -83,22 +45,6 @@ fn expired_openclaw(path: &Path) -> Value {
     });
     write_json(path, &store);
     store
-}
-
-fn files_named(dir: &Path, suffix: &str) -> Vec<PathBuf> {
-    let mut found = Vec::new();
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return found;
-    };
-    for entry in entries.flatten() {
-        let path = entry.path();
-        if path.is_dir() {
-            found.extend(files_named(&path, suffix));
-        } else if path.to_string_lossy().ends_with(suffix) {
-            found.push(path);
-        }
-    }
-    found
 }
 
 #[cfg(unix)]
@@ -657,12 +603,6 @@ fn a_lock_left_by_a_dead_process_is_taken_over_at_once() {
     assert_eq!(run.code, 0, "{run}");
     assert!(run.elapsed < Duration::from_secs(3), "{run}");
     assert!(!lock.exists());
-}
-
-fn chrono_now() -> String {
-    chrono::Utc::now()
-        .format("%Y-%m-%dT%H:%M:%S%.3fZ")
-        .to_string()
 }
 
 #[cfg(unix)]

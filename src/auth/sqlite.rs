@@ -199,25 +199,22 @@ fn has_sqlite_magic(path: &Path) -> bool {
 
 /// Open for reading only: never creates the file, never writes, never checkpoints.
 fn open_read(path: &Path) -> Result<Connection> {
-    let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
-    let conn =
-        Connection::open_with_flags(path, flags).map_err(|source| SqliteStoreError::Open {
-            path: path.to_path_buf(),
-            source,
-        })?;
-    configure(&conn, path)?;
-    Ok(conn)
+    open(path, OpenFlags::SQLITE_OPEN_READ_ONLY)
 }
 
 /// Open for one write transaction. Without `SQLITE_OPEN_CREATE` a missing file is an error,
 /// not a new empty database.
 fn open_write(path: &Path) -> Result<Connection> {
-    let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
-    let conn =
-        Connection::open_with_flags(path, flags).map_err(|source| SqliteStoreError::Open {
+    open(path, OpenFlags::SQLITE_OPEN_READ_WRITE)
+}
+
+fn open(path: &Path, mode: OpenFlags) -> Result<Connection> {
+    let conn = Connection::open_with_flags(path, mode | OpenFlags::SQLITE_OPEN_NO_MUTEX).map_err(
+        |source| SqliteStoreError::Open {
             path: path.to_path_buf(),
             source,
-        })?;
+        },
+    )?;
     configure(&conn, path)?;
     Ok(conn)
 }
