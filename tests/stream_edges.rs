@@ -790,3 +790,22 @@ fn bytes_that_are_not_utf8_do_not_lose_the_image() {
         ])
     );
 }
+
+#[test]
+fn a_connection_broken_after_response_completed_is_still_a_success() {
+    let server = Server::start();
+    let png = png_bytes(4, 900);
+    let reply = Reply::sse()
+        .event(&created())
+        .event(&image_done("ig_1", &png))
+        .event(&completed(&[("ig_1", &png)]))
+        // A chunk header promising more than is sent, then the connection closes.
+        .step(Step::Raw(b"ff\r\ndata: {\"type\":\"trail".to_vec()));
+    server.enqueue("/backend-api/codex/responses", reply);
+    let sandbox = Sandbox::new();
+    sandbox.with_codex_auth();
+    let sargs = server_args(&server);
+    let run = sandbox.run(&with_server(&sargs, &["--no-retry", "a cat"]));
+    assert_eq!(run.code, 0, "{run}");
+    assert_eq!(std::fs::read(run.stdout.trim()).unwrap(), png);
+}

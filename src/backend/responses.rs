@@ -100,9 +100,12 @@ pub async fn run(
             Ok(event) => {
                 #[cfg(debug_assertions)]
                 block_for_test(&event.event);
-                state
-                    .processor
-                    .on_sse(&event.event, event.data, &mut state.saver)?
+                state.processor.on_event(event, &mut state.saver)?;
+                // `response.completed` ends the turn, as in codex-rs: whatever the connection does
+                // afterwards (a trailing `[DONE]`, a reset) cannot undo saved, completed images.
+                if state.processor.saw("response.completed") {
+                    break;
+                }
             }
             Err(err) => {
                 let message = match err {
@@ -134,7 +137,11 @@ pub async fn run(
 /// alone cannot, because aborting a future always settles.
 #[cfg(debug_assertions)]
 fn block_for_test(event_type: &str) {
-    if std::env::var("CODEX_IMAGEN_TEST_BLOCK_ON_EVENT").ok().as_deref() == Some(event_type) {
+    if std::env::var("CODEX_IMAGEN_TEST_BLOCK_ON_EVENT")
+        .ok()
+        .as_deref()
+        == Some(event_type)
+    {
         std::thread::sleep(std::time::Duration::from_secs(60));
     }
 }

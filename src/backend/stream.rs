@@ -6,6 +6,7 @@ use serde_json::Value;
 
 use super::calls::{self, CallState, CallTracker};
 use super::errors::{self, BackendError};
+use super::sse;
 use crate::error::{Error, Result};
 use crate::progress::Progress;
 
@@ -76,7 +77,24 @@ impl EventProcessor {
         }
     }
 
-    /// One SSE event: `event_type` is its `event:` field (`message` when absent).
+    /// One event of the stream.
+    pub fn on_event(&mut self, mut event: sse::Event, sink: &mut dyn CallSink) -> Result<()> {
+        if event.is_empty_or_done() {
+            return Ok(());
+        }
+        match event.take_json() {
+            Ok(payload) => {
+                drop(event);
+                self.on_payload(payload, sink)
+            }
+            Err(_) => {
+                self.record_type(format!("unparsed:{}", event.event));
+                Ok(())
+            }
+        }
+    }
+
+    /// One SSE event given as text: `event_type` is its `event:` field (`message` when absent).
     pub fn on_sse(
         &mut self,
         event_type: &str,
@@ -170,6 +188,38 @@ mod tests {
         assert_eq!(payload_type(&json!({"item": {"type": "c"}})), "c");
         assert_eq!(payload_type(&json!({})), "object");
         assert_eq!(payload_type(&json!(3)), "number");
+    }
+
+    #[test]
+    fn streamed_events_hand_whole_images_to_the_sink() {
+        use futures::StreamExt;
+        // Long enough to be lifted out of the event while it streams (sse::lift).
+        let b64 = "QUJD".repeat(50_000);
+        let body = format!(
+            "event: x\ndata: {{\"type\":\"response.output_item.done\",\"item\":{{\"type\":\
+             \"image_generation_call\",\"id\":\"ig_1\",\"result\":\"{b64}\"}}}}\n\n\
+             data: [DONE]\n\ndata: not json\n\n"
+        );
+        let chunks: Vec<Result<bytes::Bytes, std::convert::Infallible>> = body
+            .as_bytes()
+            .chunks(16 * 1024)
+            .map(|c| Ok(bytes::Bytes::copy_from_slice(c)))
+            .collect();
+        let mut p = EventProcessor::new(Progress::new(true, false));
+        let mut sink = CollectedCalls::default();
+        futures::executor::block_on(async {
+            let mut events = sse::events(futures::stream::iter(chunks));
+            while let Some(event) = events.next().await {
+                p.on_event(event.unwrap(), &mut sink).unwrap();
+            }
+        });
+        assert_eq!(sink.calls.len(), 1);
+        assert_eq!(sink.calls[0].0, "ig_1");
+        assert!(sink.calls[0].2 == b64);
+        assert_eq!(
+            p.seen_event_types,
+            vec!["response.output_item.done", "unparsed:message"]
+        );
     }
 
     #[test]
