@@ -771,21 +771,9 @@ fn merge_response(doc: &mut Value, current: &Auth, response: &Value) -> Result<(
                     current.path.display()
                 ),
             })?;
-            set(
-                tokens,
-                "id_token",
-                as_json(response_str(response, "id_token")),
-            );
-            set(
-                tokens,
-                "access_token",
-                as_json(response_str(response, "access_token")),
-            );
-            set(
-                tokens,
-                "refresh_token",
-                as_json(response_str(response, "refresh_token")),
-            );
+            for key in ["id_token", "access_token", "refresh_token"] {
+                set(tokens, key, as_json(response_str(response, key)));
+            }
             set(doc, "last_refresh", Some(json!(iso_now())));
         }
         AuthFormat::OpenClawAuthProfiles
