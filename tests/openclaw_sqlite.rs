@@ -617,29 +617,7 @@ fn eight_processes_on_one_expired_sqlite_profile_refresh_exactly_once() {
         let sandbox = Sandbox::new();
         let db = expired_machine(&sandbox, layout);
         let before_rest = dump_except_store(&db);
-        let sargs = server_args(&server);
-        let children: Vec<_> = (0..8)
-            .map(|i| {
-                let mut cmd = sandbox.command(&with_server(
-                    &sargs,
-                    &["--quiet", "--out-dir", &format!("out{i}"), "x"],
-                ));
-                cmd.stdout(std::process::Stdio::piped());
-                cmd.spawn().unwrap()
-            })
-            .collect();
-        let outputs: Vec<_> = children
-            .into_iter()
-            .map(|c| c.wait_with_output().unwrap())
-            .collect();
-        for (i, out) in outputs.iter().enumerate() {
-            assert_eq!(
-                out.status.code(),
-                Some(0),
-                "{layout:?} run {i}: {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-        }
+        run_concurrently_expecting_success(&sandbox, &server, 8, &format!("{layout:?}"));
         assert_eq!(
             *used.lock().unwrap(),
             vec!["refresh-0"],

@@ -650,29 +650,7 @@ fn eight_processes_on_one_expired_profile_refresh_exactly_once() {
     let sandbox = Sandbox::new();
     let path = main_store(&sandbox);
     expired_openclaw(&path);
-    let sargs = server_args(&server);
-    let children: Vec<_> = (0..8)
-        .map(|i| {
-            let mut cmd = sandbox.command(&with_server(
-                &sargs,
-                &["--quiet", "--out-dir", &format!("out{i}"), "x"],
-            ));
-            cmd.stdout(std::process::Stdio::piped());
-            cmd.spawn().unwrap()
-        })
-        .collect();
-    let outputs: Vec<_> = children
-        .into_iter()
-        .map(|c| c.wait_with_output().unwrap())
-        .collect();
-    for (i, out) in outputs.iter().enumerate() {
-        assert_eq!(
-            out.status.code(),
-            Some(0),
-            "run {i}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
+    run_concurrently_expecting_success(&sandbox, &server, 8, "json store");
     assert_eq!(
         *used.lock().unwrap(),
         vec!["refresh-0"],

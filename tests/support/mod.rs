@@ -840,3 +840,33 @@ pub fn chrono_now() -> String {
         .format("%Y-%m-%dT%H:%M:%S%.3fZ")
         .to_string()
 }
+
+/// Start `n` generation runs at once (each with its own out dir) and assert every one exits 0.
+pub fn run_concurrently_expecting_success(
+    sandbox: &Sandbox,
+    server: &Server,
+    n: usize,
+    label: &str,
+) {
+    let sargs = server_args(server);
+    let children: Vec<_> = (0..n)
+        .map(|i| {
+            let out_dir = format!("out{i}");
+            let mut cmd = sandbox.command(&with_server(
+                &sargs,
+                &["--quiet", "--out-dir", &out_dir, "x"],
+            ));
+            cmd.stdout(Stdio::piped());
+            cmd.spawn().unwrap()
+        })
+        .collect();
+    for (i, child) in children.into_iter().enumerate() {
+        let out = child.wait_with_output().unwrap();
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{label} run {i}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
