@@ -1,28 +1,27 @@
 //! codex-imagen: generate and edit images with gpt-image through a ChatGPT subscription, using
 //! the Codex or OpenClaw OAuth credentials already on the machine.
 //!
-//! The binary only calls [`run`]. Modules, by concern:
-//! - [`cli`] parses argv; [`config`] resolves it against `--cwd` and the environment; [`paths`]
-//!   knows home, `~` and the OpenClaw directory layout.
-//! - [`auth`] finds, reads and selects credentials (and is where refresh plugs in).
-//! - [`backend`] builds requests and turns the event stream into saved images ([`output`]).
-//! - [`generate`] runs attempts with their timer ([`watchdog`]) and retries ([`retry`]).
-//! - [`report`] prints results; [`error`] maps every failure to an exit code.
+//! One engine, several front-ends. The public API is deliberately small: an [`Engine`] (made
+//! from [`EngineSettings`]) runs owned [`JobSpec`]s, reports [`Event`]s to an [`EventSink`],
+//! stops on a [`CancellationToken`], and returns a [`JobResult`] or a typed [`Error`]. The
+//! binary only calls [`run`], the one-shot CLI. Everything else is crate-private; see
+//! `ARCHITECTURE.md` for where each concern lives.
 
-pub mod app;
-pub mod auth;
-pub mod backend;
-pub mod cli;
-pub mod config;
-pub mod error;
-pub mod exit;
-pub mod generate;
-pub mod output;
-pub mod paths;
-pub mod progress;
-pub mod report;
-pub mod retry;
-pub mod watchdog;
+mod auth;
+mod backend;
+mod blocking;
+mod cli;
+mod engine;
+mod error;
+mod output;
+mod paths;
 
-pub use app::run;
-pub use error::{Error, Result};
+pub use auth::AuthSettings;
+pub use cli::run;
+pub use engine::events::{Event, EventSink, NullSink, Stage};
+pub use engine::job::{Backend, JobResult, JobSpec, Reference, RefreshReport};
+pub use engine::{Delays, Engine, EngineSettings, DEFAULT_BASE_URL, DEFAULT_REFRESH_URL};
+pub use error::{AuthErrorKind, Error, ErrorKind, RefreshErrorKind, Result, UsageLimit};
+pub use output::SavedImage;
+pub use paths::Environment;
+pub use tokio_util::sync::CancellationToken;

@@ -1,58 +1,107 @@
-//! Paths and environment: `~` expansion, resolution against the working directory, and the
-//! OpenClaw directory layout (SPEC §2).
+//! Paths and environment: the environment snapshot a process takes once ([`Environment`]), `~`
+//! expansion, resolution against a base directory, and the OpenClaw directory layout (SPEC §2).
 //!
-//! Every path that comes from a flag or an environment variable goes through [`resolve`], so a
-//! relative path always means "relative to the working directory after `--cwd`".
+//! Nothing in the engine reads the process environment or working directory: the front-end
+//! captures them once, and `--cwd` only changes the snapshot's base directory, never the
+//! process's. Every path that comes from a flag or an environment variable goes through
+//! [`Environment::resolve`], so a relative path always means "relative to `--cwd`".
 
+use std::collections::HashMap;
 use std::path::{Component, Path, PathBuf};
 
-/// An environment variable, trimmed; `None` when unset or blank (SPEC §2).
-pub(crate) fn env_nonempty(name: &str) -> Option<String> {
-    let value = std::env::var_os(name)?;
-    let value = value.to_string_lossy();
-    let trimmed = value.trim();
-    (!trimmed.is_empty()).then(|| trimmed.to_string())
+/// The environment variables, home directory and base directory, read once.
+#[derive(Debug, Clone)]
+pub struct Environment {
+    vars: HashMap<String, String>,
+    home: PathBuf,
+    cwd: PathBuf,
 }
 
-/// The first of `names` that is set and non-blank.
-pub(crate) fn first_env(names: &[&str]) -> Option<String> {
-    names.iter().find_map(|name| env_nonempty(name))
-}
-
-pub(crate) fn home_dir() -> PathBuf {
-    dirs::home_dir().unwrap_or_else(|| PathBuf::from("/"))
-}
-
-/// `~` alone and a leading `~/` or `~\` mean the home directory.
-pub(crate) fn expand_home(input: &str) -> PathBuf {
-    if input == "~" {
-        return home_dir();
+impl Environment {
+    /// This process's environment and working directory, now.
+    pub fn capture() -> Self {
+        let vars = std::env::vars_os()
+            .map(|(k, v)| {
+                (
+                    k.to_string_lossy().into_owned(),
+                    v.to_string_lossy().into_owned(),
+                )
+            })
+            .collect();
+        Environment {
+            vars,
+            home: dirs::home_dir().unwrap_or_else(|| PathBuf::from("/")),
+            cwd: std::env::current_dir().unwrap_or_else(|_| PathBuf::from("/")),
+        }
     }
-    if let Some(rest) = input
-        .strip_prefix("~/")
-        .or_else(|| input.strip_prefix("~\\"))
-    {
-        return home_dir().join(rest);
+
+    /// An environment made of exactly these variables (tests, embedding).
+    pub fn from_vars(
+        vars: impl IntoIterator<Item = (String, String)>,
+        home: PathBuf,
+        cwd: PathBuf,
+    ) -> Self {
+        Environment {
+            vars: vars.into_iter().collect(),
+            home,
+            cwd: normalize(&cwd),
+        }
     }
-    PathBuf::from(input)
+
+    /// The same environment with another base directory (`--cwd`).
+    pub fn with_cwd(mut self, cwd: PathBuf) -> Self {
+        self.cwd = normalize(&cwd);
+        self
+    }
+
+    /// A variable, trimmed; `None` when unset or blank (SPEC §2).
+    pub(crate) fn var(&self, name: &str) -> Option<String> {
+        let trimmed = self.vars.get(name)?.trim();
+        (!trimmed.is_empty()).then(|| trimmed.to_string())
+    }
+
+    /// The first of `names` that is set and non-blank.
+    pub(crate) fn first(&self, names: &[&str]) -> Option<String> {
+        names.iter().find_map(|name| self.var(name))
+    }
+
+    pub(crate) fn home(&self) -> &Path {
+        &self.home
+    }
+
+    /// The base directory relative paths resolve against.
+    pub fn cwd(&self) -> &Path {
+        &self.cwd
+    }
+
+    /// `~` alone and a leading `~/` or `~\` mean the home directory.
+    pub(crate) fn expand_home(&self, input: &str) -> PathBuf {
+        if input == "~" {
+            return self.home.clone();
+        }
+        if let Some(rest) = input
+            .strip_prefix("~/")
+            .or_else(|| input.strip_prefix("~\\"))
+        {
+            return self.home.join(rest);
+        }
+        PathBuf::from(input)
+    }
+
+    /// Absolute, lexically normalised path for a user-supplied string.
+    pub(crate) fn resolve(&self, input: &str) -> PathBuf {
+        resolve_from(&self.cwd, &self.expand_home(input))
+    }
 }
 
-/// Absolute, lexically normalised path for a user-supplied string.
-pub(crate) fn resolve(input: &str) -> PathBuf {
-    absolute(&expand_home(input))
-}
-
-/// Join a relative path onto the current directory and fold `.` and `..`, like Node's
-/// `path.resolve`: reported paths must match what the Node tool printed.
-pub(crate) fn absolute(path: &Path) -> PathBuf {
-    let joined = if path.is_absolute() {
-        path.to_path_buf()
+/// Join a relative path onto `base` and fold `.` and `..`, like Node's `path.resolve`: reported
+/// paths must match what the Node tool printed.
+pub(crate) fn resolve_from(base: &Path, path: &Path) -> PathBuf {
+    if path.is_absolute() {
+        normalize(path)
     } else {
-        std::env::current_dir()
-            .unwrap_or_else(|_| PathBuf::from("/"))
-            .join(path)
-    };
-    normalize(&joined)
+        normalize(&base.join(path))
+    }
 }
 
 fn normalize(path: &Path) -> PathBuf {
@@ -67,6 +116,18 @@ fn normalize(path: &Path) -> PathBuf {
         }
     }
     out
+}
+
+/// `.<name>.<pid>.<epoch ms>.<random>.tmp`: a temporary name beside a file that is unique per
+/// write, not just per process, so concurrent writers of one process never share one.
+pub(crate) fn unique_temp_name(name: &str) -> String {
+    let unique = uuid::Uuid::new_v4().simple().to_string();
+    format!(
+        ".{name}.{}.{}.{}.tmp",
+        std::process::id(),
+        chrono::Utc::now().timestamp_millis(),
+        &unique[..12]
+    )
 }
 
 pub(crate) fn is_file(path: &Path) -> bool {
@@ -88,16 +149,19 @@ pub struct OpenClawDirs {
     pub agent_dir: PathBuf,
     /// Always `<state>/agents/main/agent`.
     pub main_agent_dir: PathBuf,
+    /// Where OpenClaw 2026.8+ keeps the shared store (`resolveSharedMainAuthAgentDir`):
+    /// `OPENCLAW_AGENT_DIR`, else the main agent; `PI_CODING_AGENT_DIR` names an ordinary agent.
+    pub shared_main_dir: PathBuf,
     pub oauth_dir: PathBuf,
 }
 
 impl OpenClawDirs {
-    pub fn from_env() -> Self {
-        let state_dir = match env_nonempty("OPENCLAW_STATE_DIR") {
-            Some(dir) => resolve(&dir),
+    pub fn from_env(env: &Environment) -> Self {
+        let state_dir = match env.var("OPENCLAW_STATE_DIR") {
+            Some(dir) => env.resolve(&dir),
             None => {
-                let current = home_dir().join(".openclaw");
-                let legacy = home_dir().join(".clawdbot");
+                let current = env.home().join(".openclaw");
+                let legacy = env.home().join(".clawdbot");
                 if !is_dir(&current) && is_dir(&legacy) {
                     legacy
                 } else {
@@ -106,20 +170,28 @@ impl OpenClawDirs {
             }
         };
         let main_agent_dir = state_dir.join("agents").join("main").join("agent");
-        let agent_dir = first_env(&["OPENCLAW_AGENT_DIR", "PI_CODING_AGENT_DIR"])
-            .map(|dir| resolve(&dir))
+        let agent_dir = env
+            .first(&["OPENCLAW_AGENT_DIR", "PI_CODING_AGENT_DIR"])
+            .map(|dir| env.resolve(&dir))
             .unwrap_or_else(|| main_agent_dir.clone());
-        let config_path = env_nonempty("OPENCLAW_CONFIG_PATH")
-            .map(|p| resolve(&p))
+        let config_path = env
+            .var("OPENCLAW_CONFIG_PATH")
+            .map(|p| env.resolve(&p))
             .unwrap_or_else(|| state_dir.join("openclaw.json"));
-        let oauth_dir = env_nonempty("OPENCLAW_OAUTH_DIR")
-            .map(|p| resolve(&p))
+        let oauth_dir = env
+            .var("OPENCLAW_OAUTH_DIR")
+            .map(|p| env.resolve(&p))
             .unwrap_or_else(|| state_dir.join("credentials"));
+        let shared_main_dir = env
+            .var("OPENCLAW_AGENT_DIR")
+            .map(|dir| env.resolve(&dir))
+            .unwrap_or_else(|| main_agent_dir.clone());
         OpenClawDirs {
             state_dir,
             config_path,
             agent_dir,
             main_agent_dir,
+            shared_main_dir,
             oauth_dir,
         }
     }
@@ -130,7 +202,7 @@ impl OpenClawDirs {
 }
 
 /// OpenClaw runtime detection (SPEC §9.3): only changes the default timeout.
-pub(crate) fn is_openclaw_runtime() -> bool {
+pub(crate) fn is_openclaw_runtime(env: &Environment) -> bool {
     let by_env = [
         "OPENCLAW_AGENT_DIR",
         "PI_CODING_AGENT_DIR",
@@ -138,20 +210,20 @@ pub(crate) fn is_openclaw_runtime() -> bool {
         "OPENCLAW_OUTPUT_DIR",
     ]
     .iter()
-    .any(|name| env_nonempty(name).is_some());
+    .any(|name| env.var(name).is_some());
     by_env
-        || std::env::current_dir()
-            .map(|cwd| {
-                cwd.components().any(|c| {
-                    matches!(c, Component::Normal(name) if name == ".openclaw" || name == ".clawdbot")
-                })
-            })
-            .unwrap_or(false)
+        || env.cwd().components().any(
+            |c| matches!(c, Component::Normal(name) if name == ".openclaw" || name == ".clawdbot"),
+        )
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn env() -> Environment {
+        Environment::from_vars([], PathBuf::from("/home/me"), PathBuf::from("/work"))
+    }
 
     #[test]
     fn normalize_folds_dot_and_dotdot() {
@@ -161,10 +233,31 @@ mod tests {
 
     #[test]
     fn tilde_expands_only_at_the_start() {
-        assert_eq!(expand_home("~"), home_dir());
-        assert_eq!(expand_home("~/x"), home_dir().join("x"));
-        assert_eq!(expand_home("~\\x"), home_dir().join("x"));
-        assert_eq!(expand_home("a/~/x"), PathBuf::from("a/~/x"));
-        assert_eq!(expand_home("~user/x"), PathBuf::from("~user/x"));
+        let env = env();
+        assert_eq!(env.expand_home("~"), PathBuf::from("/home/me"));
+        assert_eq!(env.expand_home("~/x"), PathBuf::from("/home/me/x"));
+        assert_eq!(env.expand_home("~\\x"), PathBuf::from("/home/me/x"));
+        assert_eq!(env.expand_home("a/~/x"), PathBuf::from("a/~/x"));
+        assert_eq!(env.expand_home("~user/x"), PathBuf::from("~user/x"));
+    }
+
+    #[test]
+    fn relative_paths_resolve_against_the_snapshot_not_the_process() {
+        let env = env().with_cwd(PathBuf::from("/elsewhere/./job"));
+        assert_eq!(
+            env.resolve("a/../b.png"),
+            PathBuf::from("/elsewhere/job/b.png")
+        );
+        assert_eq!(env.resolve("~/c"), PathBuf::from("/home/me/c"));
+        let blank = Environment::from_vars(
+            [
+                ("X".to_string(), "  ".to_string()),
+                ("Y".into(), " y ".into()),
+            ],
+            PathBuf::from("/"),
+            PathBuf::from("/"),
+        );
+        assert_eq!(blank.var("X"), None);
+        assert_eq!(blank.first(&["X", "Y"]).as_deref(), Some("y"));
     }
 }

@@ -3,28 +3,28 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::error::{Error, Result};
-use crate::paths::{self, env_nonempty, home_dir, OpenClawDirs};
+use crate::error::{AuthErrorKind, Error, Result};
+use crate::paths::{self, Environment, OpenClawDirs};
 
 /// The discovery list, duplicates removed, in SPEC order.
-pub fn candidates(dirs: &OpenClawDirs) -> Vec<PathBuf> {
+pub fn candidates(dirs: &OpenClawDirs, env: &Environment) -> Vec<PathBuf> {
     let mut list: Vec<PathBuf> = Vec::new();
     for name in [
         "CODEX_IMAGEN_AUTH_JSON",
         "OPENCLAW_CODEX_AUTH_JSON",
         "CODEX_AUTH_JSON",
     ] {
-        if let Some(value) = env_nonempty(name) {
-            list.push(paths::resolve(&value));
+        if let Some(value) = env.var(name) {
+            list.push(env.resolve(&value));
         }
     }
     list.push(dirs.agent_dir.join("auth-profiles.json"));
     list.push(dirs.agent_dir.join("auth.json"));
     list.push(dirs.oauth_dir.join("oauth.json"));
-    if let Some(codex_home) = env_nonempty("CODEX_HOME") {
-        list.push(paths::resolve(&codex_home).join("auth.json"));
+    if let Some(codex_home) = env.var("CODEX_HOME") {
+        list.push(env.resolve(&codex_home).join("auth.json"));
     }
-    list.push(home_dir().join(".codex").join("auth.json"));
+    list.push(env.home().join(".codex").join("auth.json"));
 
     let mut unique: Vec<PathBuf> = Vec::with_capacity(list.len());
     for path in list {
@@ -38,8 +38,8 @@ pub fn candidates(dirs: &OpenClawDirs) -> Vec<PathBuf> {
 /// [`candidates`] with the OpenClaw SQLite stores that hold credentials spliced in ahead of the
 /// active agent's JSON files, newest layout first (OpenClaw 2026.6.5+ no longer reads those JSON
 /// files). Only existing stores are added, so a JSON-only machine gets exactly [`candidates`].
-pub fn candidates_with_sqlite(dirs: &OpenClawDirs) -> Vec<PathBuf> {
-    let list = candidates(dirs);
+pub fn candidates_with_sqlite(dirs: &OpenClawDirs, env: &Environment) -> Vec<PathBuf> {
+    let list = candidates(dirs, env);
     let databases = crate::auth::sqlite::discover(dirs);
     if databases.is_empty() {
         return list;
@@ -59,34 +59,43 @@ pub fn candidates_with_sqlite(dirs: &OpenClawDirs) -> Vec<PathBuf> {
 }
 
 /// The auth store to read first.
-pub fn resolve_auth_path(explicit: Option<&Path>, dirs: &OpenClawDirs) -> Result<PathBuf> {
+pub fn resolve_auth_path(
+    explicit: Option<&Path>,
+    dirs: &OpenClawDirs,
+    env: &Environment,
+) -> Result<PathBuf> {
     if let Some(path) = explicit {
         return Ok(path.to_path_buf());
     }
-    if let Some(found) = candidates_with_sqlite(dirs)
+    if let Some(found) = candidates_with_sqlite(dirs, env)
         .into_iter()
         .find(|p| paths::is_file(p))
     {
         return Ok(found);
     }
-    let list = candidates(dirs);
+    let list = candidates(dirs, env);
     let tried: Vec<String> = list
         .iter()
         .map(|p| format!("  - {}", p.display()))
         .collect();
-    Err(Error::Auth(format!(
-        "No auth JSON found. Tried:\n{}",
-        tried.join("\n")
-    )))
+    Err(Error::auth(
+        AuthErrorKind::NotFound,
+        format!("No auth JSON found. Tried:\n{}", tried.join("\n")),
+    ))
 }
 
 /// Every existing candidate, the resolved path first: the order fallback walks (SPEC §15).
-pub fn fallback_order(first: &Path, explicit: bool, dirs: &OpenClawDirs) -> Vec<PathBuf> {
+pub fn fallback_order(
+    first: &Path,
+    explicit: bool,
+    dirs: &OpenClawDirs,
+    env: &Environment,
+) -> Vec<PathBuf> {
     let mut order = vec![first.to_path_buf()];
     if explicit {
         return order;
     }
-    for candidate in candidates_with_sqlite(dirs) {
+    for candidate in candidates_with_sqlite(dirs, env) {
         if !order.contains(&candidate) && paths::is_file(&candidate) {
             order.push(candidate);
         }

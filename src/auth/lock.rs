@@ -4,15 +4,17 @@
 //! The lock for file F is `<realpath(dirname F)>/<basename F>.lock`, created exclusively and
 //! holding `{"pid", "createdAt"}` (plus `starttime` on Linux, as OpenClaw 5.28+ writes). A lock is
 //! stale when its process is gone, it is older than the limit, or it is empty and old. Locks are
-//! re-entrant inside the process and are removed only while they are still ours: after a long
-//! stall another process may have taken a stale lock over, and deleting its lock would let a
-//! third one in. [`release_all_held`] is called on forced exits (signals, the watchdog) so a
+//! not re-entrant (a holder passes its guard down) and are removed only while they are still
+//! ours: after a long stall another process may have taken a stale lock over, and deleting its
+//! lock would let a third one in. Tasks of one process queue on an in-process gate per file, so
+//! they never poll a lock their own process holds. The held set lives in a [`LockRegistry`]
+//! owned by the engine's auth manager; the CLI's watchdog releases it before a forced exit so a
 //! killed run never leaves a lock that blocks OpenClaw agents for minutes.
 
 use std::collections::HashMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use serde_json::{json, Value};
@@ -51,48 +53,84 @@ pub enum LockError {
 }
 
 struct Held {
-    count: usize,
     lock_path: PathBuf,
     content: String,
     #[cfg(unix)]
     ino: u64,
 }
 
-static HELD: Mutex<Option<HashMap<PathBuf, Held>>> = Mutex::new(None);
-
-fn with_held<R>(f: impl FnOnce(&mut HashMap<PathBuf, Held>) -> R) -> R {
-    let mut guard = HELD.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-    f(guard.get_or_insert_with(HashMap::new))
+#[derive(Default)]
+struct Registry {
+    next_id: u64,
+    held: HashMap<u64, Held>,
+    /// One queue per lock file: tasks of this process wait here, in order, instead of polling
+    /// a file their own process holds.
+    gates: HashMap<PathBuf, Arc<tokio::sync::Mutex<()>>>,
 }
 
-/// A held lock; dropping it releases one level of re-entrancy.
-#[derive(Debug)]
+/// The lock files one engine holds. Owned by the auth manager (never a static), so forced
+/// exits can release exactly what is held ([`LockRegistry::release_all`]).
+#[derive(Clone, Default)]
+pub struct LockRegistry {
+    inner: Arc<Mutex<Registry>>,
+}
+
+impl std::fmt::Debug for LockRegistry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("LockRegistry")
+    }
+}
+
+impl LockRegistry {
+    fn with<R>(&self, f: impl FnOnce(&mut Registry) -> R) -> R {
+        let mut guard = self
+            .inner
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        f(&mut guard)
+    }
+
+    fn gate(&self, key: &Path) -> Arc<tokio::sync::Mutex<()>> {
+        self.with(|r| Arc::clone(r.gates.entry(key.to_path_buf()).or_default()))
+    }
+
+    /// Remove every lock file held now (a forced exit: the watchdog).
+    pub fn release_all(&self) {
+        let all: Vec<Held> = self.with(|r| r.held.drain().map(|(_, v)| v).collect());
+        for entry in &all {
+            remove_if_ours(entry);
+        }
+    }
+
+    /// How many lock files are held now.
+    #[cfg(test)]
+    pub fn held_count(&self) -> usize {
+        self.with(|r| r.held.len())
+    }
+}
+
+/// A held lock; dropping it removes the lock file (if it is still ours). Locks are not
+/// re-entrant: code that already holds one passes the guard down instead of asking again.
 pub struct FileLock {
-    key: PathBuf,
+    registry: LockRegistry,
+    id: u64,
     pub lock_path: PathBuf,
+    _gate: tokio::sync::OwnedMutexGuard<()>,
+}
+
+impl std::fmt::Debug for FileLock {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FileLock")
+            .field("lock_path", &self.lock_path)
+            .finish()
+    }
 }
 
 impl Drop for FileLock {
     fn drop(&mut self) {
-        let release = with_held(|held| {
-            let entry = held.get_mut(&self.key)?;
-            entry.count -= 1;
-            if entry.count > 0 {
-                return None;
-            }
-            held.remove(&self.key)
-        });
-        if let Some(entry) = release {
+        if let Some(entry) = self.registry.with(|r| r.held.remove(&self.id)) {
             remove_if_ours(&entry);
         }
-    }
-}
-
-/// Remove every lock this process holds (forced exit paths).
-pub fn release_all_held() {
-    let all: Vec<Held> = with_held(|held| held.drain().map(|(_, v)| v).collect());
-    for entry in &all {
-        remove_if_ours(entry);
     }
 }
 
@@ -116,7 +154,7 @@ fn remove_if_ours(entry: &Held) {
 
 /// `<realpath(dirname F)>/<basename F>`, creating the directory first.
 fn normalized_file(file: &Path) -> std::io::Result<PathBuf> {
-    let file = crate::paths::absolute(file);
+    let file = crate::paths::resolve_from(Path::new("/"), file);
     let dir = file.parent().unwrap_or(Path::new("/")).to_path_buf();
     std::fs::create_dir_all(&dir)?;
     let real = std::fs::canonicalize(&dir).unwrap_or(dir);
@@ -137,27 +175,32 @@ fn append_lock_suffix(file: &Path) -> PathBuf {
     PathBuf::from(os)
 }
 
-/// Acquire the lock for `file`, waiting with jittered backoff while another live process holds it.
-pub async fn acquire(file: &Path, options: LockOptions) -> Result<FileLock, LockError> {
+/// Acquire the lock for `file`, waiting with jittered backoff while another live process holds
+/// it, and in line behind this process's other tasks that want it.
+pub async fn acquire(
+    file: &Path,
+    options: LockOptions,
+    registry: &LockRegistry,
+) -> Result<FileLock, LockError> {
     let key = normalized_file(file).map_err(|e| LockError::Io(file.to_path_buf(), e))?;
     let lock_path = append_lock_suffix(&key);
-    let reentered = with_held(|held| match held.get_mut(&key) {
-        Some(entry) => {
-            entry.count += 1;
-            true
-        }
-        None => false,
-    });
-    if reentered {
-        return Ok(FileLock { key, lock_path });
-    }
+    let gate = registry.gate(&key).lock_owned().await;
 
     let mut attempt: u32 = 0;
     loop {
         match try_create(&lock_path) {
             Ok(held) => {
-                with_held(|map| map.insert(key.clone(), held));
-                return Ok(FileLock { key, lock_path });
+                let id = registry.with(|r| {
+                    r.next_id += 1;
+                    r.held.insert(r.next_id, held);
+                    r.next_id
+                });
+                return Ok(FileLock {
+                    registry: registry.clone(),
+                    id,
+                    lock_path,
+                    _gate: gate,
+                });
             }
             Err(err) if err.kind() == std::io::ErrorKind::AlreadyExists => {
                 if is_stale(&lock_path, options.stale_ms) {
@@ -208,7 +251,6 @@ fn try_create(lock_path: &Path) -> std::io::Result<Held> {
         file.metadata()?.ino()
     };
     Ok(Held {
-        count: 1,
         lock_path: lock_path.to_path_buf(),
         content,
         #[cfg(unix)]
@@ -319,17 +361,41 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn locks_are_reentrant_and_removed_on_last_release() {
+    async fn tasks_of_one_process_queue_for_a_lock_and_it_is_removed_on_release() {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("auth-profiles.json");
-        let outer = acquire(&file, STORE_LOCK).await.unwrap();
-        let inner = acquire(&file, STORE_LOCK).await.unwrap();
-        let lock = outer.lock_path.clone();
+        let registry = LockRegistry::default();
+        let first = acquire(&file, STORE_LOCK, &registry).await.unwrap();
+        let lock = first.lock_path.clone();
         assert!(lock.exists());
-        drop(inner);
+        let second = {
+            let (file, registry) = (file.clone(), registry.clone());
+            tokio::spawn(async move { acquire(&file, STORE_LOCK, &registry).await })
+        };
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(!second.is_finished(), "the second task waits for the first");
+        drop(first);
+        let second = second.await.unwrap().unwrap();
         assert!(lock.exists());
-        drop(outer);
+        assert_eq!(registry.held_count(), 1);
+        drop(second);
         assert!(!lock.exists());
+        assert_eq!(registry.held_count(), 0);
+    }
+
+    #[tokio::test]
+    async fn release_all_removes_every_held_lock() {
+        let dir = tempfile::tempdir().unwrap();
+        let registry = LockRegistry::default();
+        let a = acquire(&dir.path().join("a.json"), STORE_LOCK, &registry)
+            .await
+            .unwrap();
+        let b = acquire(&dir.path().join("b.json"), STORE_LOCK, &registry)
+            .await
+            .unwrap();
+        registry.release_all();
+        assert!(!a.lock_path.exists() && !b.lock_path.exists());
+        drop((a, b));
     }
 
     #[tokio::test]
@@ -342,20 +408,28 @@ mod tests {
             r#"{"pid": 999999999, "createdAt": "2026-01-01T00:00:00.000Z"}"#,
         )
         .unwrap();
-        let held = acquire(&file, STORE_LOCK).await.unwrap();
+        let held = acquire(&file, STORE_LOCK, &LockRegistry::default())
+            .await
+            .unwrap();
         let payload: Value =
             serde_json::from_str(&std::fs::read_to_string(&lock).unwrap()).unwrap();
         assert_eq!(payload["pid"], json!(std::process::id()));
         drop(held);
         std::fs::write(&lock, r#"{"pid": 1, "createdAt": "not a date"}"#).unwrap();
-        drop(acquire(&file, STORE_LOCK).await.unwrap());
+        drop(
+            acquire(&file, STORE_LOCK, &LockRegistry::default())
+                .await
+                .unwrap(),
+        );
     }
 
     #[tokio::test]
     async fn a_lock_that_is_no_longer_ours_is_left_alone() {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("store.json");
-        let held = acquire(&file, STORE_LOCK).await.unwrap();
+        let held = acquire(&file, STORE_LOCK, &LockRegistry::default())
+            .await
+            .unwrap();
         std::fs::write(&held.lock_path, "someone else").unwrap();
         let lock = held.lock_path.clone();
         drop(held);
@@ -369,14 +443,16 @@ mod tests {
         let lock = lock_path_for(&file);
         let fresh = json!({"pid": std::process::id(), "createdAt": crate::auth::token::iso_now()});
         std::fs::write(&lock, fresh.to_string()).unwrap();
-        // Not re-entrant: the registry does not know this lock.
         let quick = LockOptions {
             retries: 1,
             stale_ms: 30_000,
             min_delay_ms: 1,
             max_delay_ms: 2,
         };
-        let err = acquire(&file, quick).await.unwrap_err().to_string();
+        let err = acquire(&file, quick, &LockRegistry::default())
+            .await
+            .unwrap_err()
+            .to_string();
         assert_eq!(
             err,
             format!(

@@ -1,24 +1,45 @@
 //! Credentials: which store is used ([`discover`]), how it is read ([`store`] for JSON files,
 //! [`sqlite`] for OpenClaw 2026.6.5+ databases), which OpenClaw profile is picked ([`select`]),
-//! and [`prepare`], the one place that turns the command line into usable credentials for a run.
+//! when and how a token is refreshed ([`refresh`], with [`oauth`], [`merge`], [`write`],
+//! [`lock`], [`lock_paths`] and [`fence`]), and the [`manager`] that every job of a process
+//! shares: it turns the settings into usable credentials and runs one refresh per profile.
 
-pub mod discover;
-pub mod lock;
-pub mod refresh;
-pub mod select;
-pub mod sqlite;
-pub mod store;
+pub(crate) mod discover;
+pub(crate) mod fence;
+pub(crate) mod lock;
+pub(crate) mod lock_paths;
+pub(crate) mod manager;
+pub(crate) mod merge;
+pub(crate) mod oauth;
+pub(crate) mod refresh;
+pub(crate) mod select;
+pub(crate) mod sqlite;
+pub(crate) mod store;
 pub(crate) mod token;
+pub(crate) mod write;
 
 use std::path::{Path, PathBuf};
 
-pub use select::SelectOptions;
-pub use store::{Auth, AuthFormat};
+pub(crate) use select::SelectOptions;
+pub(crate) use store::Auth;
 
-use crate::config::Config;
+use crate::engine::events::Reporter;
 use crate::error::Result;
-use crate::paths::OpenClawDirs;
-use crate::progress::Progress;
+use crate::paths::{Environment, OpenClawDirs};
+
+/// Which credentials a process uses: `--auth`, `--auth-profile`, the token endpoint, and whether
+/// refresh is allowed. Owned by the engine; every job uses the same.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct AuthSettings {
+    /// `--auth`: the only store considered when given (never bypassed by fallback).
+    pub auth_path: Option<PathBuf>,
+    /// `--auth-profile` (or its environment variables).
+    pub profile: Option<String>,
+    /// The OAuth token endpoint.
+    pub refresh_url: String,
+    /// False with `--no-refresh`.
+    pub refresh: bool,
+}
 
 /// Where auth comes from for this run.
 #[derive(Debug, Clone)]
@@ -32,12 +53,12 @@ pub struct AuthContext {
 }
 
 impl AuthContext {
-    pub fn resolve(config: &Config) -> Result<AuthContext> {
-        let dirs = OpenClawDirs::from_env();
-        let path = discover::resolve_auth_path(config.auth_path.as_deref(), &dirs)?;
+    pub fn resolve(settings: &AuthSettings, env: &Environment) -> Result<AuthContext> {
+        let dirs = OpenClawDirs::from_env(env);
+        let path = discover::resolve_auth_path(settings.auth_path.as_deref(), &dirs, env)?;
         Ok(AuthContext {
-            explicit: config.auth_path.is_some(),
-            requested_profile: config.auth_profile.clone(),
+            explicit: settings.auth_path.is_some(),
+            requested_profile: settings.profile.clone(),
             dirs,
             path,
         })
@@ -100,104 +121,17 @@ pub struct PreparedAuth {
 }
 
 /// Print the SPEC's warning when a Codex store is not in ChatGPT mode (even with `--quiet`).
-pub fn warn_auth_mode(auth: &Auth, progress: &Progress) {
+pub(crate) fn warn_auth_mode(auth: &Auth, progress: &Reporter) {
     if let Some(mode) = auth.auth_mode.as_deref().filter(|m| *m != "chatgpt") {
         progress.warn(&format!("warning: auth_mode is {mode}, expected chatgpt."));
     }
 }
 
-/// Error texts after which the next discovered store is worth trying (SPEC §15).
-const FALLBACK_MARKERS: [&str; 6] = [
-    "refresh token was already used",
-    "refresh token expired",
-    "refresh token was revoked",
-    "refresh token was rejected",
-    "refresh request failed",
-    "no accountid found",
-];
-
-fn worth_falling_back(err: &crate::error::Error) -> bool {
-    let text = err.to_string().to_lowercase();
-    FALLBACK_MARKERS.iter().any(|m| text.contains(m))
-}
-
-/// How [`prepare`] treats the stores.
+/// How [`manager::AuthManager::prepare`] treats the stores.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Fallback {
+pub(crate) enum Fallback {
     /// Walk the discovered stores when the first one is irrecoverably stale.
     Allowed,
     /// Only the first store (`--smoke`).
     FirstStoreOnly,
 }
-
-/// Read the credentials a run will use, refreshing them when they are stale or `forced`, and
-/// falling back to the next discovered store when one is irrecoverably stale (SPEC §15).
-pub async fn prepare(
-    ctx: &AuthContext,
-    refresher: &refresh::Refresher<'_>,
-    forced: bool,
-    fallback: Fallback,
-    progress: &Progress,
-) -> Result<PreparedAuth> {
-    let explicit = ctx.explicit || fallback == Fallback::FirstStoreOnly;
-    let order = discover::fallback_order(&ctx.path, explicit, &ctx.dirs);
-    let mut first_error: Option<crate::error::Error> = None;
-    let mut first_identity: Option<Auth> = None;
-    for (index, path) in order.iter().enumerate() {
-        let attempt = async {
-            let auth = ctx.read(path).map_err(|e| ErrorWithAuth(e, None))?;
-            if let Some(first) = &first_identity {
-                if !refresh::identity_compatible(first, &auth) {
-                    return Ok(None);
-                }
-            }
-            warn_auth_mode(&auth, progress);
-            let reason = if forced {
-                Some(refresh::REASON_FORCED.to_string())
-            } else {
-                refresh::stale_reason(&auth)
-            };
-            let Some(reason) = reason else {
-                return Ok(Some(PreparedAuth {
-                    auth,
-                    refresh: None,
-                }));
-            };
-            match refresher.refresh(&auth, &reason).await {
-                Ok((auth, outcome)) => Ok(Some(PreparedAuth {
-                    auth,
-                    refresh: Some(outcome),
-                })),
-                Err(err) => Err(ErrorWithAuth(err, Some(auth))),
-            }
-        };
-        let result: std::result::Result<Option<PreparedAuth>, ErrorWithAuth> = attempt.await;
-        match result {
-            Ok(Some(prepared)) => {
-                if index > 0 {
-                    progress.info(&format!(
-                        "codex-imagen: using fallback auth {}",
-                        path.display()
-                    ));
-                }
-                return Ok(prepared);
-            }
-            Ok(None) => continue,
-            Err(ErrorWithAuth(err, auth)) => {
-                let worth = worth_falling_back(&err);
-                if first_error.is_none() {
-                    first_error = Some(err);
-                    first_identity = auth;
-                }
-                if explicit || !worth {
-                    break;
-                }
-            }
-        }
-    }
-    Err(first_error
-        .unwrap_or_else(|| crate::error::Error::Auth("No usable auth store found".into())))
-}
-
-/// An error from preparing one store, with the credentials it had read, if any.
-struct ErrorWithAuth(crate::error::Error, Option<Auth>);

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use serde_json::{Map, Value};
 
 use super::token::{normalize_expires_ms, now_ms};
-use crate::error::{Error, Result};
+use crate::error::{AuthErrorKind, Error, Result};
 
 pub const CODEX_PROVIDER: &str = "openai-codex";
 /// OpenClaw 2026.6.1 renamed the provider `openai-codex` to `openai` (`openclaw doctor --fix`
@@ -141,13 +141,6 @@ fn state_ids(state: Option<&Value>, field: &str) -> Vec<String> {
     ids
 }
 
-/// `lastGood` for the OpenAI OAuth providers from the sibling `auth-state.json`.
-pub fn last_good(store_path: &Path) -> Option<String> {
-    state_ids(sibling_state(store_path).as_ref(), "lastGood")
-        .into_iter()
-        .next()
-}
-
 /// Pick the profile id to use from a store's `profiles` object.
 pub fn select_profile(
     profiles: &Map<String, Value>,
@@ -163,10 +156,13 @@ pub fn select_profile(
         if profiles.contains_key(requested) {
             return Ok(requested.to_string());
         }
-        return Err(Error::Auth(format!(
-            "OpenClaw auth profile not found in {}: {requested}",
-            store_path.display()
-        )));
+        return Err(Error::auth(
+            AuthErrorKind::ProfileNotFound,
+            format!(
+                "OpenClaw auth profile not found in {}: {requested}",
+                store_path.display()
+            ),
+        ));
     }
 
     // A SQLite store keeps OpenClaw's own `order` (set by `openclaw models auth order`), which
@@ -253,10 +249,13 @@ pub fn select_profile(
         .max_by_key(|(id, p)| score(id, p))
         .map(|(id, _)| id.to_string())
         .ok_or_else(|| {
-            Error::Auth(format!(
-                "No openai-codex OAuth profile found in {}",
-                store_path.display()
-            ))
+            Error::auth(
+                AuthErrorKind::ProfileNotFound,
+                format!(
+                    "No openai-codex OAuth profile found in {}",
+                    store_path.display()
+                ),
+            )
         })
 }
 

@@ -167,7 +167,19 @@ pub enum SqliteStoreError {
 
 impl From<SqliteStoreError> for crate::error::Error {
     fn from(err: SqliteStoreError) -> Self {
-        crate::error::Error::Auth(err.to_string())
+        use crate::error::AuthErrorKind;
+        let kind = match &err {
+            SqliteStoreError::Open { .. } | SqliteStoreError::Read { .. } => {
+                AuthErrorKind::Unreadable
+            }
+            SqliteStoreError::Write { .. } | SqliteStoreError::Vanished { .. } => {
+                AuthErrorKind::Unreadable
+            }
+            SqliteStoreError::NoStore { .. }
+            | SqliteStoreError::Json { .. }
+            | SqliteStoreError::NoProfiles { .. } => AuthErrorKind::Invalid,
+        };
+        crate::error::Error::auth(kind, err.to_string())
     }
 }
 
@@ -484,9 +496,7 @@ pub fn state_db_path(dirs: &OpenClawDirs) -> PathBuf {
 /// OpenClaw 2026.8+ treats `OPENCLAW_AGENT_DIR` (else the main agent) as the home of the shared
 /// store (`resolveSharedMainAuthAgentDir`); `PI_CODING_AGENT_DIR` names an ordinary agent.
 fn shared_main_dir(dirs: &OpenClawDirs) -> PathBuf {
-    paths::env_nonempty("OPENCLAW_AGENT_DIR")
-        .map(|dir| paths::resolve(&dir))
-        .unwrap_or_else(|| dirs.main_agent_dir.clone())
+    dirs.shared_main_dir.clone()
 }
 
 /// The state database, when it exists and OpenClaw's ownership row puts the shared store there.

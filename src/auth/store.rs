@@ -11,7 +11,7 @@ use super::select::{
     SelectOptions, CODEX_PROVIDER,
 };
 use super::token::{jwt_exp, jwt_payload, normalize_expires_ms, now_ms};
-use crate::error::{Error, Result};
+use crate::error::{AuthErrorKind, Error, Result};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AuthFormat {
@@ -35,6 +35,18 @@ impl AuthFormat {
             AuthFormat::OpenClawLegacyAuthJson => "openclaw-legacy-auth-json",
             AuthFormat::OpenClawAgentSqlite => "openclaw-agent-sqlite",
             AuthFormat::OpenClawStateSqlite => "openclaw-state-sqlite",
+        }
+    }
+
+    /// Stores that hold OpenClaw `profiles` (selected by id, refreshed under OpenClaw's locks).
+    pub fn holds_profiles(self) -> bool {
+        match self {
+            AuthFormat::OpenClawAuthProfiles
+            | AuthFormat::OpenClawAgentSqlite
+            | AuthFormat::OpenClawStateSqlite => true,
+            AuthFormat::CodexAuthJson
+            | AuthFormat::OpenClawOAuthJson
+            | AuthFormat::OpenClawLegacyAuthJson => false,
         }
     }
 }
@@ -80,13 +92,17 @@ impl Auth {
 
 /// Read and parse a store file, naming it in every error.
 pub fn read_document(path: &Path) -> Result<Value> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|err| Error::Auth(format!("Cannot read auth file {}: {err}", path.display())))?;
+    let text = std::fs::read_to_string(path).map_err(|err| {
+        Error::auth(
+            AuthErrorKind::Unreadable,
+            format!("Cannot read auth file {}: {err}", path.display()),
+        )
+    })?;
     serde_json::from_str(&text).map_err(|err| {
-        Error::Auth(format!(
-            "Invalid JSON in auth file {}: {err}",
-            path.display()
-        ))
+        Error::auth(
+            AuthErrorKind::Invalid,
+            format!("Invalid JSON in auth file {}: {err}", path.display()),
+        )
     })
 }
 
@@ -127,10 +143,10 @@ pub(crate) fn locate<'a>(
         .to_string();
     match document.get(&key).filter(|v| v.is_object()) {
         Some(profile) => Ok(Located::ProviderMap { key, profile }),
-        None => Err(Error::Auth(format!(
-            "No {key} OAuth credential found in {}",
-            path.display()
-        ))),
+        None => Err(Error::auth(
+            AuthErrorKind::ProfileNotFound,
+            format!("No {key} OAuth credential found in {}", path.display()),
+        )),
     }
 }
 
@@ -190,10 +206,20 @@ pub fn parse_auth(path: &Path, document: &Value, options: &SelectOptions) -> Res
         };
 
     let access_token = profile_access(&profile)
-        .ok_or_else(|| Error::Auth(format!("No access token found in {}", path.display())))?
+        .ok_or_else(|| {
+            Error::auth(
+                AuthErrorKind::NoAccessToken,
+                format!("No access token found in {}", path.display()),
+            )
+        })?
         .to_string();
     let account_id = profile_account_id(&profile)
-        .ok_or_else(|| Error::Auth(format!("No accountId found in {}", path.display())))?
+        .ok_or_else(|| {
+            Error::auth(
+                AuthErrorKind::NoAccountId,
+                format!("No accountId found in {}", path.display()),
+            )
+        })?
         .to_string();
     let jwt_exp = jwt_exp(&access_token);
     let expires_ms = profile

@@ -111,6 +111,7 @@ impl CookieJar {
         )
     }
 
+    #[cfg(test)]
     pub fn is_empty(&self) -> bool {
         self.pairs.is_empty()
     }

@@ -138,6 +138,18 @@ where
     Some(format!("{who} {when}"))
 }
 
+/// The usage limit's reset time from a `usage_limit_reached` body; `None` for any other body.
+pub fn usage_limit(body: &str, now: DateTime<chrono::Utc>) -> Option<crate::error::UsageLimit> {
+    let parsed: Value = serde_json::from_str(body).ok()?;
+    let error = parsed.get("error")?;
+    let is_usage_limit = ["type", "code"]
+        .iter()
+        .any(|k| error.get(*k).and_then(Value::as_str) == Some("usage_limit_reached"));
+    is_usage_limit.then(|| crate::error::UsageLimit {
+        resets_at: reset_time(error, &now),
+    })
+}
+
 /// `error.resets_at` (epoch seconds), else now + `error.resets_in_seconds`.
 fn reset_time<Tz: TimeZone>(error: &Value, now: &DateTime<Tz>) -> Option<DateTime<Tz>> {
     let number = |key: &str| {

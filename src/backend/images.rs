@@ -16,9 +16,9 @@ use super::errors::{self, BackendError};
 use super::request::{base_headers, RequestIdentity};
 use super::responses::AttemptState;
 use super::{http_error, post_json};
+use crate::engine::events::Reporter;
 use crate::error::{Error, Result};
 use crate::output::{self, OutputPlan};
-use crate::progress::Progress;
 
 /// The event type an Images response is recorded as, so the retry policy and the messages treat
 /// "a JSON answer without image data" the same way for both backends.
@@ -58,7 +58,7 @@ pub struct ImagesRequest<'a> {
     /// `data:` or http(s) URLs of the reference images, in the Responses order.
     pub image_urls: &'a [String],
     pub plan: &'a OutputPlan,
-    pub progress: Progress,
+    pub progress: Reporter,
 }
 
 /// `{"images": [...]?, "prompt", "background", "model", "quality", "size"}`, in that order.
@@ -125,7 +125,7 @@ pub async fn run(
     if calls.is_empty() {
         return Err(no_image_error(backend_errors));
     }
-    state.saved_at_end = output::save_all(req.plan, calls)?;
+    state.saved_at_end = crate::blocking::run(|| output::save_all(req.plan, calls, &req.progress))?;
     Ok(metadata)
 }
 
@@ -285,7 +285,7 @@ mod tests {
             "No image data found in Codex Images response. Seen event types: image_response\nBackend error details:\n  - error code=image_backend_hiccup try later"
         );
         assert_eq!(
-            crate::retry::retry_reason(&err).as_deref(),
+            crate::engine::retry::retry_reason(&err).as_deref(),
             Some("image_response_without_data")
         );
         let bare = no_image_error(Vec::new());

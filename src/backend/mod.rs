@@ -17,8 +17,8 @@ pub mod stream;
 
 use reqwest::header::{HeaderMap, HeaderValue, COOKIE};
 
+use crate::engine::events::Reporter;
 use crate::error::{Error, Result};
-use crate::progress::Progress;
 
 /// A reqwest error with its causes, e.g. `error sending request ...: tcp connect error: Connection refused`.
 pub fn transport_message(err: &reqwest::Error) -> String {
@@ -50,12 +50,15 @@ pub async fn http_error(response: reqwest::Response) -> Error {
             &text,
             chrono::Local::now(),
         ),
+        usage_limit: (status.as_u16() == 429)
+            .then(|| explain::usage_limit(&text, chrono::Utc::now()))
+            .flatten(),
     }
 }
 
 /// POST a JSON body, sending the run's ChatGPT Cloudflare cookies and remembering new ones
 /// (SPEC §10.3). A 403 that set such cookies is Cloudflare asking for them back: it is sent again
-/// once, at once, with them ([`crate::retry::retry_with_cookies`] decides). Any other answer is
+/// once, at once, with them ([`crate::engine::retry::retry_with_cookies`] decides). Any other answer is
 /// returned as it is; a failure to connect is a transport error.
 pub async fn post_json(
     client: &reqwest::Client,
@@ -63,7 +66,7 @@ pub async fn post_json(
     headers: HeaderMap,
     body: Vec<u8>,
     jar: &mut cookies::CookieJar,
-    progress: &Progress,
+    progress: &Reporter,
 ) -> Result<reqwest::Response> {
     let body = bytes::Bytes::from(body);
     let mut cookie_retried = false;
@@ -80,7 +83,8 @@ pub async fn post_json(
             .await
             .map_err(|e| Error::Transport(transport_message(&e)))?;
         let set = jar.remember(url, response.headers());
-        if crate::retry::retry_with_cookies(response.status().as_u16(), set, cookie_retried) {
+        if crate::engine::retry::retry_with_cookies(response.status().as_u16(), set, cookie_retried)
+        {
             progress.info("codex-imagen: retrying with ChatGPT Cloudflare cookies");
             cookie_retried = true;
             continue;

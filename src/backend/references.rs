@@ -4,10 +4,12 @@
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 
-use crate::config::Reference;
+use std::path::Path;
+
+use crate::engine::events::Reporter;
+use crate::engine::job::Reference;
 use crate::error::{Error, Result};
-use crate::paths;
-use crate::progress::Progress;
+use crate::paths::Environment;
 
 const LARGE_DATA_URL_BYTES: usize = 15 * 1024 * 1024;
 
@@ -50,8 +52,8 @@ fn is_url(value: &str) -> bool {
         || lower.starts_with("https://")
 }
 
-fn load_path(raw: &str, progress: &Progress) -> Result<LoadedReference> {
-    let path = paths::resolve(raw);
+fn load_path(raw: &str, env: &Environment, progress: &Reporter) -> Result<LoadedReference> {
+    let path = env.resolve(raw);
     let bytes = std::fs::read(&path).map_err(|e| {
         Error::Input(format!(
             "Cannot read reference image {}: {e}",
@@ -78,7 +80,7 @@ fn load_path(raw: &str, progress: &Progress) -> Result<LoadedReference> {
     })
 }
 
-fn load_url(url: &str, progress: &Progress) -> Result<LoadedReference> {
+fn load_url(url: &str, progress: &Reporter) -> Result<LoadedReference> {
     if !is_url(url) {
         return Err(Error::Input(format!(
             "--image-url must be http(s) or data:image URL: {url}"
@@ -103,12 +105,19 @@ fn load_url(url: &str, progress: &Progress) -> Result<LoadedReference> {
     })
 }
 
-/// Read every reference once per run; attempts reuse the result.
-pub fn load_all(references: &[Reference], progress: &Progress) -> Result<Vec<LoadedReference>> {
+/// Read every reference once per run; attempts reuse the result. Relative paths resolve against
+/// `base_dir`, `~` against the engine's home directory.
+pub fn load_all(
+    references: &[Reference],
+    env: &Environment,
+    base_dir: &Path,
+    progress: &Reporter,
+) -> Result<Vec<LoadedReference>> {
+    let env = env.clone().with_cwd(base_dir.to_path_buf());
     let mut loaded = Vec::with_capacity(references.len());
     for reference in references {
         if let Reference::Path(p) = reference {
-            loaded.push(load_path(p, progress)?);
+            loaded.push(load_path(p, &env, progress)?);
         }
     }
     for reference in references {

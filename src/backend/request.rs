@@ -5,25 +5,26 @@ use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 use serde_json::{json, Value};
 
 use super::references::LoadedReference;
+use crate::paths::Environment;
 
 /// The Codex CLI version we present as (what codex-imagen 0.2.8 sends).
 pub const PINNED_CODEX_VERSION: &str = "0.153.2";
 
-pub fn codex_version() -> String {
-    crate::paths::env_nonempty("CODEX_IMAGEN_CODEX_VERSION")
+pub fn codex_version(env: &Environment) -> String {
+    env.var("CODEX_IMAGEN_CODEX_VERSION")
         .unwrap_or_else(|| PINNED_CODEX_VERSION.to_string())
 }
 
 /// `codex_cli_rs/<version> (<OS> <OS version>; <arch>) <terminal>`
-pub fn user_agent() -> String {
+pub fn user_agent(env: &Environment, codex_version: &str) -> String {
     let (os_name, os_version) = os_name_and_version();
     let raw = format!(
         "codex_cli_rs/{} ({} {}; {}) {}",
-        codex_version(),
+        codex_version,
         os_name,
         os_version,
         std::env::consts::ARCH,
-        terminal()
+        terminal(env)
     );
     sanitize_header(&raw)
 }
@@ -36,14 +37,14 @@ pub fn sanitize_header(value: &str) -> String {
         .collect()
 }
 
-fn terminal() -> String {
-    if let Some(program) = crate::paths::env_nonempty("TERM_PROGRAM") {
-        return match crate::paths::env_nonempty("TERM_PROGRAM_VERSION") {
+fn terminal(env: &Environment) -> String {
+    if let Some(program) = env.var("TERM_PROGRAM") {
+        return match env.var("TERM_PROGRAM_VERSION") {
             Some(version) => format!("{program}/{version}"),
             None => program,
         };
     }
-    crate::paths::env_nonempty("TERM").unwrap_or_else(|| "unknown".to_string())
+    env.var("TERM").unwrap_or_else(|| "unknown".to_string())
 }
 
 #[cfg(target_os = "linux")]
@@ -179,7 +180,8 @@ mod tests {
     #[test]
     fn user_agent_is_printable_ascii() {
         assert_eq!(sanitize_header("a\u{e9}b\u{7}c"), "a_b_c");
-        let ua = user_agent();
+        let env = Environment::from_vars([], "/".into(), "/".into());
+        let ua = user_agent(&env, &codex_version(&env));
         assert!(ua.starts_with("codex_cli_rs/"), "{ua}");
         assert!(ua.chars().all(|c| (' '..='~').contains(&c)));
     }

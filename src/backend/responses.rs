@@ -10,9 +10,9 @@ use super::request::{responses_body, responses_headers, RequestIdentity};
 use super::sse;
 use super::stream::{CollectedCalls, EventProcessor};
 use super::{http_error, post_json, transport_message};
+use crate::engine::events::Reporter;
 use crate::error::{Error, Result};
 use crate::output::{self, OutputPlan, SavedImage, StreamingSaver};
-use crate::progress::Progress;
 
 /// Everything an attempt produced, kept outside the attempt's future so a timeout can still
 /// report the images saved before it fired.
@@ -26,11 +26,11 @@ pub struct AttemptState {
 }
 
 impl AttemptState {
-    pub fn new(plan: OutputPlan, progress: Progress) -> Self {
+    pub fn new(plan: OutputPlan, progress: Reporter) -> Self {
         AttemptState {
             request_id: uuid::Uuid::new_v4().to_string(),
             session_id: uuid::Uuid::new_v4().to_string(),
-            processor: EventProcessor::new(progress),
+            processor: EventProcessor::new(progress.clone()),
             saver: StreamingSaver::new(plan, progress),
             saved_at_end: Vec::new(),
         }
@@ -55,7 +55,9 @@ pub struct ResponsesRequest<'a> {
     pub content: &'a [Value],
     pub stream: bool,
     pub plan: &'a OutputPlan,
-    pub progress: Progress,
+    pub progress: Reporter,
+    /// Debug builds: block on this SSE event type (see [`block_for_test`]).
+    pub test_block_on_event: Option<&'a str>,
 }
 
 /// Run one attempt to its end. On success every image is on disk and recorded in `state`.
@@ -90,7 +92,8 @@ pub async fn run(
         if collected.calls.is_empty() {
             return Err(state.processor.no_image_error());
         }
-        state.saved_at_end = output::save_all(req.plan, collected.calls)?;
+        state.saved_at_end =
+            crate::blocking::run(|| output::save_all(req.plan, collected.calls, &req.progress))?;
         return Ok(());
     }
 
@@ -99,8 +102,9 @@ pub async fn run(
         match item {
             Ok(event) => {
                 #[cfg(debug_assertions)]
-                block_for_test(&event.event);
-                state.processor.on_event(event, &mut state.saver)?;
+                block_for_test(req.test_block_on_event, &event.event);
+                // Decoding, hashing and writing a large image is blocking work.
+                crate::blocking::run(|| state.processor.on_event(event, &mut state.saver))?;
                 // `response.completed` ends the turn, as in codex-rs: whatever the connection does
                 // afterwards (a trailing `[DONE]`, a reset) cannot undo saved, completed images.
                 if state.processor.saw("response.completed") {
@@ -131,17 +135,13 @@ pub async fn run(
     Ok(())
 }
 
-/// Test-only hook (debug builds): when env `CODEX_IMAGEN_TEST_BLOCK_ON_EVENT` names this SSE
-/// event type, block the thread for 60 s. That stalls the current-thread runtime so its own timer
-/// cannot fire, which is the one way to prove the hard watchdog (SPEC §13) from a test: a server
-/// alone cannot, because aborting a future always settles.
+/// Test-only hook (debug builds): when env `CODEX_IMAGEN_TEST_BLOCK_ON_EVENT` (read once, by the
+/// engine) names this SSE event type, block the thread for 60 s. That stalls the job's task so
+/// its own timer cannot fire, which is the one way to prove the CLI's hard watchdog (SPEC §13)
+/// from a test: a server alone cannot, because aborting a future always settles.
 #[cfg(debug_assertions)]
-fn block_for_test(event_type: &str) {
-    if std::env::var("CODEX_IMAGEN_TEST_BLOCK_ON_EVENT")
-        .ok()
-        .as_deref()
-        == Some(event_type)
-    {
+fn block_for_test(block_on: Option<&str>, event_type: &str) {
+    if block_on == Some(event_type) {
         std::thread::sleep(std::time::Duration::from_secs(60));
     }
 }

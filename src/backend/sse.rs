@@ -59,6 +59,7 @@ impl Event {
     }
 
     /// The data as sent.
+    #[cfg(test)]
     pub fn into_data(self) -> String {
         self.lifted.restore_text(self.data)
     }

@@ -7,8 +7,8 @@ use serde_json::Value;
 use super::calls::{self, CallState, CallTracker};
 use super::errors::{self, BackendError};
 use super::sse;
+use crate::engine::events::Reporter;
 use crate::error::{Error, Result};
-use crate::progress::Progress;
 
 /// Receives each merged image call; `result` is the base64 text the current event carried.
 pub trait CallSink {
@@ -49,7 +49,7 @@ fn progress_line(payload_type: &str) -> Option<&'static str> {
 /// State of one attempt's event processing.
 #[derive(Debug, Default)]
 pub struct EventProcessor {
-    progress: Progress,
+    progress: Reporter,
     /// Every payload type once, in first-seen order.
     pub seen_event_types: Vec<String>,
     pub backend_errors: Vec<BackendError>,
@@ -57,7 +57,7 @@ pub struct EventProcessor {
 }
 
 impl EventProcessor {
-    pub fn new(progress: Progress) -> Self {
+    pub fn new(progress: Reporter) -> Self {
         EventProcessor {
             progress,
             ..Default::default()
@@ -205,7 +205,7 @@ mod tests {
             .chunks(16 * 1024)
             .map(|c| Ok(bytes::Bytes::copy_from_slice(c)))
             .collect();
-        let mut p = EventProcessor::new(Progress::new(true, false));
+        let mut p = EventProcessor::new(Reporter::default());
         let mut sink = CollectedCalls::default();
         futures::executor::block_on(async {
             let mut events = sse::events(futures::stream::iter(chunks));
@@ -224,7 +224,7 @@ mod tests {
 
     #[test]
     fn unparsed_and_done_events_are_recorded_or_skipped() {
-        let mut p = EventProcessor::new(Progress::new(true, false));
+        let mut p = EventProcessor::new(Reporter::default());
         let mut sink = CollectedCalls::default();
         p.on_sse("message", "[DONE]".into(), &mut sink).unwrap();
         p.on_sse("keepalive", "not json".into(), &mut sink).unwrap();

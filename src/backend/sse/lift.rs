@@ -202,6 +202,7 @@ pub struct Lifted {
     tag: u64,
     /// Taken as they are put back.
     strings: Vec<Option<String>>,
+    #[cfg_attr(not(test), allow(dead_code))]
     placeholders: Vec<(usize, usize)>,
 }
 
@@ -247,6 +248,7 @@ impl Lifted {
     }
 
     /// `text` with every placeholder replaced by its string again: the data as it was sent.
+    #[cfg(test)]
     pub fn restore_text(mut self, text: String) -> String {
         if self.placeholders.is_empty() {
             return text;

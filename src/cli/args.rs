@@ -1,5 +1,5 @@
 //! The command line: clap turns argv into plain strings and flags; nothing here reads a file or
-//! the environment. [`crate::config`] then validates and resolves these values.
+//! the environment. [`super::validate`] then checks these values and [`super::config`] resolves them.
 //!
 //! clap's own error texts are replaced by the exact texts of the Node.js tool (SPEC §1), because
 //! agents match on them. Every value-taking option accepts values that start with `-`

@@ -5,10 +5,15 @@ use std::io::Write;
 
 use serde_json::{json, Map, Value};
 
+use super::config::Config;
 use crate::auth::{Auth, RefreshOutcome};
-use crate::config::{ms_as_seconds, Config};
-use crate::generate::GenerationResult;
+use crate::engine::job::{JobResult, RefreshReport};
 use crate::output::SavedImage;
+
+/// Milliseconds as seconds rounded to 3 decimals, as the Node tool printed them.
+fn ms_as_seconds(ms: u64) -> f64 {
+    (ms as f64 / 1000.0 * 1000.0).round() / 1000.0
+}
 
 /// A JSON number that prints as an integer when it is one (`300`, not `300.0`).
 fn seconds_value(ms: u64) -> Value {
@@ -34,19 +39,16 @@ fn image_json(image: &SavedImage) -> Value {
     })
 }
 
-pub fn auth_refresh_json(outcome: &RefreshOutcome, auth: &Auth) -> Value {
+fn auth_refresh_json(report: &RefreshReport) -> Value {
     json!({
-        "refreshed": outcome.refreshed,
-        "skipped": outcome.skipped,
-        "last_refresh": auth.last_refresh,
-        "access_token_expires_in_seconds": auth.seconds_left(),
+        "refreshed": report.refreshed,
+        "skipped": report.skipped,
+        "last_refresh": report.last_refresh,
+        "access_token_expires_in_seconds": report.access_token_expires_in_seconds,
     })
 }
 
-pub fn generation_json(
-    result: &GenerationResult,
-    refresh: Option<(&RefreshOutcome, &Auth)>,
-) -> Value {
+pub fn generation_json(result: &JobResult) -> Value {
     let mut map = Map::new();
     map.insert("request_id".into(), json!(result.request_id));
     map.insert("session_id".into(), json!(result.session_id));
@@ -69,16 +71,17 @@ pub fn generation_json(
         map.insert("retry_attempts".into(), json!(result.retry_attempts));
         map.insert("retryAttempts".into(), json!(result.retry_attempts));
     }
-    if let Some((outcome, auth)) = refresh {
-        map.insert("auth_refresh".into(), auth_refresh_json(outcome, auth));
+    if let Some(report) = &result.refresh {
+        map.insert("auth_refresh".into(), auth_refresh_json(report));
     }
     Value::Object(map)
 }
 
 pub fn smoke_json(config: &Config, auth: &Auth, user_agent: &str) -> Value {
-    let endpoint = match config.backend {
-        crate::config::Backend::Responses => config.responses_endpoint(),
-        crate::config::Backend::Images => config.generation_endpoint(),
+    let job = &config.job;
+    let endpoint = match job.backend {
+        crate::engine::job::Backend::Responses => config.responses_endpoint(),
+        crate::engine::job::Backend::Images => config.generation_endpoint(),
     };
     json!({
         "auth_path": auth.path.display().to_string(),
@@ -91,18 +94,18 @@ pub fn smoke_json(config: &Config, auth: &Auth, user_agent: &str) -> Value {
         "last_refresh": auth.last_refresh,
         "access_token_expires_in_seconds": auth.seconds_left(),
         "refresh_token_present": auth.refresh_token.is_some(),
-        "backend": config.backend.as_str(),
+        "backend": job.backend.as_str(),
         "endpoint": endpoint,
         "responses_endpoint": config.responses_endpoint(),
         "generation_endpoint": config.generation_endpoint(),
         "edit_endpoint": config.edit_endpoint(),
-        "model": config.model,
+        "model": job.model,
         "user_agent": user_agent,
-        "out_dir": config.out_dir.display().to_string(),
-        "retries": config.retries,
-        "total_attempts": config.retries + 1,
-        "timeout_seconds": seconds_value(config.timeout_ms),
-        "timeout_ms": config.timeout_ms,
+        "out_dir": job.out_dir.display().to_string(),
+        "retries": job.retries,
+        "total_attempts": job.retries + 1,
+        "timeout_seconds": seconds_value(job.timeout_ms),
+        "timeout_ms": job.timeout_ms,
     })
 }
 
@@ -122,7 +125,6 @@ pub fn refresh_only_json(auth: &Auth, outcome: &RefreshOutcome) -> Value {
 
 /// Write to stdout; a closed pipe (`| head`) is not an error worth a crash.
 pub fn print_stdout(text: &str) {
-    crate::progress::finish_live_line();
     let mut out = std::io::stdout().lock();
     let _ = out.write_all(text.as_bytes());
     let _ = out.flush();

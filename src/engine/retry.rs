@@ -72,7 +72,8 @@ pub fn retry_reason(err: &Error) -> Option<String> {
             ..
         } => generation_failure_reason(seen_event_types, backend_errors),
         Error::Usage(_)
-        | Error::Auth(_)
+        | Error::Auth { .. }
+        | Error::Cancelled(_)
         | Error::Refresh { .. }
         | Error::Input(_)
         | Error::Io(_)
@@ -137,10 +138,10 @@ fn generation_failure_reason(seen: &[String], backend_errors: &[BackendError]) -
 }
 
 /// `round(200 ms · 2^(r−1) · (0.9 + 0.2·random))` for retry `r` (1-based).
-pub fn retry_delay_ms(retry_number: u32) -> u64 {
+pub fn retry_delay_ms(retry_number: u32, base_ms: u64) -> u64 {
     let exp = 2f64.powi(retry_number.saturating_sub(1).min(30) as i32);
     let jitter = 0.9 + 0.2 * fastrand::f64();
-    (200.0 * exp * jitter).round() as u64
+    (base_ms as f64 * exp * jitter).round() as u64
 }
 
 #[cfg(test)]
@@ -171,7 +172,8 @@ mod tests {
         assert_eq!(
             retry_reason(&Error::Http {
                 status: 503,
-                message: String::new()
+                message: String::new(),
+                usage_limit: None,
             })
             .as_deref(),
             Some("HTTP 503")
@@ -180,7 +182,8 @@ mod tests {
             assert_eq!(
                 retry_reason(&Error::Http {
                     status,
-                    message: String::new()
+                    message: String::new(),
+                    usage_limit: None,
                 }),
                 None
             );
@@ -336,7 +339,7 @@ mod tests {
         for r in 1..=5u32 {
             let base = 200.0 * 2f64.powi(r as i32 - 1);
             for _ in 0..50 {
-                let d = retry_delay_ms(r) as f64;
+                let d = retry_delay_ms(r, 200) as f64;
                 assert!(
                     d >= (base * 0.9).floor() && d <= (base * 1.1).ceil(),
                     "r={r} d={d}"

@@ -1,56 +1,50 @@
-//! A generation run: attempts with their own timer and watchdog, and the retry loop around them
-//! (SPEC §12, §13). Which failures are retried is decided in [`crate::retry`].
+//! A generation run: attempts with their own timer, and the retry loop around them (SPEC §12,
+//! §13). Which failures are retried is decided in [`super::retry`].
 //!
 //! The backend is chosen per attempt (Responses, or the typed Images endpoint the references
 //! select), and the run's ChatGPT Cloudflare cookies carry over from one attempt to the next:
-//! a challenge answered once stays answered for the retries.
+//! a challenge answered once stays answered for the retries. Each attempt uses the credentials
+//! the store holds at that moment, so a refresh by another job or process is picked up.
 
 use std::time::Duration;
 
-use reqwest::Client;
 use serde_json::Value;
 
+use super::events::{Event, Reporter, Stage};
+use super::job::{Backend, JobResult, JobSpec};
+use super::retry::{retry_delay_ms, retry_reason};
+use super::Engine;
+use crate::auth::{Auth, AuthContext};
 use crate::backend::cookies::CookieJar;
 use crate::backend::images::{self, ImagesRequest, Operation};
 use crate::backend::references::LoadedReference;
-use crate::backend::request::{self, RequestIdentity};
+use crate::backend::request;
 use crate::backend::responses::{self, AttemptState, ResponsesRequest};
-use crate::config::{format_seconds, Backend, Config};
 use crate::error::{Error, Result};
-use crate::output::{OutputPlan, SavedImage};
-use crate::progress::Progress;
-use crate::retry::{retry_delay_ms, retry_reason};
-use crate::watchdog::Watchdog;
+use crate::output::OutputPlan;
 
-/// The outcome of a successful run, as reported on stdout (SPEC §14).
-#[derive(Debug, Clone)]
-pub struct GenerationResult {
-    pub request_id: String,
-    pub session_id: String,
-    pub endpoint: String,
-    pub operation: String,
-    pub model: String,
-    pub images: Vec<SavedImage>,
-    pub seen_event_types: Vec<String>,
-    pub timed_out: bool,
-    pub response_metadata: Option<Value>,
-    pub retry_attempts: u32,
+/// Seconds for messages: up to 3 decimals, no trailing zeros (`1.5`, `300`, `0.25`).
+pub(crate) fn format_seconds(ms: u64) -> String {
+    let text = format!("{:.3}", ms as f64 / 1000.0);
+    let text = text.trim_end_matches('0').trim_end_matches('.');
+    text.to_string()
 }
 
 /// Everything an attempt needs that does not change between attempts, and the cookie jar that
 /// does.
-pub struct Generation<'a> {
-    pub client: &'a Client,
-    pub config: &'a Config,
-    pub identity: RequestIdentity,
+pub(crate) struct Generation<'a> {
+    engine: &'a Engine,
+    ctx: &'a AuthContext,
+    job: &'a JobSpec,
+    /// The credentials the next attempt starts from (re-read from the store at each attempt).
+    pub(crate) auth: Auth,
     /// The Responses message content (references + prompt), built once per run.
-    pub content: Vec<Value>,
-    /// The prompt and reference URLs as the Images endpoints take them.
-    pub prompt: String,
-    pub image_urls: Vec<String>,
-    pub progress: Progress,
+    content: Vec<Value>,
+    /// The reference URLs as the Images endpoints take them.
+    image_urls: Vec<String>,
+    progress: Reporter,
     /// ChatGPT Cloudflare cookies remembered during the run (SPEC §10.3); never persisted.
-    pub cookies: CookieJar,
+    cookies: CookieJar,
 }
 
 /// Where one attempt goes.
@@ -61,20 +55,20 @@ enum Target {
 }
 
 impl<'a> Generation<'a> {
-    pub fn new(
-        client: &'a Client,
-        config: &'a Config,
-        identity: RequestIdentity,
+    pub(crate) fn new(
+        engine: &'a Engine,
+        ctx: &'a AuthContext,
+        job: &'a JobSpec,
+        auth: &Auth,
         references: &[LoadedReference],
-        prompt: &str,
-        progress: Progress,
+        progress: Reporter,
     ) -> Self {
         Generation {
-            client,
-            config,
-            identity,
-            content: request::prompt_content(references, &config.image_detail, prompt),
-            prompt: prompt.to_string(),
+            engine,
+            ctx,
+            job,
+            auth: auth.clone(),
+            content: request::prompt_content(references, &job.image_detail, &job.prompt),
             image_urls: references.iter().map(|r| r.image_url.clone()).collect(),
             progress,
             cookies: CookieJar::default(),
@@ -82,25 +76,32 @@ impl<'a> Generation<'a> {
     }
 
     fn target(&self) -> Target {
-        match self.config.backend {
+        match self.job.backend {
             Backend::Responses => Target::Responses,
             Backend::Images => Target::Images(Operation::for_references(self.image_urls.len())),
         }
     }
 
+    fn endpoint(&self, path: &str) -> String {
+        format!("{}/{path}", self.engine.base_url())
+    }
+
     /// Attempts until one succeeds, a failure is final, or the retries are used up.
-    pub async fn run_with_retries(&mut self) -> Result<GenerationResult> {
-        let retries = self.config.retries;
+    pub(crate) async fn run_with_retries(&mut self) -> Result<JobResult> {
+        let retries = self.job.retries;
         let total = retries + 1;
         let mut attempt = 0u32;
         loop {
-            if total > 1 {
-                self.progress.info(&format!(
-                    "codex-imagen: generation attempt {}/{total}",
-                    attempt + 1
-                ));
-            }
-            match self.attempt().await {
+            self.progress.emit(Event::AttemptStarted {
+                attempt: attempt + 1,
+                total,
+                timeout_ms: self.job.timeout_ms,
+            });
+            let outcome = self.attempt().await;
+            self.progress.emit(Event::AttemptFinished {
+                attempt: attempt + 1,
+            });
+            match outcome {
                 Ok(mut result) => {
                     result.retry_attempts = attempt;
                     return Ok(result);
@@ -113,11 +114,14 @@ impl<'a> Generation<'a> {
                         return Err(err);
                     }
                     let retry = attempt + 1;
-                    let delay = retry_delay_ms(retry);
-                    self.progress.info(&format!(
-                        "codex-imagen: transient generation failure ({reason}); retrying {retry}/{retries} in {}s",
-                        format_seconds(delay)
-                    ));
+                    let delay = retry_delay_ms(retry, self.engine.inner().delays.retry_base_ms);
+                    self.progress.stage(Stage::WaitingToRetry);
+                    self.progress.emit(Event::RetryScheduled {
+                        retry,
+                        retries,
+                        reason,
+                        delay_ms: delay,
+                    });
                     tokio::time::sleep(Duration::from_millis(delay)).await;
                     attempt = retry;
                 }
@@ -125,24 +129,32 @@ impl<'a> Generation<'a> {
         }
     }
 
-    async fn attempt(&mut self) -> Result<GenerationResult> {
-        let config = self.config;
+    async fn attempt(&mut self) -> Result<JobResult> {
+        let job = self.job;
         let target = self.target();
         let (endpoint, operation) = match target {
             Target::Responses => (
-                config.responses_endpoint(),
+                self.endpoint("responses"),
                 "responses image_generation".to_string(),
             ),
             Target::Images(Operation::Generation) => (
-                config.generation_endpoint(),
+                self.endpoint("images/generations"),
                 Operation::Generation.as_str().to_string(),
             ),
-            Target::Images(Operation::Edit) => {
-                (config.edit_endpoint(), Operation::Edit.as_str().to_string())
-            }
+            Target::Images(Operation::Edit) => (
+                self.endpoint("images/edits"),
+                Operation::Edit.as_str().to_string(),
+            ),
         };
-        let plan = OutputPlan::new(config.output.clone(), config.out_dir.clone());
-        let mut state = AttemptState::new(plan.clone(), self.progress);
+        self.auth = self.engine.auth().latest(self.ctx, &self.auth);
+        let identity = self.engine.identity_for(&self.auth);
+        let env = self
+            .engine
+            .environment()
+            .clone()
+            .with_cwd(job.base_dir.clone());
+        let plan = OutputPlan::new(job.output.clone(), job.out_dir.clone(), &env);
+        let mut state = AttemptState::new(plan.clone(), self.progress.clone());
         self.progress
             .info(&format!("codex-imagen: POST {endpoint}"));
         match target {
@@ -152,25 +164,28 @@ impl<'a> Generation<'a> {
                 .info(&format!("codex-imagen: operation {operation}")),
         }
         self.progress
-            .info(&format!("codex-imagen: model {}", config.model));
+            .info(&format!("codex-imagen: model {}", job.model));
         self.progress
             .verbose(&format!("request_id: {}", state.request_id));
 
         let jar = &mut self.cookies;
-        let (client, identity, progress) = (self.client, &self.identity, self.progress);
-        let (content, prompt, image_urls) = (&self.content, &self.prompt, &self.image_urls);
+        let client = &self.engine.inner().http;
+        let progress = self.progress.clone();
+        let block_on = self.engine.inner().test_block_on_event.as_deref();
+        let (content, prompt, image_urls) = (&self.content, &job.prompt, &self.image_urls);
         let work = async {
             match target {
                 Target::Responses => {
                     let request = ResponsesRequest {
                         client,
                         endpoint: &endpoint,
-                        identity,
-                        model: &config.model,
+                        identity: &identity,
+                        model: &job.model,
                         content,
-                        stream: config.stream,
+                        stream: job.stream,
                         plan: &plan,
                         progress,
+                        test_block_on_event: block_on,
                     };
                     responses::run(&request, &mut state, jar)
                         .await
@@ -180,8 +195,8 @@ impl<'a> Generation<'a> {
                     let request = ImagesRequest {
                         client,
                         endpoint: &endpoint,
-                        identity,
-                        model: &config.model,
+                        identity: &identity,
+                        model: &job.model,
                         prompt,
                         image_urls,
                         plan: &plan,
@@ -191,20 +206,14 @@ impl<'a> Generation<'a> {
                 }
             }
         };
-        let watchdog = Watchdog::arm(config.timeout_ms);
-        let outcome = tokio::time::timeout(Duration::from_millis(config.timeout_ms), work).await;
-        drop(watchdog);
+        let outcome = tokio::time::timeout(Duration::from_millis(job.timeout_ms), work).await;
 
         let (timed_out, response_metadata) = match outcome {
             Ok(Ok(metadata)) => (false, metadata),
             Ok(Err(err)) => return Err(err),
             Err(_elapsed) => (true, None),
         };
-        let described = format!(
-            "{}s ({}ms)",
-            format_seconds(config.timeout_ms),
-            config.timeout_ms
-        );
+        let described = format!("{}s ({}ms)", format_seconds(job.timeout_ms), job.timeout_ms);
         if timed_out {
             if state.saved_count() == 0 {
                 return Err(Error::Timeout(format!(
@@ -216,17 +225,31 @@ impl<'a> Generation<'a> {
                 state.saved_count()
             ));
         }
-        Ok(GenerationResult {
+        Ok(JobResult {
             request_id: state.request_id.clone(),
             session_id: state.session_id.clone(),
             endpoint,
             operation,
-            model: config.model.clone(),
+            model: job.model.clone(),
             seen_event_types: state.processor.seen_event_types.clone(),
             images: state.into_images(),
             timed_out,
             response_metadata,
             retry_attempts: 0,
+            refresh: None,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn seconds_are_formatted_like_node() {
+        assert_eq!(format_seconds(300_000), "300");
+        assert_eq!(format_seconds(1500), "1.5");
+        assert_eq!(format_seconds(250), "0.25");
+        assert_eq!(format_seconds(1), "0.001");
     }
 }

@@ -20,9 +20,9 @@ use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
 use base64::Engine;
 
 use crate::backend::calls::CallState;
+use crate::engine::events::{Event, Reporter};
 use crate::error::{Error, Result};
 use crate::paths;
-use crate::progress::Progress;
 
 /// Standard alphabet; padding optional, as Node's `Buffer.from(b64, "base64")` accepted.
 const B64: GeneralPurpose = GeneralPurpose::new(
@@ -54,16 +54,20 @@ impl SavedImage {
 /// Where images go for one attempt.
 #[derive(Debug, Clone)]
 pub struct OutputPlan {
-    /// `--output` as typed.
-    output: Option<String>,
+    /// `--output` as typed, and resolved against the job's base directory.
+    output: Option<(String, PathBuf)>,
     out_dir: PathBuf,
     timestamp: String,
 }
 
 impl OutputPlan {
-    pub fn new(output: Option<String>, out_dir: PathBuf) -> Self {
+    /// `env` is the engine's environment with the job's base directory.
+    pub fn new(output: Option<String>, out_dir: PathBuf, env: &paths::Environment) -> Self {
         OutputPlan {
-            output,
+            output: output.map(|typed| {
+                let resolved = env.resolve(&typed);
+                (typed, resolved)
+            }),
             out_dir,
             timestamp: chrono::Utc::now().format("%Y%m%d-%H%M%SZ").to_string(),
         }
@@ -71,13 +75,13 @@ impl OutputPlan {
 
     /// `--output` naming one exact file (not a directory).
     fn exact_file(&self) -> Option<PathBuf> {
-        let output = self.output.as_deref()?;
-        (!looks_like_directory(output)).then(|| paths::resolve(output))
+        let (typed, resolved) = self.output.as_ref()?;
+        (!looks_like_directory(typed)).then(|| resolved.clone())
     }
 
     fn auto_dir(&self) -> PathBuf {
-        match self.output.as_deref() {
-            Some(output) => paths::resolve(output),
+        match &self.output {
+            Some((_, resolved)) => resolved.clone(),
             None => self.out_dir.clone(),
         }
     }
@@ -306,7 +310,7 @@ pub fn write_atomic_parts(path: &Path, parts: &[&[u8]]) -> Result<()> {
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
-    let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
+    let tmp = dir.join(paths::unique_temp_name(&name));
     let written = std::fs::File::create(&tmp)
         .and_then(|mut f| parts.iter().try_for_each(|part| f.write_all(part)));
     if let Err(err) = written.and_then(|_| std::fs::rename(&tmp, path)) {
@@ -329,7 +333,7 @@ struct Entry {
 /// Saves images as a stream delivers them (SPEC §9.2, §11 "save as soon as it arrives").
 pub struct StreamingSaver {
     plan: OutputPlan,
-    progress: Progress,
+    progress: Reporter,
     images: Vec<SavedImage>,
     entries: Vec<Entry>,
     /// How many times decoded bytes were written, for `--verbose` and the benchmark.
@@ -338,7 +342,7 @@ pub struct StreamingSaver {
 }
 
 impl StreamingSaver {
-    pub fn new(plan: OutputPlan, progress: Progress) -> Self {
+    pub fn new(plan: OutputPlan, progress: Reporter) -> Self {
         StreamingSaver {
             plan,
             progress,
@@ -359,7 +363,7 @@ impl StreamingSaver {
 
     /// React to one merged call. `result` is the base64 text this event carried, if any.
     pub fn on_call(&mut self, key: &str, state: &CallState, result: Option<String>) -> Result<()> {
-        let progress = self.progress;
+        let progress = self.progress.clone();
         let position = self.entries.iter().position(|e| e.key == key);
         match (position, result) {
             (Some(i), None) => {
@@ -407,7 +411,7 @@ impl StreamingSaver {
     }
 
     fn save_new(&mut self, key: &str, state: &CallState, b64: String) -> Result<()> {
-        let progress = self.progress;
+        let progress = self.progress.clone();
         let index = self.images.len();
         let mut written = None;
         let Decoded { bytes, sha256 } = decode_image(&b64, state.id.as_deref(), |parts| {
@@ -434,6 +438,10 @@ impl StreamingSaver {
             revised_prompt: None,
         };
         image.refresh_metadata(state);
+        progress.emit(Event::ImageSaved {
+            index,
+            image: image.clone(),
+        });
         progress.info(&format!(
             "codex-imagen: saved image {}: {}",
             index + 1,
@@ -480,6 +488,7 @@ impl crate::backend::stream::CallSink for StreamingSaver {
 pub fn save_all(
     plan: &OutputPlan,
     calls: Vec<(String, CallState, String)>,
+    progress: &Reporter,
 ) -> Result<Vec<SavedImage>> {
     let total = calls.len();
     let mut images = Vec::with_capacity(total);
@@ -499,6 +508,10 @@ pub fn save_all(
             revised_prompt: None,
         };
         image.refresh_metadata(&state);
+        progress.emit(Event::ImageSaved {
+            index,
+            image: image.clone(),
+        });
         images.push(image);
     }
     Ok(images)
@@ -509,10 +522,10 @@ mod tests {
     use super::*;
 
     fn plan(output: Option<&str>, dir: &Path) -> OutputPlan {
+        let env = paths::Environment::from_vars([], "/home/me".into(), dir.to_path_buf());
         OutputPlan {
-            output: output.map(str::to_string),
-            out_dir: dir.to_path_buf(),
             timestamp: "20261122-024900Z".into(),
+            ..OutputPlan::new(output.map(str::to_string), dir.to_path_buf(), &env)
         }
     }
 

@@ -1,0 +1,216 @@
+//! Resolving the validated command line against `--cwd` and the environment into one
+//! [`Config`] (SPEC §1, §2, §9.1, §9.3): the engine settings and the job the CLI runs.
+//!
+//! `--cwd` never changes the process's working directory: it becomes the base directory of
+//! the environment snapshot, which every relative path (flags, environment variables, the
+//! prompt file, references, the output) resolves against.
+
+use std::path::PathBuf;
+
+use super::args::Args;
+use super::validate::{PromptSource, Validated};
+use crate::auth::AuthSettings;
+use crate::engine::job::{
+    Backend, JobSpec, Reference, DEFAULT_IMAGES_MODEL, DEFAULT_RESPONSES_MODEL, DEFAULT_RETRIES,
+};
+use crate::engine::{DEFAULT_BASE_URL, DEFAULT_REFRESH_URL};
+use crate::error::{Error, Result};
+use crate::paths::{self, Environment};
+
+const DEFAULT_TIMEOUT_MS: u64 = 15 * 60 * 1000;
+const DEFAULT_OPENCLAW_TIMEOUT_MS: u64 = 5 * 60 * 1000;
+
+/// Everything one CLI run needs, resolved.
+#[derive(Debug, Clone)]
+pub(crate) struct Config {
+    /// The process environment with `--cwd` as its base directory.
+    pub env: Environment,
+    pub prompt: PromptSource,
+    /// The job to run; its prompt is read later (after auth, SPEC §14).
+    pub job: JobSpec,
+    pub auth: AuthSettings,
+    pub base_url: String,
+    pub smoke: bool,
+    pub force_refresh: bool,
+    pub refresh_only: bool,
+    pub json: bool,
+}
+
+impl Config {
+    pub fn responses_endpoint(&self) -> String {
+        format!("{}/responses", self.base_url)
+    }
+
+    pub fn generation_endpoint(&self) -> String {
+        format!("{}/images/generations", self.base_url)
+    }
+
+    pub fn edit_endpoint(&self) -> String {
+        format!("{}/images/edits", self.base_url)
+    }
+}
+
+/// Resolve `args` (already validated into `checked`) against `env`, the process environment.
+pub(crate) fn resolve(args: Args, checked: Validated, env: Environment) -> Result<Config> {
+    let env = match args.cwd.as_deref() {
+        Some(cwd) => {
+            let dir = env.resolve(cwd);
+            check_directory(&dir)
+                .map_err(|err| Error::Input(format!("--cwd {}: {err}", dir.display())))?;
+            env.with_cwd(dir)
+        }
+        None => env,
+    };
+
+    let backend = match args
+        .backend
+        .clone()
+        .or_else(|| env.var("CODEX_IMAGEN_BACKEND"))
+    {
+        None => Backend::Responses,
+        Some(b) if b == "responses" => Backend::Responses,
+        Some(b) if b == "images" => Backend::Images,
+        Some(_) => {
+            return Err(Error::Usage(
+                "--backend must be one of: responses, images".into(),
+            ))
+        }
+    };
+    let model = args.model.clone().unwrap_or_else(|| {
+        match backend {
+            Backend::Responses => DEFAULT_RESPONSES_MODEL,
+            Backend::Images => DEFAULT_IMAGES_MODEL,
+        }
+        .to_string()
+    });
+    let timeout_ms = checked.timeout_ms.unwrap_or_else(|| {
+        if paths::is_openclaw_runtime(&env) {
+            DEFAULT_OPENCLAW_TIMEOUT_MS
+        } else {
+            DEFAULT_TIMEOUT_MS
+        }
+    });
+    // An empty path (`--out-dir="$UNSET"`) means "not given", as it did for the Node tool.
+    let out_dir = match given(&args.out_dir) {
+        Some(dir) => env.resolve(dir),
+        None => default_out_dir(&env),
+    };
+
+    let mut references: Vec<Reference> = Vec::new();
+    for (flag, value) in &args.reference_flags {
+        match flag.as_str() {
+            "--input-ref" => references.extend(split_commas(value).map(Reference::classify)),
+            "--image-url" => references.push(Reference::Url(value.clone())),
+            _ => references.extend(split_commas(value).map(|p| Reference::Path(p.to_string()))),
+        }
+    }
+
+    let job = JobSpec {
+        references,
+        image_detail: checked.image_detail,
+        output: given(&args.output).map(str::to_string),
+        backend,
+        model,
+        retries: checked.retries.unwrap_or(DEFAULT_RETRIES),
+        timeout_ms,
+        stream: !args.no_stream,
+        force_refresh: args.force_refresh,
+        ..JobSpec::new(String::new(), out_dir, env.cwd().to_path_buf())
+    };
+    let auth = AuthSettings {
+        auth_path: given(&args.auth).map(|p| env.resolve(p)),
+        profile: args
+            .auth_profile
+            .as_deref()
+            .map(|p| p.trim().to_string())
+            .filter(|p| !p.is_empty())
+            .or_else(|| env.first(&["CODEX_IMAGEN_AUTH_PROFILE", "OPENCLAW_AUTH_PROFILE"])),
+        refresh_url: args
+            .refresh_url
+            .clone()
+            .or_else(|| env.var("CODEX_REFRESH_TOKEN_URL_OVERRIDE"))
+            .unwrap_or_else(|| DEFAULT_REFRESH_URL.to_string()),
+        refresh: !args.no_refresh,
+    };
+    Ok(Config {
+        prompt: checked.prompt,
+        job,
+        auth,
+        base_url: args
+            .base_url
+            .clone()
+            .unwrap_or_else(|| DEFAULT_BASE_URL.to_string())
+            .trim_end_matches('/')
+            .to_string(),
+        smoke: args.smoke,
+        force_refresh: args.force_refresh,
+        refresh_only: args.refresh_only,
+        json: args.json,
+        env,
+    })
+}
+
+/// What changing into `dir` would have said: the same errors `chdir` gives.
+fn check_directory(dir: &std::path::Path) -> std::io::Result<()> {
+    let meta = std::fs::metadata(dir)?;
+    if meta.is_dir() {
+        return Ok(());
+    }
+    #[cfg(unix)]
+    return Err(std::io::Error::from_raw_os_error(libc::ENOTDIR));
+    #[cfg(not(unix))]
+    return Err(std::io::Error::new(
+        std::io::ErrorKind::NotADirectory,
+        "Not a directory",
+    ));
+}
+
+/// A path option's value, unless it is absent or empty.
+fn given(value: &Option<String>) -> Option<&str> {
+    value.as_deref().filter(|v| !v.is_empty())
+}
+
+fn split_commas(value: &str) -> impl Iterator<Item = &str> {
+    value.split(',').map(str::trim).filter(|s| !s.is_empty())
+}
+
+/// SPEC §9.1, first match wins.
+fn default_out_dir(env: &Environment) -> PathBuf {
+    if let Some(dir) = env.first(&["CODEX_IMAGEN_OUT_DIR", "OPENCLAW_OUTPUT_DIR"]) {
+        return env.resolve(&dir);
+    }
+    if let Some(agent) = env.first(&["OPENCLAW_AGENT_DIR", "PI_CODING_AGENT_DIR"]) {
+        return env.resolve(&agent).join("artifacts").join("codex-imagen");
+    }
+    if let Some(state) = env.var("OPENCLAW_STATE_DIR") {
+        return env.resolve(&state).join("artifacts").join("codex-imagen");
+    }
+    env.resolve("codex-imagen-output")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn input_refs_are_classified_by_prefix() {
+        assert_eq!(
+            Reference::classify("HTTPS://x/y.png"),
+            Reference::Url("HTTPS://x/y.png".into())
+        );
+        assert_eq!(
+            Reference::classify("Data:image/png;base64,AA"),
+            Reference::Url("Data:image/png;base64,AA".into())
+        );
+        assert_eq!(
+            Reference::classify("ftp.png"),
+            Reference::Path("ftp.png".into())
+        );
+    }
+
+    #[test]
+    fn a_missing_cwd_reports_what_chdir_would() {
+        let err = check_directory(std::path::Path::new("/definitely/not/here")).unwrap_err();
+        assert_eq!(err.kind(), std::io::ErrorKind::NotFound);
+    }
+}

@@ -1,0 +1,236 @@
+//! The one-shot CLI, a front-end of the engine. The order of a run (SPEC §14): parse →
+//! `--help`/`--version` → `--cwd` and defaults → auth path → smoke | prepare auth →
+//! refresh-only | read prompt → generate → report.
+//!
+//! The CLI owns what is process-wide and only right for a one-shot command: the environment
+//! snapshot, the runtime, signals (the first SIGINT/SIGTERM cancels the job, which drops its
+//! request and releases its locks, then exits 130/143), the hard watchdog (in the terminal
+//! sink), and stdout.
+
+pub(crate) mod args;
+pub(crate) mod config;
+pub(crate) mod report;
+pub(crate) mod terminal;
+pub(crate) mod validate;
+pub(crate) mod watchdog;
+
+use std::sync::Arc;
+
+use tokio_util::sync::CancellationToken;
+
+use crate::auth::refresh::REASON_REFRESH_ONLY;
+use crate::auth::{self, Fallback, PreparedAuth};
+use crate::engine::events::Reporter;
+use crate::engine::{Engine, EngineSettings};
+use crate::error::{Error, Result};
+use crate::paths::Environment;
+use args::Parsed;
+use config::Config;
+use terminal::TerminalSink;
+use validate::PromptSource;
+
+/// Run the tool with `argv` (without the program name); returns the exit code.
+pub fn run(argv: Vec<String>) -> i32 {
+    let args = match args::parse(&argv) {
+        Ok(Parsed::Help) => {
+            report::print_stdout(&args::help_text());
+            return 0;
+        }
+        Ok(Parsed::Version) => {
+            report::print_stdout(&args::version_text());
+            return 0;
+        }
+        Ok(Parsed::Completions(script)) | Ok(Parsed::Man(script)) => {
+            report::print_stdout(&script);
+            return 0;
+        }
+        Ok(Parsed::Run(args)) => *args,
+        Err(err) => return fail(&err, None),
+    };
+    let sink = Arc::new(TerminalSink::new(args.quiet, args.verbose));
+    let result = run_args(args, &sink);
+    sink.finish();
+    match result {
+        Ok(()) => 0,
+        Err(err) => fail(&err, Some(&sink)),
+    }
+}
+
+fn fail(err: &Error, sink: Option<&TerminalSink>) -> i32 {
+    let message = format!("Error: {err}");
+    match sink {
+        Some(sink) => sink.line(&message),
+        None => terminal::eprint_line(&message),
+    }
+    err.exit_code()
+}
+
+fn run_args(args: args::Args, sink: &Arc<TerminalSink>) -> Result<()> {
+    let checked = validate::validate(&args)?;
+    let config = config::resolve(args, checked, Environment::capture())?;
+    let settings = EngineSettings {
+        env: config.env.clone(),
+        auth: config.auth.clone(),
+        base_url: config.base_url.clone(),
+        ..EngineSettings::new(config.env.clone())
+    };
+    let engine = Engine::new(settings)?;
+    let progress = Reporter::new(sink.clone());
+    let ctx = engine.auth().context()?;
+
+    if config.smoke && !config.force_refresh {
+        // No network, no fallback, no runtime: what the first store says.
+        let auth = ctx.read(&ctx.path)?;
+        auth::warn_auth_mode(&auth, &progress);
+        print_smoke(&config, &engine, &auth);
+        return Ok(());
+    }
+    let released = engine.clone();
+    sink.on_forced_exit(Arc::new(move || released.release_locks()));
+    let cancel = CancellationToken::new();
+    let runtime = runtime()?;
+    sink.start_live_line();
+    let outcome = runtime.block_on(async {
+        let job = run_online(&config, &engine, ctx, &progress);
+        tokio::select! {
+            result = job => Ok(result),
+            signal = until_signal() => Err(signal),
+        }
+    });
+    match outcome {
+        Ok(result) => result,
+        Err((code, name)) => {
+            // The job's future was dropped: its request is gone and its lock guards released.
+            cancel.cancel();
+            engine.release_locks();
+            sink.finish();
+            sink.line(&format!("Error: interrupted by {name}"));
+            drop(runtime);
+            std::process::exit(code)
+        }
+    }
+}
+
+/// The first SIGINT or SIGTERM (Ctrl-C on Windows), with the exit code a shell expects.
+pub(crate) async fn until_signal() -> (i32, &'static str) {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let (Ok(mut term), Ok(mut int)) = (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::interrupt()),
+        ) else {
+            return std::future::pending().await;
+        };
+        tokio::select! {
+            _ = term.recv() => (143, "SIGTERM"),
+            _ = int.recv() => (130, "SIGINT"),
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        if tokio::signal::ctrl_c().await.is_err() {
+            return std::future::pending().await;
+        }
+        (130, "Ctrl-C")
+    }
+}
+
+/// A multi-threaded runtime: a job's blocking work (decoding, hashing, writing) moves off the
+/// async threads. Two workers are plenty for one job.
+pub(crate) fn runtime() -> Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|e| Error::Io(format!("Cannot start the async runtime: {e}")))
+}
+
+fn print_smoke(config: &Config, engine: &Engine, auth: &auth::Auth) {
+    let value = report::smoke_json(config, auth, engine.user_agent());
+    if config.json {
+        report::print_json(&value);
+    } else {
+        report::print_key_values(&value);
+    }
+}
+
+async fn run_online(
+    config: &Config,
+    engine: &Engine,
+    ctx: auth::AuthContext,
+    progress: &Reporter,
+) -> Result<()> {
+    let fallback = if config.smoke {
+        Fallback::FirstStoreOnly
+    } else {
+        Fallback::Allowed
+    };
+    let prepared = engine
+        .auth()
+        .prepare(&ctx, config.force_refresh, fallback, progress)
+        .await?;
+    if config.smoke {
+        print_smoke(config, engine, &prepared.auth);
+        return Ok(());
+    }
+    if config.refresh_only {
+        let PreparedAuth { auth, refresh } = prepared;
+        let (auth, outcome) = match refresh {
+            Some(outcome) => (auth, outcome),
+            None => {
+                engine
+                    .auth()
+                    .refresh(&ctx, &auth, REASON_REFRESH_ONLY, progress)
+                    .await?
+            }
+        };
+        if config.json {
+            report::print_json(&report::refresh_only_json(&auth, &outcome));
+        } else {
+            report::print_stdout(&format!("{}\n", auth.path.display()));
+        }
+        return Ok(());
+    }
+
+    let prompt = read_prompt(&config.prompt, &config.env)?;
+    if prompt.trim().is_empty() {
+        return Err(Error::Usage(
+            "Prompt is required. Pass it positionally, with --prompt, or with --prompt-file."
+                .into(),
+        ));
+    }
+    let mut job = config.job.clone();
+    job.prompt = prompt;
+    let result = engine.run_prepared(&ctx, prepared, &job, progress).await?;
+    if config.json {
+        report::print_json(&report::generation_json(&result));
+    } else {
+        report::print_paths(&result.images);
+    }
+    Ok(())
+}
+
+fn read_prompt(source: &PromptSource, env: &Environment) -> Result<String> {
+    match source {
+        PromptSource::Inline(text) => Ok(text.clone()),
+        PromptSource::None => Ok(String::new()),
+        PromptSource::File(path) => {
+            let path = env.resolve(path);
+            let bytes = std::fs::read(&path).map_err(|e| {
+                Error::Input(format!("Cannot read --prompt-file {}: {e}", path.display()))
+            })?;
+            let text = String::from_utf8(bytes).map_err(|_| {
+                Error::Input(format!(
+                    "--prompt-file {} is not valid UTF-8",
+                    path.display()
+                ))
+            })?;
+            // A byte-order mark (Windows editors) is not part of the prompt.
+            Ok(text
+                .strip_prefix('\u{feff}')
+                .map(str::to_string)
+                .unwrap_or(text))
+        }
+    }
+}

@@ -1,0 +1,168 @@
+//! Validating the command line's values: everything that needs neither the file system nor the
+//! environment (SPEC §1). [`super::config`] then resolves the validated values against `--cwd`
+//! and the environment.
+
+use crate::cli::args::Args;
+use crate::error::{Error, Result};
+
+pub(crate) const MAX_RETRIES: u32 = 100;
+const IMAGE_DETAILS: [&str; 4] = ["auto", "low", "high", "original"];
+
+/// Where the prompt comes from; it is read only after auth is ready (SPEC §14, order of a run).
+#[derive(Debug, Clone)]
+pub(crate) enum PromptSource {
+    Inline(String),
+    /// `~` already expanded; a relative path resolves against `--cwd`.
+    File(String),
+    None,
+}
+
+/// The command line's values, checked.
+#[derive(Debug, Clone)]
+pub(crate) struct Validated {
+    pub image_detail: String,
+    pub retries: Option<u32>,
+    pub timeout_ms: Option<u64>,
+    pub prompt: PromptSource,
+}
+
+/// Check every value that can be checked without the environment, in the Node tool's order.
+pub(crate) fn validate(args: &Args) -> Result<Validated> {
+    let image_detail = match args.image_detail.clone() {
+        Some(d) if IMAGE_DETAILS.contains(&d.as_str()) => d,
+        Some(_) => {
+            return Err(Error::Usage(
+                "--image-detail must be one of: auto, low, high, original".into(),
+            ))
+        }
+        None => "high".to_string(),
+    };
+    let retries = match args.retry_flags.last() {
+        Some(value) => Some(parse_retries(value)?),
+        None => None,
+    };
+    for value in &args.retry_flags {
+        parse_retries(value)?;
+    }
+    let timeout_ms = parse_timeout_flags(&args.timeout_flags)?;
+    let prompt = prompt_source(args)?;
+    Ok(Validated {
+        image_detail,
+        retries,
+        timeout_ms,
+        prompt,
+    })
+}
+
+fn prompt_source(args: &Args) -> Result<PromptSource> {
+    let has_flag = args.prompt.as_deref().is_some_and(|p| !p.is_empty())
+        || args.prompt_file.as_deref().is_some_and(|p| !p.is_empty());
+    if has_flag {
+        if let Some(first) = args.words.first() {
+            return Err(Error::Usage(format!(
+                "Unexpected positional argument with --prompt: {first}. Use -i/--image or --input-ref for reference images."
+            )));
+        }
+    }
+    if let Some(file) = args.prompt_file.as_deref().filter(|f| !f.is_empty()) {
+        // A relative path is resolved against --cwd, by the caller reading it.
+        return Ok(PromptSource::File(file.to_string()));
+    }
+    if let Some(prompt) = args.prompt.as_deref().filter(|p| !p.is_empty()) {
+        return Ok(PromptSource::Inline(prompt.to_string()));
+    }
+    if !args.words.is_empty() {
+        return Ok(PromptSource::Inline(args.words.join(" ")));
+    }
+    Ok(PromptSource::None)
+}
+
+/// JavaScript's `Number(text)` for the inputs people type: blank is 0, otherwise a float.
+fn js_number(text: &str) -> f64 {
+    let trimmed = text.trim();
+    if trimmed.is_empty() {
+        return 0.0;
+    }
+    trimmed.parse::<f64>().unwrap_or(f64::NAN)
+}
+
+fn parse_retries(value: &str) -> Result<u32> {
+    let n = js_number(value);
+    if n.fract() != 0.0 || !(0.0..=MAX_RETRIES as f64).contains(&n) {
+        return Err(Error::Usage(format!(
+            "--retries must be an integer from 0 to {MAX_RETRIES}"
+        )));
+    }
+    Ok(n as u32)
+}
+
+fn parse_timeout_flags(flags: &[(String, String)]) -> Result<Option<u64>> {
+    let Some((first_flag, value)) = flags.first() else {
+        return Ok(None);
+    };
+    if let Some((second_flag, _)) = flags.get(1) {
+        // The first value is still validated first, as the Node parser met it first.
+        parse_timeout(first_flag, value)?;
+        return Err(Error::Usage(format!(
+            "Use only one timeout option. {first_flag} was already provided; remove {second_flag}."
+        )));
+    }
+    parse_timeout(first_flag, value).map(Some)
+}
+
+fn parse_timeout(flag: &str, value: &str) -> Result<u64> {
+    let n = js_number(value);
+    let (unit, ms) = if flag == "--timeout-ms" {
+        ("milliseconds", n)
+    } else {
+        ("seconds", n * 1000.0)
+    };
+    if !n.is_finite() || n <= 0.0 {
+        return Err(Error::Usage(format!(
+            "{flag} must be greater than 0 {unit} so generation cannot run unbounded"
+        )));
+    }
+    Ok(ms.ceil() as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timeouts_round_up_to_whole_milliseconds() {
+        assert_eq!(parse_timeout("--timeout", "1.0001").unwrap(), 1001);
+        assert_eq!(parse_timeout("--timeout-ms", "2.1").unwrap(), 3);
+        assert_eq!(parse_timeout("--timeout", " 300 ").unwrap(), 300_000);
+        for bad in ["0", "-1", "abc", "inf", "NaN", ""] {
+            let err = parse_timeout("--timeout", bad).unwrap_err().to_string();
+            assert_eq!(
+                err,
+                "--timeout must be greater than 0 seconds so generation cannot run unbounded"
+            );
+        }
+        let err = parse_timeout("--timeout-ms", "0").unwrap_err().to_string();
+        assert!(err.ends_with("0 milliseconds so generation cannot run unbounded"));
+    }
+
+    #[test]
+    fn a_second_timeout_flag_is_refused() {
+        let flags = vec![
+            ("--timeout".to_string(), "5".to_string()),
+            ("--timeout-ms".to_string(), "5".to_string()),
+        ];
+        assert_eq!(
+            parse_timeout_flags(&flags).unwrap_err().to_string(),
+            "Use only one timeout option. --timeout was already provided; remove --timeout-ms."
+        );
+    }
+
+    #[test]
+    fn retries_must_be_whole_and_in_range() {
+        assert_eq!(parse_retries("3").unwrap(), 3);
+        assert_eq!(parse_retries("100").unwrap(), 100);
+        for bad in ["101", "-1", "1.5", "x"] {
+            assert!(parse_retries(bad).is_err(), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,135 @@
+//! What one job is: an owned, serialisable [`JobSpec`] (so front-ends can persist and forward
+//! it), and what a finished job returns ([`JobResult`]).
+
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::output::SavedImage;
+
+/// Which backend endpoint a job talks to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Backend {
+    /// `POST /responses` with the hosted `image_generation` tool (the default).
+    #[default]
+    Responses,
+    /// The typed `POST /images/generations` and `/images/edits` endpoints.
+    Images,
+}
+
+impl Backend {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Backend::Responses => "responses",
+            Backend::Images => "images",
+        }
+    }
+}
+
+/// A reference image as given, before it is read.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Reference {
+    /// A local file; a relative path resolves against the job's `base_dir`.
+    Path(String),
+    /// An `http(s)://` or `data:image/...` URL, sent as it is.
+    Url(String),
+}
+
+impl Reference {
+    /// How `--input-ref` reads a value: a URL by its prefix, anything else a path.
+    pub fn classify(item: &str) -> Reference {
+        let lower = item.get(..11).unwrap_or(item).to_ascii_lowercase();
+        if lower.starts_with("data:image/")
+            || lower.starts_with("http://")
+            || lower.starts_with("https://")
+        {
+            Reference::Url(item.to_string())
+        } else {
+            Reference::Path(item.to_string())
+        }
+    }
+}
+
+pub const DEFAULT_RESPONSES_MODEL: &str = "gpt-5.4";
+pub const DEFAULT_IMAGES_MODEL: &str = "gpt-image-2";
+pub const DEFAULT_RETRIES: u32 = 4;
+pub const DEFAULT_TIMEOUT_MS: u64 = 15 * 60 * 1000;
+
+/// One generation or edit, fully described: nothing about it is read from process state.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct JobSpec {
+    pub prompt: String,
+    /// Reference images, in the order given.
+    pub references: Vec<Reference>,
+    /// `input_image` detail: auto, low, high, original.
+    pub image_detail: String,
+    /// An exact output file, or a directory (as `--output`); `None`: automatic names in
+    /// `out_dir`.
+    pub output: Option<String>,
+    pub out_dir: PathBuf,
+    /// Relative paths of this job (references, `output`) resolve against it.
+    pub base_dir: PathBuf,
+    pub backend: Backend,
+    /// The Responses model (or the Images model with `Backend::Images`).
+    pub model: String,
+    /// Transient failures are tried again this many times.
+    pub retries: u32,
+    /// Each attempt is abandoned after this long.
+    pub timeout_ms: u64,
+    /// Stream the Responses answer (false: one JSON response).
+    pub stream: bool,
+    /// Refresh the credentials before the first attempt even when they look fresh.
+    pub force_refresh: bool,
+}
+
+impl JobSpec {
+    /// A job with the CLI's defaults.
+    pub fn new(prompt: impl Into<String>, out_dir: PathBuf, base_dir: PathBuf) -> Self {
+        JobSpec {
+            prompt: prompt.into(),
+            references: Vec::new(),
+            image_detail: "high".to_string(),
+            output: None,
+            out_dir,
+            base_dir,
+            backend: Backend::Responses,
+            model: DEFAULT_RESPONSES_MODEL.to_string(),
+            retries: DEFAULT_RETRIES,
+            timeout_ms: DEFAULT_TIMEOUT_MS,
+            stream: true,
+            force_refresh: false,
+        }
+    }
+}
+
+/// What a refresh during the job did, with the credentials' state after it (`auth_refresh`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RefreshReport {
+    pub refreshed: bool,
+    pub skipped: Option<String>,
+    pub last_refresh: Option<String>,
+    pub access_token_expires_in_seconds: Option<i64>,
+}
+
+/// A finished job (SPEC §14).
+#[derive(Debug, Clone)]
+pub struct JobResult {
+    pub request_id: String,
+    pub session_id: String,
+    pub endpoint: String,
+    pub operation: String,
+    pub model: String,
+    /// Every image saved, in order; all are complete files on disk.
+    pub images: Vec<SavedImage>,
+    pub seen_event_types: Vec<String>,
+    /// The attempt's timer fired after at least one image was saved.
+    pub timed_out: bool,
+    pub response_metadata: Option<Value>,
+    /// Attempts before the one that succeeded.
+    pub retry_attempts: u32,
+    /// Set when the credentials were refreshed (or a refresh was found unnecessary).
+    pub refresh: Option<RefreshReport>,
+}
