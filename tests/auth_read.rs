@@ -10,7 +10,8 @@ use std::path::{Path, PathBuf};
 use serde_json::{json, Value};
 use support::*;
 
-const SMOKE_KEYS: [&str; 22] = [
+/// The `--smoke` keys in order; `credential_state` was appended by issue #15.
+const SMOKE_KEYS: [&str; 23] = [
     "auth_path",
     "auth_format",
     "auth_mode",
@@ -33,6 +34,7 @@ const SMOKE_KEYS: [&str; 22] = [
     "total_attempts",
     "timeout_seconds",
     "timeout_ms",
+    "credential_state",
 ];
 
 // ---------------------------------------------------------------------------------------------
@@ -658,8 +660,7 @@ fn expires_is_read_as_seconds_or_milliseconds() {
         (json!(now_secs() + 7200), 7200),
         (json!(now_ms() + 5_400_000), 5400),
         (json!(now_secs() - 100), -100),
-        // Just above the 10,000,000,000 boundary is milliseconds (1970), below is seconds (2286).
-        (json!(10_000_000_001_i64), 10_000_000 - now_secs()),
+        // Just below the 10,000,000,000 boundary is seconds (2286).
         (json!(9_999_999_999_i64), 9_999_999_999 - now_secs()),
     ];
     for (expires, left) in cases {
@@ -669,6 +670,17 @@ fn expires_is_read_as_seconds_or_milliseconds() {
         );
         let report = smoke(&sandbox, &["--auth", auth]);
         assert_near(&report["access_token_expires_in_seconds"], left);
+    }
+    // Just above it is milliseconds: 1970, which cannot be a real expiry, so it is unknown
+    // (issue #15), as is OpenClaw's `expires: 1` beside a refresh fence.
+    for expires in [json!(10_000_000_001_i64), json!(1)] {
+        write_json(
+            &path,
+            &json!({"openai-codex": {"access": "opaque", "accountId": "a", "expires": expires}}),
+        );
+        let report = smoke(&sandbox, &["--auth", auth]);
+        assert_eq!(report["access_token_expires_in_seconds"], Value::Null);
+        assert_eq!(report["credential_state"], "ok");
     }
 }
 

@@ -837,3 +837,169 @@ fn a_profile_whose_openclaw_refresh_failed_asks_for_a_new_sign_in() {
     );
     assert!(files_named(&sandbox.home(), ".lock").is_empty());
 }
+
+// ---------------------------------------------------------------------------------------------
+// What --smoke says about a fenced profile (issue #15)
+// ---------------------------------------------------------------------------------------------
+
+const LAYOUTS: [Layout; 3] = [Layout::Json, Layout::Agent, Layout::State];
+
+/// A fenced store of `layout`: the JSON layout's provider is `openai-codex`, the databases'
+/// `openai`, as each OpenClaw version writes them.
+fn fenced_machine(sandbox: &Sandbox, layout: Layout, failed: bool) -> (PathBuf, &'static str) {
+    let mut store = fenced_store(failed);
+    let provider = match layout {
+        Layout::Json => "openai-codex",
+        Layout::Agent | Layout::State => "openai",
+    };
+    if provider == "openai-codex" {
+        let profiles = store["profiles"].as_object_mut().unwrap();
+        let mut profile = profiles.remove("openai:default").unwrap();
+        profile["provider"] = json!("openai-codex");
+        profiles.insert("openai-codex:default".into(), profile);
+    }
+    (machine(sandbox, layout, &store), provider)
+}
+
+#[test]
+fn smoke_reports_a_failed_fence_as_refresh_failed_with_no_token_and_prints_the_fix() {
+    for layout in LAYOUTS {
+        let sandbox = Sandbox::new();
+        let (store, provider) = fenced_machine(&sandbox, layout, true);
+        let run = sandbox.run(&["--smoke", "--json"]);
+        assert_eq!(run.code, 0, "{layout:?}: {run}");
+        let report = run.json();
+        assert_eq!(
+            report["auth_path"],
+            store.display().to_string(),
+            "{layout:?}"
+        );
+        assert_eq!(report["credential_state"], "refresh_failed", "{layout:?}");
+        assert_eq!(report["refresh_token_present"], false, "{layout:?}");
+        assert_eq!(
+            report["access_token_expires_in_seconds"],
+            Value::Null,
+            "{layout:?}"
+        );
+        let keys: Vec<&String> = report.as_object().unwrap().keys().collect();
+        assert_eq!(
+            keys.last().unwrap().as_str(),
+            "credential_state",
+            "after the existing keys"
+        );
+        assert!(
+            run.stderr.contains(&format!(
+                "fix: run `openclaw models auth login --provider {provider}`, then try again"
+            )),
+            "{layout:?}: {run}"
+        );
+        let text = sandbox.run(&["--smoke"]);
+        assert_eq!(text.code, 0, "{text}");
+        assert!(
+            text.stdout.contains("\ncredential_state: refresh_failed\n"),
+            "{text}"
+        );
+        assert!(
+            text.stdout.contains("\nrefresh_token_present: false\n"),
+            "{text}"
+        );
+        assert!(
+            text.stdout
+                .contains("\naccess_token_expires_in_seconds: \n"),
+            "{text}"
+        );
+    }
+}
+
+#[test]
+fn smoke_reports_a_pending_fence_as_refreshing_without_a_token() {
+    for layout in LAYOUTS {
+        let sandbox = Sandbox::new();
+        fenced_machine(&sandbox, layout, false);
+        let run = sandbox.run(&["--smoke", "--json"]);
+        assert_eq!(run.code, 0, "{layout:?}: {run}");
+        let report = run.json();
+        assert_eq!(report["credential_state"], "refreshing", "{layout:?}");
+        assert_eq!(report["refresh_token_present"], false, "{layout:?}");
+        assert_eq!(
+            report["access_token_expires_in_seconds"],
+            Value::Null,
+            "{layout:?}"
+        );
+        assert!(!run.stderr.contains("fix:"), "{layout:?}: {run}");
+    }
+}
+
+#[test]
+fn smoke_says_ok_or_expired_for_ordinary_profiles() {
+    let sandbox = Sandbox::new();
+    expired_machine(&sandbox, Layout::State);
+    let report = sandbox.run(&["--smoke", "--json"]).json();
+    assert_eq!(report["credential_state"], "expired");
+    assert_eq!(report["refresh_token_present"], true);
+    assert!(report["access_token_expires_in_seconds"].as_i64().unwrap() < 0);
+    let sandbox = Sandbox::new();
+    machine(&sandbox, Layout::Agent, &fresh_store("openai", "acct-123"));
+    let report = sandbox.run(&["--smoke", "--json"]).json();
+    assert_eq!(report["credential_state"], "ok");
+}
+
+#[test]
+fn generation_with_a_failed_fence_fails_at_once_without_a_backend_request() {
+    for layout in LAYOUTS {
+        let server = Server::start();
+        let used = single_use_oauth(&server);
+        let sandbox = Sandbox::new();
+        fenced_machine(&sandbox, layout, true);
+        let sargs = server_args(&server);
+        let run = sandbox.run(&with_server(&sargs, &["a cat"]));
+        assert_eq!(run.code, 1, "{layout:?}: {run}");
+        assert!(
+            run.stderr.starts_with(
+                "Error: Refresh token was rejected. Sign in again with Codex or OpenClaw OAuth. \
+                 (OpenClaw's own refresh of this profile failed and spent its refresh token.)"
+            ),
+            "{layout:?}: {run}"
+        );
+        assert!(server.requests_to(RESPONSES).is_empty(), "{layout:?}");
+        assert!(used.lock().unwrap().is_empty(), "{layout:?}");
+        assert!(files_named(&sandbox.home(), ".lock").is_empty());
+    }
+}
+
+#[test]
+fn generation_falls_back_from_a_failed_fence_to_the_next_compatible_store() {
+    let server = Server::start();
+    let used = single_use_oauth(&server);
+    let sandbox = Sandbox::new();
+    fenced_machine(&sandbox, Layout::Agent, true);
+    let codex = sandbox.home().join(".codex/auth.json");
+    write_json(&codex, &codex_auth(3600));
+    let sargs = server_args(&server);
+    let run = sandbox.run(&with_server(&sargs, &["--json", "a cat"]));
+    assert_eq!(run.code, 0, "{run}");
+    assert!(
+        run.stderr.contains(&format!(
+            "codex-imagen: using fallback auth {}",
+            codex.display()
+        )),
+        "{run}"
+    );
+    assert!(used.lock().unwrap().is_empty());
+    assert_eq!(server.requests_to(RESPONSES).len(), 1);
+}
+
+#[test]
+fn refresh_only_json_reports_the_credential_state_after_the_existing_keys() {
+    let server = Server::start();
+    single_use_oauth(&server);
+    let sandbox = Sandbox::new();
+    expired_machine(&sandbox, Layout::State);
+    let sargs = server_args(&server);
+    let run = sandbox.run(&with_server(&sargs, &["--refresh-only", "--json"]));
+    assert_eq!(run.code, 0, "{run}");
+    let report = run.json();
+    assert_eq!(report["credential_state"], "ok");
+    let keys: Vec<&String> = report.as_object().unwrap().keys().collect();
+    assert_eq!(keys.last().unwrap().as_str(), "credential_state");
+}

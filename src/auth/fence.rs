@@ -46,6 +46,41 @@ fn fence_token<'a>(token: &'a str, kind: &str) -> Option<(&'a str, bool)> {
     (hex(claim, 32) && hex(digest, 64)).then_some((claim, failed))
 }
 
+/// What `--smoke`, `--refresh-only --json`, the service's `/health` and the MCP `auth_status`
+/// say about a profile's credentials (`credential_state`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum CredentialState {
+    Ok,
+    /// The access token's expiry has passed (a refresh will be tried).
+    Expired,
+    /// OpenClaw is refreshing the profile right now (a pending fence).
+    Refreshing,
+    /// OpenClaw's refresh failed and spent the refresh token (a failed fence).
+    RefreshFailed,
+}
+
+impl CredentialState {
+    pub(crate) fn of(auth: &Auth) -> CredentialState {
+        match fence(auth) {
+            Some(Fence::Pending) => CredentialState::Refreshing,
+            Some(Fence::Failed) => CredentialState::RefreshFailed,
+            None if auth.reported_seconds_left().is_some_and(|left| left <= 0) => {
+                CredentialState::Expired
+            }
+            None => CredentialState::Ok,
+        }
+    }
+
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            CredentialState::Ok => "ok",
+            CredentialState::Expired => "expired",
+            CredentialState::Refreshing => "refreshing",
+            CredentialState::RefreshFailed => "refresh_failed",
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

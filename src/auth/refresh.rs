@@ -85,6 +85,10 @@ fn is_demanded(reason: &str) -> bool {
 
 /// Why `auth` needs a refresh now, or `None` when it is fresh (SPEC §6).
 pub fn stale_reason(auth: &Auth) -> Option<String> {
+    if fence(auth).is_some() {
+        // Never sent as a token: settled by OpenClaw (pending) or refused under the lock (failed).
+        return Some("OpenClaw refresh fence in the profile".to_string());
+    }
     if let Some(left) = auth.seconds_left() {
         return if left <= 0 {
             Some("access token expired".to_string())

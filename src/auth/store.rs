@@ -81,6 +81,22 @@ impl Auth {
         }
     }
 
+    /// [`Auth::seconds_left`] as reported to people and agents: an `expires` before the year 2000
+    /// cannot be a real expiry (OpenClaw writes `expires: 1` beside a refresh fence), so it is
+    /// unknown rather than a huge negative number. The JWT `exp` still wins when present.
+    pub fn reported_seconds_left(&self) -> Option<i64> {
+        const YEAR_2000_MS: i64 = 946_684_800_000;
+        match (self.jwt_exp, self.expires_ms) {
+            (None, Some(ms)) if ms < YEAR_2000_MS => None,
+            _ => self.seconds_left(),
+        }
+    }
+
+    /// A refresh token is present, and it is a token: a fence marker never counts as one.
+    pub fn refresh_token_present(&self) -> bool {
+        self.refresh_token.is_some() && super::fence::fence(self).is_none()
+    }
+
     /// True when any credential field differs (used to notice another process's refresh).
     pub fn credentials_differ(&self, other: &Auth) -> bool {
         self.access_token != other.access_token

@@ -18,11 +18,12 @@ use std::sync::Arc;
 
 use tokio_util::sync::CancellationToken;
 
-use crate::auth::refresh::REASON_REFRESH_ONLY;
+use crate::auth::fence::CredentialState;
+use crate::auth::refresh::{fix_line, REASON_REFRESH_ONLY};
 use crate::auth::{self, Fallback, PreparedAuth};
 use crate::engine::events::Reporter;
 use crate::engine::{Engine, EngineSettings};
-use crate::error::{Error, Result};
+use crate::error::{Error, RefreshErrorKind, Result};
 use crate::paths::Environment;
 use args::Parsed;
 use config::Config;
@@ -82,7 +83,7 @@ fn run_args(args: args::Args, sink: &Arc<TerminalSink>) -> Result<()> {
         // No network, no fallback, no runtime: what the first store says.
         let auth = ctx.read(&ctx.path)?;
         auth::warn_auth_mode(&auth, &progress);
-        print_smoke(&config, &engine, &auth);
+        print_smoke(&config, &engine, &auth, &progress);
         return Ok(());
     }
     let released = engine.clone();
@@ -146,7 +147,11 @@ pub(crate) fn runtime() -> Result<tokio::runtime::Runtime> {
         .map_err(|e| Error::Io(format!("Cannot start the async runtime: {e}")))
 }
 
-fn print_smoke(config: &Config, engine: &Engine, auth: &auth::Auth) {
+fn print_smoke(config: &Config, engine: &Engine, auth: &auth::Auth, progress: &Reporter) {
+    if CredentialState::of(auth) == CredentialState::RefreshFailed {
+        // The same fix `--refresh-only` prints for this profile.
+        progress.warn(&fix_line(auth, RefreshErrorKind::OpenClawFailed));
+    }
     let value = report::smoke_json(config, auth, engine.user_agent());
     if config.json {
         report::print_json(&value);
@@ -171,7 +176,7 @@ async fn run_online(
         .prepare(&ctx, config.force_refresh, fallback, progress)
         .await?;
     if config.smoke {
-        print_smoke(config, engine, &prepared.auth);
+        print_smoke(config, engine, &prepared.auth, progress);
         return Ok(());
     }
     if config.refresh_only {

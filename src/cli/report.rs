@@ -6,6 +6,7 @@ use std::io::Write;
 use serde_json::{json, Map, Value};
 
 use super::config::Config;
+use crate::auth::fence::CredentialState;
 use crate::auth::{Auth, RefreshOutcome};
 use crate::engine::job::{JobResult, RefreshReport};
 use crate::output::SavedImage;
@@ -92,8 +93,8 @@ pub fn smoke_json(config: &Config, auth: &Auth, user_agent: &str) -> Value {
         "email": auth.email,
         "account_id": auth.account_id,
         "last_refresh": auth.last_refresh,
-        "access_token_expires_in_seconds": auth.seconds_left(),
-        "refresh_token_present": auth.refresh_token.is_some(),
+        "access_token_expires_in_seconds": auth.reported_seconds_left(),
+        "refresh_token_present": auth.refresh_token_present(),
         "backend": job.backend.as_str(),
         "endpoint": endpoint,
         "responses_endpoint": config.responses_endpoint(),
@@ -106,6 +107,7 @@ pub fn smoke_json(config: &Config, auth: &Auth, user_agent: &str) -> Value {
         "total_attempts": job.retries + 1,
         "timeout_seconds": seconds_value(job.timeout_ms),
         "timeout_ms": job.timeout_ms,
+        "credential_state": CredentialState::of(auth).as_str(),
     })
 }
 
@@ -119,7 +121,8 @@ pub fn refresh_only_json(auth: &Auth, outcome: &RefreshOutcome) -> Value {
         "profile_id": auth.profile_id,
         "account_id": auth.account_id,
         "last_refresh": auth.last_refresh,
-        "access_token_expires_in_seconds": auth.seconds_left(),
+        "access_token_expires_in_seconds": auth.reported_seconds_left(),
+        "credential_state": CredentialState::of(auth).as_str(),
     })
 }
 

@@ -273,6 +273,6 @@ pub(crate) fn refresh_report(outcome: &RefreshOutcome, auth: &Auth) -> RefreshRe
         refreshed: outcome.refreshed,
         skipped: outcome.skipped.clone(),
         last_refresh: auth.last_refresh.clone(),
-        access_token_expires_in_seconds: auth.seconds_left(),
+        access_token_expires_in_seconds: auth.reported_seconds_left(),
     }
 }
