@@ -36,20 +36,6 @@ pub(crate) struct Config {
     pub json: bool,
 }
 
-impl Config {
-    pub fn responses_endpoint(&self) -> String {
-        format!("{}/responses", self.base_url)
-    }
-
-    pub fn generation_endpoint(&self) -> String {
-        format!("{}/images/generations", self.base_url)
-    }
-
-    pub fn edit_endpoint(&self) -> String {
-        format!("{}/images/edits", self.base_url)
-    }
-}
-
 /// Resolve `args` (already validated into `checked`) against `env`, the process environment.
 pub(crate) fn resolve(args: Args, checked: Validated, env: Environment) -> Result<Config> {
     let env = match args.cwd.as_deref() {

@@ -152,7 +152,7 @@ fn print_smoke(config: &Config, engine: &Engine, auth: &auth::Auth, progress: &R
         // The same fix `--refresh-only` prints for this profile.
         progress.warn(&fix_line(auth, RefreshErrorKind::OpenClawFailed));
     }
-    let value = report::smoke_json(config, auth, engine.user_agent());
+    let value = engine.smoke_report(auth, &config.job);
     if config.json {
         report::print_json(&value);
     } else {

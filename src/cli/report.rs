@@ -5,26 +5,10 @@ use std::io::Write;
 
 use serde_json::{json, Map, Value};
 
-use super::config::Config;
 use crate::auth::fence::CredentialState;
 use crate::auth::{Auth, RefreshOutcome};
 use crate::engine::job::{JobResult, RefreshReport};
 use crate::output::SavedImage;
-
-/// Milliseconds as seconds rounded to 3 decimals, as the Node tool printed them.
-fn ms_as_seconds(ms: u64) -> f64 {
-    (ms as f64 / 1000.0 * 1000.0).round() / 1000.0
-}
-
-/// A JSON number that prints as an integer when it is one (`300`, not `300.0`).
-fn seconds_value(ms: u64) -> Value {
-    let secs = ms_as_seconds(ms);
-    if secs.fract() == 0.0 {
-        json!(secs as u64)
-    } else {
-        json!(secs)
-    }
-}
 
 fn image_json(image: &SavedImage) -> Value {
     let path = image.path.display().to_string();
@@ -76,39 +60,6 @@ pub fn generation_json(result: &JobResult) -> Value {
         map.insert("auth_refresh".into(), auth_refresh_json(report));
     }
     Value::Object(map)
-}
-
-pub fn smoke_json(config: &Config, auth: &Auth, user_agent: &str) -> Value {
-    let job = &config.job;
-    let endpoint = match job.backend {
-        crate::engine::job::Backend::Responses => config.responses_endpoint(),
-        crate::engine::job::Backend::Images => config.generation_endpoint(),
-    };
-    json!({
-        "auth_path": auth.path.display().to_string(),
-        "auth_format": auth.format.as_str(),
-        "auth_mode": auth.auth_mode,
-        "profile_id": auth.profile_id,
-        "provider": auth.provider,
-        "email": auth.email,
-        "account_id": auth.account_id,
-        "last_refresh": auth.last_refresh,
-        "access_token_expires_in_seconds": auth.reported_seconds_left(),
-        "refresh_token_present": auth.refresh_token_present(),
-        "backend": job.backend.as_str(),
-        "endpoint": endpoint,
-        "responses_endpoint": config.responses_endpoint(),
-        "generation_endpoint": config.generation_endpoint(),
-        "edit_endpoint": config.edit_endpoint(),
-        "model": job.model,
-        "user_agent": user_agent,
-        "out_dir": job.out_dir.display().to_string(),
-        "retries": job.retries,
-        "total_attempts": job.retries + 1,
-        "timeout_seconds": seconds_value(job.timeout_ms),
-        "timeout_ms": job.timeout_ms,
-        "credential_state": CredentialState::of(auth).as_str(),
-    })
 }
 
 pub fn refresh_only_json(auth: &Auth, outcome: &RefreshOutcome) -> Value {

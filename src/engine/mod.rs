@@ -15,6 +15,7 @@ pub(crate) mod events;
 pub(crate) mod generation;
 pub(crate) mod job;
 pub(crate) mod retry;
+pub(crate) mod status;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -254,6 +255,18 @@ impl Engine {
         Ok(result)
     }
 
+    /// The `--smoke` report: which store and profile `job` would use and the state of its
+    /// credentials, as a JSON object. Reads the first store only; no network, never a token.
+    pub async fn auth_status(&self, job: &JobSpec) -> Result<serde_json::Value> {
+        let ctx = self.auth().context()?;
+        let auth = crate::blocking::run(|| ctx.read(&ctx.path))?;
+        Ok(self.smoke_report(&auth, job))
+    }
+
+    pub(crate) fn smoke_report(&self, auth: &Auth, job: &JobSpec) -> serde_json::Value {
+        status::smoke_report(&self.inner.base_url, &self.inner.user_agent, auth, job)
+    }
+
     pub(crate) fn identity_for(&self, auth: &Auth) -> RequestIdentity {
         RequestIdentity {
             access_token: auth.access_token.clone(),
@@ -261,10 +274,6 @@ impl Engine {
             user_agent: self.inner.user_agent.clone(),
             codex_version: self.inner.codex_version.clone(),
         }
-    }
-
-    pub(crate) fn user_agent(&self) -> &str {
-        &self.inner.user_agent
     }
 }
 
