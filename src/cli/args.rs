@@ -162,6 +162,11 @@ pub struct Args {
     #[arg(long, visible_alias = "debug")]
     pub verbose: bool,
 
+    /// Run an MCP server on stdin/stdout (tools: generate_image, edit_image, image_usage,
+    /// auth_status). The other flags given become its defaults; default --timeout: 300.
+    #[arg(long)]
+    pub mcp: bool,
+
     /// Print a shell completion script: bash, zsh, fish, powershell or elvish.
     #[arg(long, value_name = "SHELL", allow_hyphen_values = true)]
     pub completions: Option<String>,
@@ -545,6 +550,7 @@ mod tests {
             "--quiet",
             "--verbose",
             "--debug",
+            "--mcp",
             "--version",
             "--help",
             "CODEX_HOME/auth.json",

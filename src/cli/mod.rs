@@ -45,6 +45,7 @@ pub fn run(argv: Vec<String>) -> i32 {
             report::print_stdout(&script);
             return 0;
         }
+        Ok(Parsed::Run(args)) if args.mcp => return crate::mcp::run(*args),
         Ok(Parsed::Run(args)) => *args,
         Err(err) => return fail(&err, None),
     };
