@@ -133,27 +133,40 @@ async fn report(
     mut rx: mpsc::UnboundedReceiver<Update>,
     done: CancellationToken,
 ) {
-    let started = Instant::now();
-    // None: the first stage, "starting", is news too.
-    let mut stage: Option<Stage> = None;
+    // The engine announces the stages from "sending" on; "starting" (auth, references) and
+    // "saved" (an `ImageSaved` event) are this reporter's own.
+    let mut stage = Stage::Starting;
     let mut saved = 0usize;
-    let mut sent = 0u64;
+    let mut out = Notifier {
+        peer,
+        token,
+        started: Instant::now(),
+        jobs,
+        verbose,
+        sent: 0,
+    };
     let heartbeat = heartbeat.max(Duration::from_millis(10));
     let next_beat = tokio::time::sleep(heartbeat);
     tokio::pin!(next_beat);
+    let mut changed = true;
     loop {
+        if changed {
+            out.send(stage, saved).await;
+            next_beat.as_mut().reset(Instant::now() + heartbeat);
+        }
         // Queued updates first, so a final "saved" is not lost to `done`.
-        let changed = tokio::select! {
+        changed = tokio::select! {
             biased;
             update = rx.recv() => match update {
-                Some(Update::Stage(new)) if stage != Some(new) => {
-                    stage = Some(new);
+                Some(Update::Stage(new)) if stage != new => {
+                    stage = new;
                     true
                 }
                 Some(Update::Stage(_)) => false,
                 Some(Update::Saved) => {
                     saved += 1;
-                    false
+                    stage = Stage::Saved;
+                    true
                 }
                 Some(Update::Note(text)) => {
                     if verbose {
@@ -166,25 +179,37 @@ async fn report(
             _ = done.cancelled() => break,
             _ = &mut next_beat => true,
         };
-        if !changed {
-            continue;
+    }
+}
+
+/// Where one call's progress goes: the client (with a token) and `--verbose` stderr.
+struct Notifier {
+    peer: Peer<RoleServer>,
+    token: Option<ProgressToken>,
+    started: Instant,
+    jobs: usize,
+    verbose: bool,
+    /// Notifications sent so far; the next one's progress value.
+    sent: u64,
+}
+
+impl Notifier {
+    async fn send(&mut self, stage: Stage, saved: usize) {
+        let elapsed = self.started.elapsed().as_secs();
+        let mut message = format!("{}, {elapsed} s", stage.as_str());
+        if self.jobs > 1 {
+            message.push_str(&format!(" ({saved}/{} saved)", self.jobs));
         }
-        let elapsed = started.elapsed().as_secs();
-        let label = stage.map_or("waiting", Stage::as_str);
-        let mut message = format!("{label}, {elapsed} s");
-        if jobs > 1 {
-            message.push_str(&format!(" ({saved}/{jobs} saved)"));
-        }
-        if verbose {
+        if self.verbose {
             terminal::eprint_line(&format!("codex-imagen: mcp: {message}"));
         }
-        if let Some(token) = &token {
-            sent += 1;
-            let param =
-                ProgressNotificationParam::new(token.clone(), sent as f64).with_message(message);
-            // A client that went away is noticed by the service loop, not here.
-            let _ = peer.notify_progress(param).await;
-        }
-        next_beat.as_mut().reset(Instant::now() + heartbeat);
+        let Some(token) = &self.token else {
+            return;
+        };
+        self.sent += 1;
+        let param =
+            ProgressNotificationParam::new(token.clone(), self.sent as f64).with_message(message);
+        // A client that went away is noticed by the service loop, not here.
+        let _ = self.peer.notify_progress(param).await;
     }
 }

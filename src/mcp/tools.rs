@@ -193,7 +193,11 @@ fn validate(
             )))
         }
     };
-    if let Some(bad) = options.output_dir.as_deref().filter(|d| d.trim().is_empty()) {
+    if let Some(bad) = options
+        .output_dir
+        .as_deref()
+        .filter(|d| d.trim().is_empty())
+    {
         return Err(invalid(format!(
             "`output_dir` must name a directory, got {bad:?}"
         )));
