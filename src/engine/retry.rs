@@ -74,6 +74,7 @@ pub fn retry_reason(err: &Error) -> Option<String> {
         Error::Usage(_)
         | Error::Auth { .. }
         | Error::Cancelled(_)
+        | Error::BadResponse(_)
         | Error::Refresh { .. }
         | Error::Input(_)
         | Error::Io(_)
