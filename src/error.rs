@@ -138,6 +138,13 @@ pub enum Error {
     #[error("{0}")]
     BadResponse(String),
 
+    /// The response finished with the model's words and no image (a refusal, a question).
+    #[error("{message}")]
+    Refused {
+        message: String,
+        seen_event_types: Vec<String>,
+    },
+
     /// The per-attempt timer fired before any image was saved.
     #[error("{0}")]
     Timeout(String),
@@ -163,6 +170,7 @@ pub enum ErrorKind {
     Stream,
     NoImage,
     BadResponse,
+    Refused,
     Timeout,
     Cancelled,
 }
@@ -182,6 +190,7 @@ impl ErrorKind {
             ErrorKind::Stream => "stream",
             ErrorKind::NoImage => "no_image",
             ErrorKind::BadResponse => "bad_response",
+            ErrorKind::Refused => "refused",
             ErrorKind::Timeout => "timeout",
             ErrorKind::Cancelled => "cancelled",
         }
@@ -203,6 +212,7 @@ impl Error {
             Error::Stream(_) => 1,
             Error::GenerationFailed { .. } => 1,
             Error::BadResponse(_) => 1,
+            Error::Refused { .. } => 1,
             Error::Cancelled(_) => 1,
         }
     }
@@ -224,6 +234,7 @@ impl Error {
             Error::Stream(_) => ErrorKind::Stream,
             Error::GenerationFailed { .. } => ErrorKind::NoImage,
             Error::BadResponse(_) => ErrorKind::BadResponse,
+            Error::Refused { .. } => ErrorKind::Refused,
             Error::Timeout(_) => ErrorKind::Timeout,
             Error::Cancelled(_) => ErrorKind::Cancelled,
         }
@@ -270,6 +281,7 @@ impl Error {
             | Error::Stream(_)
             | Error::GenerationFailed { .. }
             | Error::BadResponse(_)
+            | Error::Refused { .. }
             | Error::Timeout(_)
             | Error::Cancelled(_) => false,
         }

@@ -75,6 +75,7 @@ pub fn retry_reason(err: &Error) -> Option<String> {
         | Error::Auth { .. }
         | Error::Cancelled(_)
         | Error::BadResponse(_)
+        | Error::Refused { .. }
         | Error::Refresh { .. }
         | Error::Input(_)
         | Error::Io(_)
