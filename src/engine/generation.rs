@@ -42,6 +42,8 @@ pub(crate) struct Generation<'a> {
     content: Vec<Value>,
     /// The reference URLs as the Images endpoints take them.
     image_urls: Vec<String>,
+    /// The `--mask` PNG as a `data:` URL, already checked.
+    mask: Option<String>,
     progress: Reporter,
     /// ChatGPT Cloudflare cookies remembered during the run (SPEC §10.3); never persisted.
     cookies: CookieJar,
@@ -61,6 +63,7 @@ impl<'a> Generation<'a> {
         job: &'a JobSpec,
         auth: &Auth,
         references: &[LoadedReference],
+        mask: Option<String>,
         progress: Reporter,
     ) -> Self {
         Generation {
@@ -70,6 +73,7 @@ impl<'a> Generation<'a> {
             auth: auth.clone(),
             content: request::prompt_content(references, &job.image_detail, &job.prompt),
             image_urls: references.iter().map(|r| r.image_url.clone()).collect(),
+            mask,
             progress,
             cookies: CookieJar::default(),
         }
