@@ -177,6 +177,8 @@ impl<'a> Generation<'a> {
         let progress = self.progress.clone();
         let block_on = self.engine.inner().test_block_on_event.as_deref();
         let (content, prompt, image_urls) = (&self.content, &job.prompt, &self.image_urls);
+        let mask = self.mask.as_deref();
+        let tool = request::image_tool(&job.controls, mask);
         let work = async {
             match target {
                 Target::Responses => {
@@ -186,6 +188,7 @@ impl<'a> Generation<'a> {
                         identity: &identity,
                         model: &job.model,
                         content,
+                        tool: &tool,
                         stream: job.stream,
                         plan: &plan,
                         progress,
@@ -203,6 +206,8 @@ impl<'a> Generation<'a> {
                         model: &job.model,
                         prompt,
                         image_urls,
+                        controls: &job.controls,
+                        mask,
                         plan: &plan,
                         progress,
                     };
