@@ -7,7 +7,7 @@ use serde_json::{json, Map, Value};
 
 use super::config::Config;
 use crate::auth::{Auth, RefreshOutcome};
-use crate::engine::job::{JobResult, RefreshReport};
+use crate::engine::job::{JobResult, JobSpec, RefreshReport};
 use crate::output::SavedImage;
 
 /// Milliseconds as seconds rounded to 3 decimals, as the Node tool printed them.
@@ -25,9 +25,11 @@ fn seconds_value(ms: u64) -> Value {
     }
 }
 
-fn image_json(image: &SavedImage) -> Value {
+/// One image. `inspected` appends what the bytes turned out to be; the keys before it are the
+/// SPEC's and never move.
+fn image_json(image: &SavedImage, inspected: bool) -> Value {
     let path = image.path.display().to_string();
-    json!({
+    let mut value = json!({
         "path": path,
         "decodedPath": path,
         "bytes": image.bytes,
@@ -36,7 +38,23 @@ fn image_json(image: &SavedImage) -> Value {
         "status": image.status,
         "partial": image.partial,
         "revised_prompt": image.revised_prompt,
-    })
+    });
+    if let (true, Some(map)) = (inspected, value.as_object_mut()) {
+        map.insert("format".into(), json!(image.format));
+        map.insert("width".into(), json!(image.width));
+        map.insert("height".into(), json!(image.height));
+        map.insert("has_alpha".into(), json!(image.has_alpha));
+        map.insert("c2pa".into(), json!(image.c2pa));
+    }
+    value
+}
+
+/// Whether the summary carries the image-control keys (`requested`, and per image `format`,
+/// `width`, `height`, `has_alpha`, `c2pa`). Only when a control or a mask was given: the SPEC's
+/// summary of a plain run is a fixed key list that scripts (and tests/generate.rs) compare
+/// whole, so a run without controls prints exactly what it always did.
+fn reports_controls(job: &JobSpec) -> bool {
+    !job.controls.is_empty() || job.mask.is_some()
 }
 
 fn auth_refresh_json(report: &RefreshReport) -> Value {
@@ -48,7 +66,8 @@ fn auth_refresh_json(report: &RefreshReport) -> Value {
     })
 }
 
-pub fn generation_json(result: &JobResult) -> Value {
+pub fn generation_json(result: &JobResult, job: &JobSpec) -> Value {
+    let extended = reports_controls(job);
     let mut map = Map::new();
     map.insert("request_id".into(), json!(result.request_id));
     map.insert("session_id".into(), json!(result.session_id));
@@ -59,7 +78,13 @@ pub fn generation_json(result: &JobResult) -> Value {
     map.insert("imageCount".into(), json!(result.images.len()));
     map.insert(
         "images".into(),
-        Value::Array(result.images.iter().map(image_json).collect()),
+        Value::Array(
+            result
+                .images
+                .iter()
+                .map(|image| image_json(image, extended))
+                .collect(),
+        ),
     );
     map.insert("seen_event_types".into(), json!(result.seen_event_types));
     map.insert("timed_out".into(), json!(result.timed_out));
@@ -73,6 +98,10 @@ pub fn generation_json(result: &JobResult) -> Value {
     }
     if let Some(report) = &result.refresh {
         map.insert("auth_refresh".into(), auth_refresh_json(report));
+    }
+    if extended {
+        // Last, so every existing key keeps its position.
+        map.insert("requested".into(), job.controls.requested_json());
     }
     Value::Object(map)
 }

@@ -68,7 +68,9 @@ fn text(value: &Option<String>) -> Option<&str> {
     value.as_deref().map(str::trim)
 }
 
-fn image_controls(args: &Args) -> std::result::Result<(ImageControls, Option<String>), ControlError> {
+fn image_controls(
+    args: &Args,
+) -> std::result::Result<(ImageControls, Option<String>), ControlError> {
     let mut c = ImageControls::default();
     if let Some(v) = text(&args.size) {
         c.size = Some(controls::parse_size(v)?);

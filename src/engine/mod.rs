@@ -260,6 +260,9 @@ impl Engine {
             other => other?,
         };
         result.refresh = refresh.map(|outcome| refresh_report(&outcome, &auth));
+        if let Some(warning) = generation::unmet_request(&job.controls, &result.images) {
+            progress.warn(&warning);
+        }
         Ok(result)
     }
 

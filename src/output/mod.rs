@@ -550,7 +550,10 @@ impl StreamingSaver {
         if self.images[0].path != exact {
             return Ok(());
         }
-        let format = self.images[0].format.as_deref().and_then(ImageFormat::from_extension);
+        let format = self.images[0]
+            .format
+            .as_deref()
+            .and_then(ImageFormat::from_extension);
         let ext = format.unwrap_or(ImageFormat::Png).extension();
         let renamed = numbered(&exact, 0, None, ext);
         std::fs::rename(&exact, &renamed)
