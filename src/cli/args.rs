@@ -565,6 +565,39 @@ mod tests {
     }
 
     #[test]
+    fn image_controls_take_equals_hyphen_values_and_show_in_help() {
+        let args = run(&[
+            "--size=16:9",
+            "--output-format",
+            "webp",
+            "--moderation",
+            "-low",
+            "--mask=m.png",
+        ]);
+        assert_eq!(args.size.as_deref(), Some("16:9"));
+        assert_eq!(args.format.as_deref(), Some("webp"));
+        assert_eq!(args.moderation.as_deref(), Some("-low"));
+        assert_eq!(args.mask.as_deref(), Some("m.png"));
+        let help = help_text();
+        for flag in [
+            "--size",
+            "--quality",
+            "--format",
+            "--output-format",
+            "--compression",
+            "--background",
+            "--image-model",
+            "--moderation",
+            "--partial-images",
+            "--action",
+            "--input-fidelity",
+            "--mask",
+        ] {
+            assert!(help.contains(flag), "help lacks {flag}:\n{help}");
+        }
+    }
+
+    #[test]
     fn help_lists_every_option_and_the_discovery_order() {
         let help = help_text();
         for flag in [
