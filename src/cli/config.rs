@@ -102,6 +102,8 @@ pub(crate) fn resolve(args: Args, checked: Validated, env: Environment) -> Resul
         timeout_ms,
         stream: !args.no_stream,
         force_refresh: args.force_refresh,
+        controls: checked.controls,
+        mask: checked.mask,
         ..JobSpec::new(String::new(), out_dir, env.cwd().to_path_buf())
     };
     let auth = AuthSettings {

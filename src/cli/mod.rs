@@ -224,7 +224,7 @@ async fn run_online(
     job.prompt = prompt;
     let result = engine.run_prepared(&ctx, prepared, &job, progress).await?;
     if config.json {
-        report::print_json(&report::generation_json(&result));
+        report::print_json(&report::generation_json(&result, &job));
     } else {
         report::print_paths(&result.images);
     }

@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use super::controls::ImageControls;
 use crate::output::SavedImage;
 
 /// Which backend endpoint a job talks to.
@@ -83,6 +84,14 @@ pub struct JobSpec {
     pub stream: bool,
     /// Refresh the credentials before the first attempt even when they look fresh.
     pub force_refresh: bool,
+    /// Image controls (size, quality, format, ...); only the ones given are sent. A default
+    /// keeps old serialised jobs loadable.
+    #[serde(default)]
+    pub controls: ImageControls,
+    /// A PNG mask with alpha for an edit of the first reference; a relative path resolves
+    /// against `base_dir`. Read when the job runs, after auth.
+    #[serde(default)]
+    pub mask: Option<String>,
 }
 
 impl JobSpec {
@@ -101,6 +110,8 @@ impl JobSpec {
             timeout_ms: DEFAULT_TIMEOUT_MS,
             stream: true,
             force_refresh: false,
+            controls: ImageControls::default(),
+            mask: None,
         }
     }
 }
