@@ -158,7 +158,8 @@ impl<'a> Generation<'a> {
             .environment()
             .clone()
             .with_cwd(job.base_dir.clone());
-        let plan = OutputPlan::new(job.output.clone(), job.out_dir.clone(), &env);
+        let plan = OutputPlan::new(job.output.clone(), job.out_dir.clone(), &env)
+            .with_naming(job.naming.clone());
         let mut state = AttemptState::new(plan.clone(), self.progress.clone());
         self.progress
             .info(&format!("codex-imagen: POST {endpoint}"));

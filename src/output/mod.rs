@@ -23,6 +23,7 @@ use base64::Engine;
 
 use crate::backend::calls::CallState;
 use crate::engine::events::{Event, Reporter};
+use crate::engine::job::Naming;
 use crate::error::{Error, Result};
 use crate::paths;
 use inspect::ImageFormat;
@@ -98,6 +99,7 @@ pub struct OutputPlan {
     output: Option<(String, PathBuf)>,
     out_dir: PathBuf,
     timestamp: String,
+    naming: Naming,
 }
 
 impl OutputPlan {
@@ -110,7 +112,14 @@ impl OutputPlan {
             }),
             out_dir,
             timestamp: chrono::Utc::now().format("%Y%m%d-%H%M%SZ").to_string(),
+            naming: Naming::Spec,
         }
+    }
+
+    /// Automatic names follow `naming` instead of the SPEC's.
+    pub fn with_naming(mut self, naming: Naming) -> Self {
+        self.naming = naming;
+        self
     }
 
     /// `--output` naming one exact file (not a directory).
@@ -146,9 +155,11 @@ impl OutputPlan {
             Some(file) if total.is_none() && index == 0 => file,
             Some(file) if total == Some(1) => file,
             Some(file) => numbered(&file, index, total, ext),
-            None => self
-                .auto_dir()
-                .join(auto_name(call_id, index, total, &self.timestamp, ext)),
+            None => self.auto_dir().join(match &self.naming {
+                Naming::Spec => auto_name(call_id, index, total, &self.timestamp, ext),
+                Naming::Stem(stem) => format!("{}-{}.{ext}", safe_name(stem), index + 1),
+                Naming::Index => format!("{}.{ext}", index + 1),
+            }),
         }
     }
 
@@ -199,6 +210,24 @@ fn safe_call_id(call_id: Option<&str>) -> String {
             })
             .collect(),
         None => "image".to_string(),
+    }
+}
+
+/// A file-name part from a caller's id: only `[A-Za-z0-9_.-]` survive (no separators, no `..`).
+fn safe_name(stem: &str) -> String {
+    let cleaned: String = stem
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "_.-".contains(c) {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    match cleaned.trim_start_matches('.') {
+        "" => "image".to_string(),
+        rest => rest.to_string(),
     }
 }
 
@@ -618,6 +647,36 @@ mod tests {
             timestamp: "20261122-024900Z".into(),
             ..OutputPlan::new(output.map(str::to_string), dir.to_path_buf(), &env)
         }
+    }
+
+    #[test]
+    fn stem_and_index_naming_are_stable_and_take_the_format_extension() {
+        let dir = Path::new("/out");
+        let stem = plan(None, dir).with_naming(Naming::Stem("line-3".into()));
+        assert_eq!(
+            stem.path_for_format(Some("ig_x"), 0, None, Some(ImageFormat::Webp)),
+            PathBuf::from("/out/line-3-1.webp")
+        );
+        assert_eq!(
+            stem.path_for_format(None, 1, Some(2), Some(ImageFormat::Png)),
+            PathBuf::from("/out/line-3-2.png")
+        );
+        let unsafe_stem = plan(None, dir).with_naming(Naming::Stem("../a/b c".into()));
+        assert_eq!(
+            unsafe_stem.path_for_format(None, 0, None, None),
+            PathBuf::from("/out/_a_b_c-1.png")
+        );
+        let index = plan(None, dir).with_naming(Naming::Index);
+        assert_eq!(
+            index.path_for_format(None, 2, None, Some(ImageFormat::Jpeg)),
+            PathBuf::from("/out/3.jpg")
+        );
+        // An exact --output file still wins.
+        let exact = plan(Some("x.png"), dir).with_naming(Naming::Index);
+        assert_eq!(
+            exact.path_for_format(None, 0, None, None),
+            PathBuf::from("/out/x.png")
+        );
     }
 
     #[test]
