@@ -33,6 +33,7 @@ pub(crate) struct Config {
     pub smoke: bool,
     pub force_refresh: bool,
     pub refresh_only: bool,
+    pub usage: bool,
     pub json: bool,
 }
 
@@ -101,6 +102,8 @@ pub(crate) fn resolve(args: Args, checked: Validated, env: Environment) -> Resul
         timeout_ms,
         stream: !args.no_stream,
         force_refresh: args.force_refresh,
+        controls: checked.controls,
+        mask: checked.mask,
         ..JobSpec::new(String::new(), out_dir, env.cwd().to_path_buf())
     };
     let auth = AuthSettings {
@@ -131,6 +134,7 @@ pub(crate) fn resolve(args: Args, checked: Validated, env: Environment) -> Resul
         smoke: args.smoke,
         force_refresh: args.force_refresh,
         refresh_only: args.refresh_only,
+        usage: args.usage,
         json: args.json,
         env,
     })
