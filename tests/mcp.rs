@@ -657,6 +657,41 @@ async fn bad_arguments_are_invalid_params_naming_the_field() {
             "`output_dir`",
         ),
         (
+            "generate_image",
+            json!({"prompt": "cat", "size": "1000x1000"}),
+            "`size` 1000x1000",
+        ),
+        (
+            "generate_image",
+            json!({"prompt": "cat", "size": "big"}),
+            "`size` must be",
+        ),
+        (
+            "generate_image",
+            json!({"prompt": "cat", "quality": "best"}),
+            "`quality` must be one of",
+        ),
+        (
+            "generate_image",
+            json!({"prompt": "cat", "format": "gif"}),
+            "`format` must be one of",
+        ),
+        (
+            "generate_image",
+            json!({"prompt": "cat", "background": "pink"}),
+            "`background`",
+        ),
+        (
+            "generate_image",
+            json!({"prompt": "cat", "image_model": "gpt image"}),
+            "`image_model`",
+        ),
+        (
+            "generate_image",
+            json!({"prompt": "cat", "background": "transparent", "format": "jpeg"}),
+            "`background` transparent needs `format` png or webp",
+        ),
+        (
             "edit_image",
             json!({"prompt": "cat", "images": []}),
             "`images`",
@@ -707,17 +742,137 @@ async fn auth_status_is_the_smoke_report_with_the_server_defaults() {
     mcp.stop().await;
 }
 
-// TODO(#14): once `Engine::usage()` is on main, `image_usage` returns the `--usage` JSON
-// (`plan_type`, `allowed`, `limit_reached`, `primary`, `secondary`); replace this test with one
-// that scripts the usage endpoint and checks that report.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn todo_image_usage_is_not_available_yet() {
-    let server = serving(png_bytes(1, 10));
+async fn image_usage_is_the_usage_report() {
+    let server = Server::start();
+    let now = now_secs();
+    server.enqueue(
+        "/backend-api/wham/usage",
+        Reply::json(
+            200,
+            &json!({"plan_type": "plus", "rate_limit": {"allowed": true, "limit_reached": false,
+                "primary_window": {"used_percent": 42, "limit_window_seconds": 18000,
+                    "reset_after_seconds": 4320, "reset_at": now + 4320},
+                "secondary_window": null}, "credits": null}),
+        ),
+    );
     let mut sandbox = authed_sandbox();
     let mcp = start(&mut sandbox, &server, &["--quiet"]).await;
     let result = mcp.call("image_usage", json!({})).await;
+    assert_eq!(result.is_error, Some(false), "{:?}", texts(&result));
+    let report = result.structured_content.clone().unwrap();
+    let keys: Vec<&String> = report.as_object().unwrap().keys().collect();
+    assert_eq!(
+        keys,
+        [
+            "plan_type",
+            "allowed",
+            "limit_reached",
+            "primary",
+            "secondary"
+        ]
+    );
+    assert_eq!(report["plan_type"], "plus");
+    assert_eq!(report["primary"]["used_percent"], 42);
+    assert_eq!(report["secondary"], Value::Null);
+    let text: Value = serde_json::from_str(&texts(&result)[0]).unwrap();
+    assert_eq!(text, report);
+
+    // A failure is an error result in plain words, not a protocol error.
+    server.enqueue(
+        "/backend-api/wham/usage",
+        Reply::json(500, &json!({"error": "down"})),
+    );
+    let result = mcp.call("image_usage", json!({})).await;
     assert_eq!(result.is_error, Some(true));
-    assert!(texts(&result)[0].contains("not available yet"));
+    assert!(!texts(&result)[0].is_empty());
+    mcp.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn image_controls_reach_the_request_and_the_server_flags_are_defaults() {
+    let jpeg = {
+        let img = image::RgbImage::from_fn(1536, 864, |x, y| {
+            image::Rgb([(x % 256) as u8, (y % 256) as u8, 90])
+        });
+        let mut out = Cursor::new(Vec::new());
+        img.write_to(&mut out, image::ImageFormat::Jpeg).unwrap();
+        out.into_inner()
+    };
+    let server = Server::start();
+    server.enqueue(RESPONSES_PATH, image_stream(&[("ig_1", &jpeg)]));
+    let mut sandbox = authed_sandbox();
+    let mcp = start(&mut sandbox, &server, &["--quiet", "--quality", "high"]).await;
+    let result = mcp
+        .call(
+            "generate_image",
+            json!({"prompt": "a lighthouse", "size": "16:9", "format": "JPG",
+                "background": "opaque", "image_model": "gpt-image-2", "return_image": "full"}),
+        )
+        .await;
+    assert_eq!(result.is_error, Some(false), "{:?}", texts(&result));
+    let body = server.requests_to(RESPONSES_PATH)[0].json();
+    let tool = &body["tools"][0];
+    assert_eq!(tool["type"], "image_generation");
+    assert_eq!(tool["size"], "1536x864");
+    assert_eq!(tool["output_format"], "jpeg");
+    assert_eq!(tool["background"], "opaque");
+    assert_eq!(tool["model"], "gpt-image-2");
+    // `--quality high` on the server's command line is every call's default.
+    assert_eq!(tool["quality"], "high");
+    assert!(tool.get("action").is_none(), "{tool}");
+    let entry = &structured_images(&result)[0];
+    assert_eq!(entry["format"], "jpeg");
+    assert_eq!(
+        (&entry["width"], &entry["height"]),
+        (&json!(1536), &json!(864))
+    );
+    let path = entry["path"].as_str().unwrap();
+    assert!(path.ends_with(".jpg") || path.ends_with(".jpeg"), "{path}");
+    let blocks = image_blocks(&result);
+    assert_eq!(blocks[0].1, "image/jpeg");
+    assert_eq!(blocks[0].0, jpeg);
+    mcp.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn edit_image_with_a_mask_asks_for_an_edit() {
+    let server = serving(real_png(64, 64, false));
+    let mut sandbox = authed_sandbox();
+    std::fs::write(sandbox.work().join("photo.png"), real_png(64, 64, false)).unwrap();
+    std::fs::write(sandbox.work().join("mask.png"), real_png(64, 64, true)).unwrap();
+    let mcp = start(&mut sandbox, &server, &["--quiet"]).await;
+    let result = mcp
+        .call(
+            "edit_image",
+            json!({"prompt": "a hat", "images": ["photo.png"], "mask": "mask.png",
+                "return_image": "none"}),
+        )
+        .await;
+    assert_eq!(result.is_error, Some(false), "{:?}", texts(&result));
+    let body = server.requests_to(RESPONSES_PATH)[0].json();
+    let tool = &body["tools"][0];
+    assert_eq!(tool["action"], "edit");
+    assert!(tool["input_image_mask"]["image_url"]
+        .as_str()
+        .unwrap()
+        .starts_with("data:image/png;base64,"));
+
+    // A mask that is not a PNG with alpha is the engine's error, as a tool result.
+    std::fs::write(sandbox.work().join("flat.png"), real_png(64, 64, false)).unwrap();
+    let result = mcp
+        .call(
+            "edit_image",
+            json!({"prompt": "a hat", "images": ["photo.png"], "mask": "flat.png"}),
+        )
+        .await;
+    assert_eq!(result.is_error, Some(true));
+    assert!(
+        texts(&result)[0].contains("no alpha channel"),
+        "{:?}",
+        texts(&result)
+    );
+    assert_eq!(server.requests_to(RESPONSES_PATH).len(), 1);
     mcp.stop().await;
 }
 

@@ -112,6 +112,8 @@ fn refuse_one_shot_flags(args: &Args) -> Result<()> {
         given(args.prompt_file.is_some(), "--prompt-file"),
         args.reference_flags.first().map(|(flag, _)| flag.clone()),
         given(args.output.is_some(), "--output"),
+        given(args.mask.is_some(), "--mask"),
+        given(args.usage, "--usage"),
         given(args.smoke, "--smoke"),
         given(args.refresh_only, "--refresh-only"),
         given(args.force_refresh, "--force-refresh"),

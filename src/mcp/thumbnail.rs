@@ -63,44 +63,6 @@ fn has_transparency(img: &DynamicImage) -> bool {
     img.color().has_alpha() && img.to_rgba8().pixels().any(|p| p.0[3] < u8::MAX)
 }
 
-/// What a saved file is, read from its header (a few bytes, not the whole image).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub(super) struct Facts {
-    pub(super) format: Option<&'static str>,
-    pub(super) width: Option<u32>,
-    pub(super) height: Option<u32>,
-}
-
-/// The format and dimensions of a saved file; unknown fields stay `None` (the file is still
-/// reported, only without them).
-pub(super) async fn facts_of(path: PathBuf) -> Facts {
-    tokio::task::spawn_blocking(move || facts(&path))
-        .await
-        .unwrap_or_default()
-}
-
-fn facts(path: &std::path::Path) -> Facts {
-    let Ok(reader) = image::ImageReader::open(path).and_then(|r| r.with_guessed_format()) else {
-        return Facts::default();
-    };
-    let format = reader.format().and_then(|format| match format {
-        ImageFormat::Png => Some("png"),
-        ImageFormat::Jpeg => Some("jpeg"),
-        ImageFormat::WebP => Some("webp"),
-        ImageFormat::Gif => Some("gif"),
-        _ => None,
-    });
-    let (width, height) = match reader.into_dimensions() {
-        Ok((w, h)) => (Some(w), Some(h)),
-        Err(_) => (None, None),
-    };
-    Facts {
-        format,
-        width,
-        height,
-    }
-}
-
 /// The mime type for a saved file's bytes, from its format or the magic bytes.
 pub(super) fn mime_of(format: Option<&str>, bytes: &[u8]) -> &'static str {
     match format {

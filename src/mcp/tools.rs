@@ -26,7 +26,9 @@ use serde_json::{json, Value};
 
 use super::progress::Reporter;
 use super::server::ImagenServer;
-use super::thumbnail::{facts_of, mime_of, thumbnail_of, Facts};
+use super::thumbnail::{mime_of, thumbnail_of};
+use crate::engine::controls::{self, ControlError, ImageControls};
+use crate::engine::events::NullSink;
 use crate::engine::job::{JobResult, JobSpec, Reference};
 use crate::error::{Error, ErrorKind};
 use crate::output::SavedImage;
@@ -39,16 +41,16 @@ const MAX_FULL_BASE64: usize = 12 * 1024 * 1024;
 /// Options shared by `generate_image` and `edit_image`.
 #[derive(Debug, Default, Deserialize, JsonSchema)]
 pub(crate) struct ImageOptions {
-    /// Optional mask PNG (local path or data:image/png URL) for inpainting: transparent pixels mark the area to change. Needs at least one entry in `images`.
+    /// Optional mask for inpainting: a local PNG file with an alpha channel (absolute, or relative to the server's working directory or --cwd), the size of the first image; its transparent pixels mark the area to change. Needs at least one entry in `images`.
     #[serde(default)]
     mask: Option<String>,
-    /// Output size as WIDTHxHEIGHT (e.g. "1024x1024", "1536x1024", "1024x1536") or "auto".
+    /// Output size: WIDTHxHEIGHT with both sides multiples of 16 (e.g. "1024x1024", "1536x1024", "1024x1536"), an aspect ratio W:H (e.g. "16:9"), or "auto".
     #[serde(default)]
     size: Option<String>,
     /// Rendering quality: "low", "medium", "high" or "auto".
     #[serde(default)]
     quality: Option<String>,
-    /// File format of the saved image: "png", "jpeg" or "webp".
+    /// File format of the saved image: "png" (default), "jpeg" or "webp".
     #[serde(default)]
     format: Option<String>,
     /// Background: "auto", "opaque" or "transparent" (transparent needs png or webp).
@@ -99,18 +101,14 @@ enum ReturnImage {
     None,
 }
 
-/// The image controls of a call, checked.
-#[derive(Debug, Clone, Default)]
-struct Controls {}
-
 /// A validated call, ready to become `count` engine jobs.
 struct Request {
     prompt: String,
     references: Vec<Reference>,
     output_dir: Option<String>,
-    /// Applied to every job in [`ImagenServer::job_spec`].
-    #[allow(dead_code)]
-    controls: Controls,
+    /// The server's controls with this call's on top, checked together.
+    controls: ImageControls,
+    mask: Option<String>,
     count: usize,
     return_image: ReturnImage,
 }
@@ -160,6 +158,7 @@ fn validate(
     references: Vec<String>,
     options: ImageOptions,
     edit: bool,
+    defaults: &ImageControls,
 ) -> Result<Request, ErrorData> {
     if prompt.trim().is_empty() {
         return Err(invalid("`prompt` must not be empty".to_string()));
@@ -174,8 +173,12 @@ fn validate(
     }
     if options.mask.is_some() && references.is_empty() {
         return Err(invalid(
-            "`mask` needs at least one entry in `images`".to_string(),
+            "`mask` needs at least one entry in `images`: it marks the area of the first one to edit"
+                .to_string(),
         ));
+    }
+    if let Some(bad) = options.mask.as_deref().filter(|m| m.trim().is_empty()) {
+        return Err(invalid(format!("`mask` must name a PNG file, got {bad:?}")));
     }
     let count = options.count.unwrap_or(1);
     if !(1..=MAX_COUNT).contains(&count) {
@@ -202,35 +205,73 @@ fn validate(
             "`output_dir` must name a directory, got {bad:?}"
         )));
     }
-    let controls = controls_from(&options, edit)?;
+    let controls = controls_from(&options, edit, defaults)?;
+    controls::check_combination(&controls, references.len(), options.mask.is_some())
+        .map_err(|e| control_error(&e))?;
     Ok(Request {
         prompt,
         references: references.iter().map(|r| Reference::classify(r)).collect(),
         output_dir: options.output_dir,
         controls,
+        mask: options.mask,
         count: count as usize,
         return_image,
     })
 }
 
-/// The one place the image controls (size, quality, format, background, image model, mask)
-/// are checked and turned into the job's. The engine cannot send them yet, so a call that
-/// gives one is refused rather than answered with an image that ignores it.
-fn controls_from(options: &ImageOptions, _edit: bool) -> Result<Controls, ErrorData> {
-    let given = [
-        ("mask", &options.mask),
-        ("size", &options.size),
-        ("quality", &options.quality),
-        ("format", &options.format),
-        ("background", &options.background),
-        ("image_model", &options.image_model),
-    ];
-    if let Some((field, _)) = given.iter().find(|(_, value)| value.is_some()) {
-        return Err(invalid(format!(
-            "`{field}` is not supported by this version of codex-imagen yet; omit it"
-        )));
+/// The image controls of a call: the server's (its command line's `--size`, `--quality`, ...)
+/// with the call's fields on top, each validated by the same functions as the CLI's flags.
+fn controls_from(
+    options: &ImageOptions,
+    edit: bool,
+    defaults: &ImageControls,
+) -> Result<ImageControls, ErrorData> {
+    let mut c = defaults.clone();
+    let bad = |e: ControlError| control_error(&e);
+    if let Some(v) = given(&options.size) {
+        c.size = Some(controls::parse_size(v).map_err(bad)?);
     }
-    Ok(Controls::default())
+    if let Some(v) = given(&options.quality) {
+        c.quality = Some(controls::parse_quality(v).map_err(bad)?);
+    }
+    if let Some(v) = given(&options.format) {
+        c.format = Some(controls::parse_format(v).map_err(bad)?);
+    }
+    if let Some(v) = given(&options.background) {
+        c.background = Some(controls::parse_background(v).map_err(bad)?);
+    }
+    if let Some(v) = given(&options.image_model) {
+        c.image_model = Some(controls::parse_image_model(v).map_err(bad)?);
+    }
+    if edit {
+        // The tool says what it is; generate_image leaves the action to the server's default
+        // (auto), so its references may act as style references.
+        c.action = Some("edit".to_string());
+    }
+    Ok(c)
+}
+
+fn given(value: &Option<String>) -> Option<&str> {
+    value.as_deref().map(str::trim)
+}
+
+/// The controls' texts name CLI flags; a tool call's caller knows the fields.
+fn control_error(error: &ControlError) -> ErrorData {
+    const NAMES: [(&str, &str); 8] = [
+        ("--image or --image-url", "`images`"),
+        ("--size", "`size`"),
+        ("--quality", "`quality`"),
+        ("--format", "`format`"),
+        ("--compression", "`compression` (a server flag)"),
+        ("--background", "`background`"),
+        ("--image-model", "`image_model`"),
+        ("--mask", "`mask`"),
+    ];
+    let mut message = error.to_string();
+    for (flag, field) in NAMES {
+        message = message.replace(flag, field);
+    }
+    invalid(message)
 }
 
 /// Why a job produced no result: the engine said so, or its task panicked (which the
@@ -299,6 +340,7 @@ impl ImagenServer {
             args.images.unwrap_or_default(),
             args.options,
             false,
+            &self.defaults.job.controls,
         )?;
         Ok(self.run_request(request, &ctx).await)
     }
@@ -316,7 +358,13 @@ impl ImagenServer {
         ctx: RequestContext<RoleServer>,
     ) -> Result<CallToolResult, ErrorData> {
         let args: EditImageArgs = parse_args(args)?;
-        let request = validate(args.prompt, args.images, args.options, true)?;
+        let request = validate(
+            args.prompt,
+            args.images,
+            args.options,
+            true,
+            &self.defaults.job.controls,
+        )?;
         Ok(self.run_request(request, &ctx).await)
     }
 
@@ -325,10 +373,7 @@ impl ImagenServer {
                        is used and when it resets)."
     )]
     async fn image_usage(&self) -> CallToolResult {
-        // TODO(#14): `json_result(self.engine.usage().await)` once Engine::usage() is on main.
-        CallToolResult::error(vec![ContentBlock::text(
-            "image_usage is not available yet in this version of codex-imagen.",
-        )])
+        json_result(self.engine.usage(Arc::new(NullSink)).await)
     }
 
     #[tool(
@@ -350,6 +395,8 @@ impl ImagenServer {
             // `~` and relative paths resolve as the command line's do (against --cwd).
             job.out_dir = self.engine.environment().resolve(dir);
         }
+        job.controls = request.controls.clone();
+        job.mask = request.mask.clone();
         job.output = None;
         job.force_refresh = false;
         job
@@ -441,12 +488,11 @@ async fn build_result(outcomes: Vec<JobOutcome>, return_image: ReturnImage) -> C
             }
         };
         for image in saved {
-            let facts = facts_of(image.path.clone()).await;
-            content.push(ContentBlock::text(describe(&image, &facts)));
-            if let Some(block) = image_block(&image, &facts, return_image, &mut content).await {
+            content.push(ContentBlock::text(describe(&image)));
+            if let Some(block) = image_block(&image, return_image, &mut content).await {
                 content.push(block);
             }
-            images.push(image_json(&image, &facts));
+            images.push(image_json(&image));
         }
     }
     if timed_out {
@@ -485,14 +531,14 @@ async fn build_result(outcomes: Vec<JobOutcome>, return_image: ReturnImage) -> C
     result
 }
 
-fn describe(image: &SavedImage, facts: &Facts) -> String {
+fn describe(image: &SavedImage) -> String {
     let mut text = format!("Saved {}", image.path.display());
     let mut parts = Vec::new();
-    if let (Some(w), Some(h)) = (facts.width, facts.height) {
+    if let (Some(w), Some(h)) = (image.width, image.height) {
         parts.push(format!("{w}x{h}"));
     }
-    if let Some(format) = facts.format {
-        parts.push(format.to_string());
+    if let Some(format) = &image.format {
+        parts.push(format.clone());
     }
     parts.push(format!("{} bytes", image.bytes));
     text.push_str(&format!(" ({})", parts.join(", ")));
@@ -502,14 +548,14 @@ fn describe(image: &SavedImage, facts: &Facts) -> String {
     text
 }
 
-fn image_json(image: &SavedImage, facts: &Facts) -> Value {
+fn image_json(image: &SavedImage) -> Value {
     json!({
         "path": image.path,
         "bytes": image.bytes,
         "sha256": image.sha256,
-        "width": facts.width,
-        "height": facts.height,
-        "format": facts.format,
+        "width": image.width,
+        "height": image.height,
+        "format": image.format,
         "revised_prompt": image.revised_prompt,
     })
 }
@@ -517,7 +563,6 @@ fn image_json(image: &SavedImage, facts: &Facts) -> Value {
 /// A failed preview is reported as a note, not an error: the image itself is saved.
 async fn image_block(
     image: &SavedImage,
-    facts: &Facts,
     mode: ReturnImage,
     notes: &mut Vec<ContentBlock>,
 ) -> Option<ContentBlock> {
@@ -525,7 +570,7 @@ async fn image_block(
     if mode == ReturnImage::Full {
         match tokio::fs::read(&image.path).await {
             Ok(bytes) if bytes.len().div_ceil(3) * 4 <= MAX_FULL_BASE64 => {
-                let mime = mime_of(facts.format, &bytes);
+                let mime = mime_of(image.format.as_deref(), &bytes);
                 // Encoding several MB takes milliseconds: keep it off the async workers.
                 match tokio::task::spawn_blocking(move || {
                     base64::engine::general_purpose::STANDARD.encode(&bytes)
@@ -570,6 +615,10 @@ mod tests {
         ImageOptions::default()
     }
 
+    fn none() -> ImageControls {
+        ImageControls::default()
+    }
+
     fn message(result: Result<Request, ErrorData>) -> String {
         match result {
             Ok(_) => panic!("expected an error"),
@@ -583,19 +632,28 @@ mod tests {
             count: Some(9),
             ..options()
         };
-        assert!(message(validate("cat".into(), vec![], count9, false)).contains("`count`"));
+        assert!(
+            message(validate("cat".into(), vec![], count9, false, &none())).contains("`count`")
+        );
         let huge = ImageOptions {
             return_image: Some("huge".into()),
             ..options()
         };
-        assert!(message(validate("cat".into(), vec![], huge, false)).contains("`return_image`"));
-        assert!(message(validate("  ".into(), vec![], options(), false)).contains("`prompt`"));
-        assert!(message(validate("cat".into(), vec![], options(), true)).contains("`images`"));
+        assert!(
+            message(validate("cat".into(), vec![], huge, false, &none()))
+                .contains("`return_image`")
+        );
+        assert!(
+            message(validate("  ".into(), vec![], options(), false, &none())).contains("`prompt`")
+        );
+        assert!(
+            message(validate("cat".into(), vec![], options(), true, &none())).contains("`images`")
+        );
         let mask = ImageOptions {
             mask: Some("m.png".into()),
             ..options()
         };
-        assert!(message(validate("cat".into(), vec![], mask, false)).contains("`mask`"));
+        assert!(message(validate("cat".into(), vec![], mask, false, &none())).contains("`mask`"));
     }
 
     #[test]
@@ -605,6 +663,7 @@ mod tests {
             vec!["a.png".into(), "https://x/b.png".into()],
             options(),
             true,
+            &none(),
         )
         .unwrap_or_else(|e| panic!("{e:?}"));
         assert_eq!(request.count, 1);
