@@ -193,7 +193,7 @@ fn embed_puts_the_prompt_and_record_into_png_text_chunks() {
         .chunks()
         .iter()
         .filter(|c| &c.kind() == b"tEXt" || &c.kind() == b"iTXt")
-        .map(|c| String::from_utf8_lossy(&c.contents()).into_owned())
+        .map(|c| String::from_utf8_lossy(c.contents()).into_owned())
         .collect();
     assert!(
         texts
@@ -202,7 +202,7 @@ fn embed_puts_the_prompt_and_record_into_png_text_chunks() {
         "{texts:?}"
     );
     let software = format!("Software\0codex-imagen {}", env!("CARGO_PKG_VERSION"));
-    assert!(texts.iter().any(|t| *t == software), "{texts:?}");
+    assert!(texts.contains(&software), "{texts:?}");
     let record = texts
         .iter()
         .find(|t| t.starts_with("codex-imagen\0"))
