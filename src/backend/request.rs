@@ -189,6 +189,8 @@ mod tests {
         let refs = vec![LoadedReference {
             image_url: "data:image/png;base64,AA".into(),
             description: String::new(),
+            source: String::new(),
+            sha256: None,
         }];
         let content = prompt_content(&refs, "low", " keep spaces ");
         assert_eq!(content.len(), 4);

@@ -118,6 +118,11 @@ pub struct Args {
     #[arg(long, value_name = "PATH", allow_hyphen_values = true)]
     pub mask: Option<String>,
 
+    /// Provenance for each image: none, sidecar (<image>.json beside it) or embed (in the file;
+    /// a C2PA-signed image gets the sidecar instead). Default: $CODEX_IMAGEN_METADATA, else none.
+    #[arg(long, value_name = "MODE", allow_hyphen_values = true)]
+    pub metadata: Option<String>,
+
     /// Output image path, used as given. Several images: name-1.png, name-2.png, ... Automatic
     /// names take the extension of the format returned. No extension or a trailing / means a
     /// directory.

@@ -5,6 +5,7 @@
 use crate::cli::args::Args;
 use crate::engine::controls::{self, ControlError, ImageControls};
 use crate::error::{Error, Result};
+use crate::output::metadata::MetadataMode;
 
 pub(crate) const MAX_RETRIES: u32 = 100;
 const IMAGE_DETAILS: [&str; 4] = ["auto", "low", "high", "original"];
@@ -29,6 +30,8 @@ pub(crate) struct Validated {
     pub controls: ImageControls,
     /// `--mask` as typed (non-empty); read by the engine after auth.
     pub mask: Option<String>,
+    /// `--metadata`, when given (the environment's default is resolved later).
+    pub metadata: Option<MetadataMode>,
 }
 
 /// Check every value that can be checked without the environment, in the Node tool's order.
@@ -51,8 +54,13 @@ pub(crate) fn validate(args: &Args) -> Result<Validated> {
     }
     let timeout_ms = parse_timeout_flags(&args.timeout_flags)?;
     let (controls, mask) = image_controls(args).map_err(|e| Error::Usage(e.to_string()))?;
+    let metadata = match text(&args.metadata) {
+        Some(value) => Some(MetadataMode::parse(value).map_err(|e| Error::Usage(e.to_string()))?),
+        None => None,
+    };
     let prompt = prompt_source(args)?;
     Ok(Validated {
+        metadata,
         image_detail,
         retries,
         timeout_ms,

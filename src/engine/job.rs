@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::controls::ImageControls;
+pub use crate::output::metadata::MetadataMode;
 use crate::output::SavedImage;
 
 /// Which backend endpoint a job talks to.
@@ -100,6 +101,9 @@ pub struct JobSpec {
     /// Automatic file names.
     #[serde(default)]
     pub naming: Naming,
+    /// Provenance written for each image (`--metadata`).
+    #[serde(default)]
+    pub metadata: MetadataMode,
     /// Image controls (size, quality, format, ...); only the ones given are sent. A default
     /// keeps old serialised jobs loadable.
     #[serde(default)]
@@ -127,6 +131,7 @@ impl JobSpec {
             stream: true,
             force_refresh: false,
             naming: Naming::Spec,
+            metadata: MetadataMode::None,
             controls: ImageControls::default(),
             mask: None,
         }

@@ -261,6 +261,7 @@ impl Engine {
             other => other?,
         };
         result.refresh = refresh.map(|outcome| refresh_report(&outcome, &auth));
+        crate::output::provenance::apply(job, &mut result, &loaded, progress)?;
         if let Some(warning) = generation::unmet_request(&job.controls, &result.images) {
             progress.warn(&warning);
         }

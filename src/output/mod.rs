@@ -12,6 +12,8 @@
 //! a second SHA-256, without decoding it.
 
 pub(crate) mod inspect;
+pub(crate) mod metadata;
+pub(crate) mod provenance;
 
 use std::hash::Hasher;
 use std::io::Write;
