@@ -412,7 +412,7 @@ fn exact_output_file(spec: &JobSpec) -> Option<PathBuf> {
 
 /// `out/cat.png` for copy 2 of `--count` becomes `out/cat-2.png`, so copies never overwrite each
 /// other; a directory output is left alone since the engine names files by the job id there.
-fn numbered_output(output: &str, copy: u32) -> String {
+pub(crate) fn numbered_output(output: &str, copy: u32) -> String {
     if is_dir_like(output) {
         return output.to_string();
     }

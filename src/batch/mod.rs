@@ -148,17 +148,6 @@ pub(crate) struct BatchOutcome {
     pub(crate) summary: Option<Summary>,
 }
 
-/// Runs a batch on the process streams and returns the exit code.
-pub(crate) async fn run_batch(
-    engine: Engine,
-    opts: BatchOptions,
-    shutdown: ShutdownSignals,
-) -> i32 {
-    run_batch_with(engine, opts, shutdown, BatchIo::stdio())
-        .await
-        .exit_code
-}
-
 /// Runs a batch with the given streams. Exit: 0 all succeeded or skipped; 1 some failed or not
 /// started; 2 bad options or batch file (nothing sent); 130/143 stopped by SIGINT/SIGTERM.
 pub(crate) async fn run_batch_with(
@@ -177,8 +166,8 @@ pub(crate) async fn run_batch_with(
             summary: None,
         }
     };
-    if let Err(message) = check_options(&opts) {
-        return fail(vec![format!("codex-imagen: {message}")]);
+    if let Err(message) = check_options(&opts, false) {
+        return fail(vec![format!("Error: {message}")]);
     }
     let BatchIo {
         stdout,
@@ -211,6 +200,14 @@ pub(crate) async fn run_batch_with(
         Ok(jobs) => jobs,
         Err(messages) => return fail(messages),
     };
+    // No credentials at all would fail every job the same way: say it once, send nothing.
+    if let Err(err) = engine.auth().context() {
+        stderr.line(&format!("Error: {err}"));
+        return BatchOutcome {
+            exit_code: err.exit_code(),
+            summary: None,
+        };
+    }
 
     let out_dir = absolute(&cwd, &opts.template.out_dir);
     let results_path = match &opts.results {
@@ -286,7 +283,7 @@ pub(crate) async fn run_batch_with(
     let scheduler = Scheduler {
         engine,
         display: display.clone(),
-        results: Arc::new(Mutex::new(results_file)),
+        results: Some(Arc::new(Mutex::new(results_file))),
         max_jobs: opts.jobs,
         done_before: skipped.len(),
         total,
@@ -315,14 +312,15 @@ pub(crate) async fn run_batch_with(
     }
 }
 
-fn check_options(opts: &BatchOptions) -> Result<(), String> {
+/// The CLI checks these first with its own texts; this keeps other callers honest.
+fn check_options(opts: &BatchOptions, allow_output: bool) -> Result<(), String> {
     if !(1..=MAX_JOBS).contains(&opts.jobs) {
         return Err(format!("--jobs must be from 1 to {MAX_JOBS}"));
     }
     if !(1..=MAX_COUNT).contains(&opts.count) {
         return Err(format!("--count must be from 1 to {MAX_COUNT}"));
     }
-    if opts.template.output.is_some() {
+    if !allow_output && opts.template.output.is_some() {
         return Err(
             "--output names one image; with --batch use --out-dir, or an \"output\" \
                     key on a line"
@@ -446,4 +444,157 @@ fn exit_code(report: &RunReport, skip_write_errors: usize) -> i32 {
     } else {
         0
     }
+}
+
+/// `--count N` without `--batch`: one prompt as N separate jobs on the same scheduler (the
+/// `--jobs` bound, the usage-limit stop, both signals), without a results file. Every image
+/// is reported together: its path on stdout as it is saved, or one `--json` summary in the
+/// shape of a one-shot run's, with all jobs' images and one entry per job (see README).
+pub(crate) async fn run_count(
+    engine: Engine,
+    opts: BatchOptions,
+    shutdown: ShutdownSignals,
+    io: BatchIo,
+) -> i32 {
+    let clock = Instant::now();
+    let BatchIo {
+        stdout,
+        stderr,
+        bars,
+        ..
+    } = io;
+    if let Err(message) = check_options(&opts, true) {
+        stderr.line(&format!("Error: {message}"));
+        return 2;
+    }
+    let count = opts.count;
+    let jobs: Vec<Job> = (1..=count)
+        .map(|k| {
+            let mut spec = opts.template.clone();
+            spec.output = spec
+                .output
+                .as_deref()
+                .map(|o| input::numbered_output(o, k));
+            Job {
+                id: k.to_string(),
+                line: 0,
+                spec,
+            }
+        })
+        .collect();
+    let display = Arc::new(Display::new(
+        stdout,
+        stderr,
+        bars,
+        opts.quiet,
+        opts.json,
+        jobs.len(),
+    ));
+    let scheduler = Scheduler {
+        engine,
+        display: display.clone(),
+        results: None,
+        max_jobs: opts.jobs,
+        done_before: 0,
+        total: jobs.len(),
+    };
+    let mut report = scheduler.run(jobs, shutdown).await;
+    display.finish();
+    report.finished.sort_by_key(|(index, _)| *index);
+
+    if let Some(at) = report.usage_limit {
+        display.important(&format!(
+            "codex-imagen: usage limit reached; {} of {count} jobs not started; {}",
+            report.not_started,
+            rerun_advice(at)
+        ));
+    }
+    let first_error = report.finished.iter().find_map(|(_, r)| r.as_ref().err());
+    if let Some(error) = first_error {
+        display.important(&format!(
+            "Error: {} of {count} jobs failed; the first: {}",
+            report.failed, error.message
+        ));
+    }
+    if opts.json {
+        let summary = count_json(&report, count, clock.elapsed().as_secs_f64());
+        match serde_json::to_string_pretty(&summary) {
+            Ok(text) => display.print_stdout(&text),
+            Err(e) => display.important(&format!("codex-imagen: cannot print the summary: {e}")),
+        }
+    }
+    if let Some(sig) = report.signal {
+        return sig.exit_code();
+    }
+    if report.failed == 0 && report.not_started == 0 {
+        0
+    } else if report.succeeded == 0 {
+        // Nothing at all was made: keep the meaning of the failure (124 timed out, 2 usage).
+        first_error.map_or(1, |e| e.exit_code)
+    } else {
+        1
+    }
+}
+
+/// The `--count` JSON summary: a one-shot run's keys for the images, plus one entry per job.
+fn count_json(report: &RunReport, count: u32, seconds: f64) -> serde_json::Value {
+    use serde_json::{json, Value};
+    let mut images = Vec::new();
+    let mut jobs = Vec::new();
+    let by_index: std::collections::HashMap<usize, &Result<_, _>> =
+        report.finished.iter().map(|(i, r)| (*i, r)).collect();
+    for index in 0..count as usize {
+        let id = index + 1;
+        let Some(outcome) = by_index.get(&index) else {
+            jobs.push(json!({"job": id, "status": "not_started", "request_id": null,
+                "session_id": null, "model": null, "image_count": 0, "retry_attempts": null,
+                "timed_out": false, "error": null}));
+            continue;
+        };
+        match outcome {
+            Ok(result) => {
+                for image in &result.images {
+                    let mut value = crate::cli::report::image_json(image);
+                    if let Value::Object(map) = &mut value {
+                        map.insert("job".into(), json!(id));
+                    }
+                    images.push(value);
+                }
+                jobs.push(json!({
+                    "job": id,
+                    "status": "succeeded",
+                    "request_id": result.request_id,
+                    "session_id": result.session_id,
+                    "model": result.model,
+                    "image_count": result.images.len(),
+                    "retry_attempts": result.retry_attempts,
+                    "timed_out": result.timed_out,
+                    "error": null,
+                }));
+            }
+            Err(error) => jobs.push(json!({
+                "job": id,
+                "status": "failed",
+                "request_id": null,
+                "session_id": null,
+                "model": null,
+                "image_count": 0,
+                "retry_attempts": null,
+                "timed_out": false,
+                "error": error,
+            })),
+        }
+    }
+    json!({
+        "count": count,
+        "succeeded": report.succeeded,
+        "failed": report.failed,
+        "not_started": report.not_started,
+        "image_count": images.len(),
+        "imageCount": images.len(),
+        "images": images,
+        "jobs": jobs,
+        "seconds": (seconds * 1000.0).round() / 1000.0,
+        "usage_limit": report.usage_limit.map(|at| json!({"resets_at": at.map(iso)})),
+    })
 }

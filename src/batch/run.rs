@@ -93,6 +93,9 @@ pub(crate) struct RunReport {
     pub(crate) signal: Option<ShutdownSignal>,
     /// Results lines that could not be written (the run goes on; the caller reports it).
     pub(crate) write_errors: Vec<String>,
+    /// Every job that ran, by its index in the job list: what the engine returned, or the
+    /// error recorded (in ending order).
+    pub(crate) finished: Vec<(usize, Result<JobResult, ErrorRecord>)>,
 }
 
 pub(crate) fn iso(t: DateTime<Utc>) -> String {
@@ -113,7 +116,8 @@ pub(crate) fn rerun_advice(resets_at: Option<DateTime<Utc>>) -> String {
 pub(crate) struct Scheduler {
     pub(crate) engine: Engine,
     pub(crate) display: Arc<Display>,
-    pub(crate) results: Arc<Mutex<ResultsFile>>,
+    /// None for `--count` without `--batch`: nothing is recorded.
+    pub(crate) results: Option<Arc<Mutex<ResultsFile>>>,
     pub(crate) max_jobs: usize,
     /// Jobs already counted as done (skipped), so the progress line counts the whole batch.
     pub(crate) done_before: usize,
@@ -258,7 +262,7 @@ impl Scheduler {
                 report
                     .images
                     .extend(result.images.iter().map(|i| i.path.display().to_string()));
-                ResultRecord {
+                let record = ResultRecord {
                     id: job.id.clone(),
                     line: job.line,
                     status: Status::Succeeded,
@@ -269,7 +273,9 @@ impl Scheduler {
                     started_at: Some(iso(ended.started_at)),
                     finished_at: Some(iso(finished_at)),
                     seconds: Some(round_ms(ended.seconds)),
-                }
+                };
+                report.finished.push((ended.index, Ok(result)));
+                record
             }
             Err(err) => {
                 report.failed += 1;
@@ -302,6 +308,7 @@ impl Scheduler {
                         exit_code: err.exit_code(),
                     }
                 };
+                report.finished.push((ended.index, Err(error.clone())));
                 let mut record = failed_record(job, Some(ended.started_at), attempts, saved, error);
                 record.finished_at = Some(iso(finished_at));
                 record.seconds = Some(round_ms(ended.seconds));
@@ -311,7 +318,9 @@ impl Scheduler {
     }
 
     async fn write(&self, record: &ResultRecord, report: &mut RunReport) {
-        let results = self.results.clone();
+        let Some(results) = self.results.clone() else {
+            return;
+        };
         let line = record.clone();
         let outcome = tokio::task::spawn_blocking(move || {
             let mut file = results

@@ -34,6 +34,21 @@ pub(crate) struct Config {
     pub force_refresh: bool,
     pub refresh_only: bool,
     pub json: bool,
+    pub quiet: bool,
+    /// `--batch` or `--count` above one: many jobs on one engine.
+    pub many: Option<Many>,
+}
+
+/// What `--batch`, `--jobs`, `--count`, `--results` and `--fresh` ask for.
+#[derive(Debug, Clone)]
+pub(crate) struct Many {
+    /// `--batch` as typed (`-`: stdin); None: `--count` alone, for the one prompt.
+    pub batch: Option<String>,
+    pub jobs: usize,
+    pub count: u32,
+    /// `--results`, resolved against `--cwd`.
+    pub results: Option<PathBuf>,
+    pub fresh: bool,
 }
 
 /// Resolve `args` (already validated into `checked`) against `env`, the process environment.
@@ -91,6 +106,16 @@ pub(crate) fn resolve(args: Args, checked: Validated, env: Environment) -> Resul
         }
     }
 
+    let count = checked.count.unwrap_or(1);
+    let many = (checked.batch.is_some() || count > 1).then(|| Many {
+        batch: checked.batch.clone(),
+        jobs: checked
+            .jobs
+            .map_or(crate::batch::DEFAULT_JOBS, |j| j as usize),
+        count,
+        results: given(&args.results).map(|p| env.resolve(p)),
+        fresh: args.fresh,
+    });
     let job = JobSpec {
         references,
         image_detail: checked.image_detail,
@@ -132,6 +157,8 @@ pub(crate) fn resolve(args: Args, checked: Validated, env: Environment) -> Resul
         force_refresh: args.force_refresh,
         refresh_only: args.refresh_only,
         json: args.json,
+        quiet: args.quiet,
+        many,
         env,
     })
 }

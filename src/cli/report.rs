@@ -10,7 +10,7 @@ use crate::auth::{Auth, RefreshOutcome};
 use crate::engine::job::{JobResult, RefreshReport};
 use crate::output::SavedImage;
 
-fn image_json(image: &SavedImage) -> Value {
+pub(crate) fn image_json(image: &SavedImage) -> Value {
     let path = image.path.display().to_string();
     json!({
         "path": path,
