@@ -471,10 +471,7 @@ pub(crate) async fn run_count(
     let jobs: Vec<Job> = (1..=count)
         .map(|k| {
             let mut spec = opts.template.clone();
-            spec.output = spec
-                .output
-                .as_deref()
-                .map(|o| input::numbered_output(o, k));
+            spec.output = spec.output.as_deref().map(|o| input::numbered_output(o, k));
             Job {
                 id: k.to_string(),
                 line: 0,
@@ -546,9 +543,11 @@ fn count_json(report: &RunReport, count: u32, seconds: f64) -> serde_json::Value
     for index in 0..count as usize {
         let id = index + 1;
         let Some(outcome) = by_index.get(&index) else {
-            jobs.push(json!({"job": id, "status": "not_started", "request_id": null,
+            jobs.push(
+                json!({"job": id, "status": "not_started", "request_id": null,
                 "session_id": null, "model": null, "image_count": 0, "retry_attempts": null,
-                "timed_out": false, "error": null}));
+                "timed_out": false, "error": null}),
+            );
             continue;
         };
         match outcome {

@@ -149,9 +149,11 @@ fn run_many(config: &Config, engine: Engine, many: config::Many) -> Result<i32> 
             .map_err(|e| Error::Io(format!("Cannot install the signal handlers: {e}")))?;
         let io = batch::BatchIo::stdio();
         Ok::<i32, Error>(match source {
-            Some(_) => batch::run_batch_with(engine.clone(), opts, signals, io)
-                .await
-                .exit_code,
+            Some(_) => {
+                batch::run_batch_with(engine.clone(), opts, signals, io)
+                    .await
+                    .exit_code
+            }
             None => batch::run_count(engine.clone(), opts, signals, io).await,
         })
     })?;

@@ -79,7 +79,10 @@ pub(crate) fn validate(args: &Args) -> Result<Validated> {
 /// `--batch` and the flags that only make sense with it (or with `--count`).
 fn check_batch_flags(args: &Args, jobs: bool, count: bool) -> Result<Option<String>> {
     let Some(batch) = args.batch.clone() else {
-        for (given, flag) in [(args.results.is_some(), "--results"), (args.fresh, "--fresh")] {
+        for (given, flag) in [
+            (args.results.is_some(), "--results"),
+            (args.fresh, "--fresh"),
+        ] {
             if given {
                 return Err(Error::Usage(format!("{flag} needs --batch")));
             }
@@ -88,7 +91,10 @@ fn check_batch_flags(args: &Args, jobs: bool, count: bool) -> Result<Option<Stri
             return Err(Error::Usage("--jobs needs --batch or --count".into()));
         }
         if count {
-            for (given, flag) in [(args.smoke, "--smoke"), (args.refresh_only, "--refresh-only")] {
+            for (given, flag) in [
+                (args.smoke, "--smoke"),
+                (args.refresh_only, "--refresh-only"),
+            ] {
                 if given {
                     return Err(Error::Usage(format!("{flag} cannot be used with --count")));
                 }
@@ -97,9 +103,7 @@ fn check_batch_flags(args: &Args, jobs: bool, count: bool) -> Result<Option<Stri
         return Ok(None);
     };
     if batch.is_empty() {
-        return Err(Error::Usage(
-            "--batch needs a file (or - for stdin)".into(),
-        ));
+        return Err(Error::Usage("--batch needs a file (or - for stdin)".into()));
     }
     let has_prompt = !args.words.is_empty()
         || args.prompt.as_deref().is_some_and(|p| !p.is_empty())
@@ -118,7 +122,10 @@ fn check_batch_flags(args: &Args, jobs: bool, count: bool) -> Result<Option<Stri
                 .into(),
         ));
     }
-    for (given, flag) in [(args.smoke, "--smoke"), (args.refresh_only, "--refresh-only")] {
+    for (given, flag) in [
+        (args.smoke, "--smoke"),
+        (args.refresh_only, "--refresh-only"),
+    ] {
         if given {
             return Err(Error::Usage(format!("{flag} cannot be used with --batch")));
         }
