@@ -124,6 +124,11 @@ pub struct Args {
     #[arg(long)]
     pub refresh_only: bool,
 
+    /// Show the plan and its quota windows (percent used, when each resets), then exit. Costs no
+    /// image quota. With --json: one JSON object.
+    #[arg(long)]
+    pub usage: bool,
+
     /// Disable proactive refresh and the 401 refresh retry.
     #[arg(long)]
     pub no_refresh: bool,

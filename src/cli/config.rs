@@ -33,6 +33,7 @@ pub(crate) struct Config {
     pub smoke: bool,
     pub force_refresh: bool,
     pub refresh_only: bool,
+    pub usage: bool,
     pub json: bool,
     pub quiet: bool,
     /// `--batch` or `--count` above one: many jobs on one engine.
@@ -156,6 +157,7 @@ pub(crate) fn resolve(args: Args, checked: Validated, env: Environment) -> Resul
         smoke: args.smoke,
         force_refresh: args.force_refresh,
         refresh_only: args.refresh_only,
+        usage: args.usage,
         json: args.json,
         quiet: args.quiet,
         many,

@@ -84,6 +84,21 @@ fn run_args(args: args::Args, sink: &Arc<TerminalSink>) -> Result<i32> {
     let progress = Reporter::new(sink.clone());
     let ctx = engine.auth().context()?;
 
+    if config.usage && !config.smoke && !config.refresh_only {
+        let runtime = runtime()?;
+        sink.start_live_line();
+        return runtime.block_on(async {
+            tokio::select! {
+                result = print_usage(&config, &engine, &progress) => result,
+                (code, name) = until_signal() => {
+                    engine.release_locks();
+                    sink.finish();
+                    sink.line(&format!("Error: interrupted by {name}"));
+                    std::process::exit(code)
+                }
+            }
+        });
+    }
     if config.smoke && !config.force_refresh {
         // No network, no fallback, no runtime: what the first store says.
         let auth = ctx.read(&ctx.path)?;
@@ -262,6 +277,19 @@ async fn run_online(
         report::print_json(&report::generation_json(&result));
     } else {
         report::print_paths(&result.images);
+    }
+    Ok(())
+}
+
+async fn print_usage(config: &Config, engine: &Engine, progress: &Reporter) -> Result<()> {
+    let usage = engine.usage_report(progress).await?;
+    if config.json {
+        report::print_json(&crate::backend::usage::to_json(&usage));
+    } else {
+        report::print_stdout(&crate::backend::usage::to_text(
+            &usage,
+            chrono::Local::now(),
+        ));
     }
     Ok(())
 }

@@ -263,6 +263,62 @@ impl Engine {
         Ok(self.smoke_report(&auth, job))
     }
 
+    /// The `--usage` report: the plan and its quota windows, as a JSON object (`plan_type`,
+    /// `allowed`, `limit_reached`, `primary`, `secondary`). Costs no image quota.
+    pub async fn usage(&self, sink: Arc<dyn EventSink>) -> Result<serde_json::Value> {
+        let progress = Reporter::new(sink);
+        Ok(crate::backend::usage::to_json(
+            &self.usage_report(&progress).await?,
+        ))
+    }
+
+    /// `GET <base without /codex>/wham/usage` with fresh credentials; a 401 refreshes once.
+    pub(crate) async fn usage_report(
+        &self,
+        progress: &Reporter,
+    ) -> Result<crate::backend::usage::Usage> {
+        use crate::backend::usage;
+        let ctx = self.auth().context()?;
+        let prepared = self
+            .auth()
+            .prepare(&ctx, false, Fallback::Allowed, progress)
+            .await?;
+        let url = usage::usage_url(&self.inner.base_url);
+        let mut auth = prepared.auth;
+        let mut refreshed = false;
+        loop {
+            progress.info(&format!("codex-imagen: GET {url}"));
+            let headers = request::base_headers(&self.identity_for(&auth), "application/json");
+            let response = self
+                .inner
+                .http
+                .get(&url)
+                .headers(headers)
+                .send()
+                .await
+                .map_err(|e| Error::Transport(crate::backend::transport_message(&e)))?;
+            let status = response.status().as_u16();
+            if status == 401 && !refreshed && self.auth().settings().refresh {
+                let (fresh, _) = self
+                    .auth()
+                    .refresh(&ctx, &auth, REASON_BACKEND_401, progress)
+                    .await?;
+                auth = fresh;
+                refreshed = true;
+                continue;
+            }
+            if !response.status().is_success() {
+                return Err(crate::backend::http_error(response).await);
+            }
+            let body = response
+                .text()
+                .await
+                .map_err(|e| Error::Transport(crate::backend::transport_message(&e)))?;
+            return usage::parse(&body, chrono::Utc::now())
+                .map_err(|e| Error::BadResponse(format!("{e} (from {url})")));
+        }
+    }
+
     pub(crate) fn smoke_report(&self, auth: &Auth, job: &JobSpec) -> serde_json::Value {
         status::smoke_report(&self.inner.base_url, &self.inner.user_agent, auth, job)
     }
