@@ -87,17 +87,19 @@ fn run_args(args: args::Args, sink: &Arc<TerminalSink>) -> Result<i32> {
     if config.usage && !config.smoke && !config.refresh_only {
         let runtime = runtime()?;
         sink.start_live_line();
-        return runtime.block_on(async {
-            tokio::select! {
-                result = print_usage(&config, &engine, &progress) => result,
-                (code, name) = until_signal() => {
-                    engine.release_locks();
-                    sink.finish();
-                    sink.line(&format!("Error: interrupted by {name}"));
-                    std::process::exit(code)
+        return runtime
+            .block_on(async {
+                tokio::select! {
+                    result = print_usage(&config, &engine, &progress) => result,
+                    (code, name) = until_signal() => {
+                        engine.release_locks();
+                        sink.finish();
+                        sink.line(&format!("Error: interrupted by {name}"));
+                        std::process::exit(code)
+                    }
                 }
-            }
-        });
+            })
+            .map(|()| 0);
     }
     if config.smoke && !config.force_refresh {
         // No network, no fallback, no runtime: what the first store says.
