@@ -180,6 +180,10 @@ impl Sandbox {
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null());
+        // Passed through for allocator experiments (`MALLOC_ARENA_MAX=2 cargo bench ...`).
+        if let Some(arenas) = std::env::var_os("MALLOC_ARENA_MAX") {
+            cmd.env("MALLOC_ARENA_MAX", arenas);
+        }
         cmd
     }
 }
