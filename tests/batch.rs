@@ -555,7 +555,7 @@ fn results_lines_and_the_summary_say_what_happened() {
         lines.contains(&"codex-imagen: batch 2/2 done, 1 failed".to_string()),
         "{run}"
     );
-    assert_eq!(stdout_paths(&run), [path.clone()]);
+    assert_eq!(stdout_paths(&run), std::slice::from_ref(&path));
 
     // --json: one summary on stdout; --fresh runs both again.
     let run = run_against(

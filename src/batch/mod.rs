@@ -142,10 +142,6 @@ pub(crate) struct Summary {
 
 pub(crate) struct BatchOutcome {
     pub(crate) exit_code: i32,
-    /// None when the run stopped before any job (validation or I/O error). Read by tests and
-    /// by front-ends that report it themselves; the CLI path only needs the exit code.
-    #[cfg_attr(not(test), allow(dead_code))]
-    pub(crate) summary: Option<Summary>,
 }
 
 /// Runs a batch with the given streams. Exit: 0 all succeeded or skipped; 1 some failed or not
@@ -161,10 +157,7 @@ pub(crate) async fn run_batch_with(
         for m in messages {
             io.stderr.line(&m);
         }
-        BatchOutcome {
-            exit_code: 2,
-            summary: None,
-        }
+        BatchOutcome { exit_code: 2 }
     };
     if let Err(message) = check_options(&opts, false) {
         return fail(vec![format!("Error: {message}")]);
@@ -179,10 +172,7 @@ pub(crate) async fn run_batch_with(
         for m in messages {
             stderr.line(&m);
         }
-        BatchOutcome {
-            exit_code: 2,
-            summary: None,
-        }
+        BatchOutcome { exit_code: 2 }
     };
 
     let cwd = opts.template.base_dir.clone();
@@ -205,7 +195,6 @@ pub(crate) async fn run_batch_with(
         stderr.line(&format!("Error: {err}"));
         return BatchOutcome {
             exit_code: err.exit_code(),
-            summary: None,
         };
     }
 
@@ -306,10 +295,7 @@ pub(crate) async fn run_batch_with(
     };
     print_summary(&display, &summary, &report, opts.json);
     let exit_code = exit_code(&report, skip_write_errors);
-    BatchOutcome {
-        exit_code,
-        summary: Some(summary),
-    }
+    BatchOutcome { exit_code }
 }
 
 /// The CLI checks these first with its own texts; this keeps other callers honest.

@@ -51,12 +51,6 @@ impl ShutdownSignals {
         )
     }
 
-    /// Never delivers anything: for callers that handle signals themselves (and tests).
-    #[cfg_attr(not(test), allow(dead_code))]
-    pub(crate) fn none() -> ShutdownSignals {
-        ShutdownSignals::channel().1
-    }
-
     /// SIGINT and SIGTERM (Ctrl-C only, off Unix). Must be called inside the tokio runtime.
     pub(crate) fn os() -> std::io::Result<ShutdownSignals> {
         let (tx, mut signals) = ShutdownSignals::channel();
