@@ -8,7 +8,9 @@
 
 use std::path::Path;
 
-use crate::engine::job::JobSpec;
+use super::input::{check_local, resolve};
+use crate::engine::controls::check_combination;
+use crate::engine::job::{JobSpec, Naming};
 
 /// Line keys whose value is a JSON string, by flag name in snake_case.
 pub(crate) const STRING_KEYS: [&str; 8] = [
@@ -25,42 +27,46 @@ pub(crate) const STRING_KEYS: [&str; 8] = [
 /// Line keys whose value is a JSON integer, with their upper bound (the lower one is 0).
 pub(crate) const INTEGER_KEYS: [(&str, u64); 2] = [("compression", 100), ("partial_images", 3)];
 
-/// Applies a line's control values and mask to `spec` (which holds the command line's). Returns
-/// every problem, each naming the line key.
+/// Applies a line's control values and mask to `spec` (which holds the command line's), then
+/// checks the combination as the CLI does. Returns every problem, each naming the line key.
 pub(crate) fn apply(
     spec: &mut JobSpec,
     values: &[(&'static str, String)],
     mask: Option<&str>,
     base: &Path,
 ) -> Vec<String> {
-    let _ = (&spec, base);
-    // This build's engine has no image controls and no mask yet: refuse them rather than
-    // silently generating something else than asked.
-    let mut errors: Vec<String> = values
-        .iter()
-        .map(|(key, _)| format!("{key:?} is not supported by this build"))
-        .collect();
-    if mask.is_some() {
-        errors.push("\"mask\" is not supported by this build".into());
+    let mut errors = Vec::new();
+    for (key, value) in values {
+        if let Err(e) = spec.controls.set(key, value) {
+            errors.push(format!("{key:?}: {e}"));
+        }
+    }
+    if let Some(mask) = mask {
+        match check_local(base, "\"mask\"", mask) {
+            Ok(()) => spec.mask = Some(resolve(base, mask).to_string_lossy().into_owned()),
+            Err(e) => errors.push(e),
+        }
+    }
+    // Only when the values parsed: a combination of bad values says nothing new.
+    if errors.is_empty() {
+        if let Err(e) = check_combination(&spec.controls, spec.references.len(), spec.mask.is_some())
+        {
+            errors.push(e.to_string());
+        }
     }
     errors
 }
 
-/// Makes the command line's own control paths (the mask) absolute against `base`.
+/// Makes the command line's own mask path absolute against `base` (the working directory), so
+/// a line that inherits it keeps its meaning under the batch file's directory.
 pub(crate) fn absolutize_template(template: &mut JobSpec, base: &Path) {
-    let _ = (template, base);
+    if let Some(mask) = &template.mask {
+        template.mask = Some(resolve(base, mask).to_string_lossy().into_owned());
+    }
 }
 
-/// Names the job's images after its id, `<id>-<k>.<ext>`, unless the line chose an `output`.
+/// Names the job's images after its id, `<id>-<k>.<ext>` in its output directory (a line's own
+/// `output` still wins).
 pub(crate) fn name_by_id(spec: &mut JobSpec, id: &str) {
-    if spec.output.is_none() {
-        // Until the engine names by stem: an exact first file; a second image of the same
-        // response would be `<id>-1-2.png`.
-        spec.output = Some(
-            spec.out_dir
-                .join(format!("{id}-1.png"))
-                .to_string_lossy()
-                .into_owned(),
-        );
-    }
+    spec.naming = Naming::Stem(id.to_string());
 }

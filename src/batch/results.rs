@@ -48,10 +48,9 @@ impl From<&SavedImage> for ImageRecord {
             path: image.path.clone(),
             bytes: image.bytes as u64,
             sha256: image.sha256.clone(),
-            // Filled from the engine once it reports them (image controls).
-            width: None,
-            height: None,
-            format: None,
+            width: image.width,
+            height: image.height,
+            format: image.format.clone(),
             revised_prompt: image.revised_prompt.clone(),
         }
     }

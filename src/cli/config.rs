@@ -15,6 +15,7 @@ use crate::engine::job::{
 };
 use crate::engine::{DEFAULT_BASE_URL, DEFAULT_REFRESH_URL};
 use crate::error::{Error, Result};
+use crate::output::metadata::MetadataMode;
 use crate::paths::{self, Environment};
 
 const DEFAULT_TIMEOUT_MS: u64 = 15 * 60 * 1000;
@@ -117,6 +118,15 @@ pub(crate) fn resolve(args: Args, checked: Validated, env: Environment) -> Resul
         results: given(&args.results).map(|p| env.resolve(p)),
         fresh: args.fresh,
     });
+    let metadata = match (checked.metadata, env.var("CODEX_IMAGEN_METADATA")) {
+        (Some(mode), _) => mode,
+        (None, Some(value)) => MetadataMode::parse(&value).map_err(|_| {
+            Error::Usage(format!(
+                "CODEX_IMAGEN_METADATA must be one of: none, sidecar, embed (got {value:?})"
+            ))
+        })?,
+        (None, None) => MetadataMode::None,
+    };
     let job = JobSpec {
         references,
         image_detail: checked.image_detail,
@@ -127,6 +137,9 @@ pub(crate) fn resolve(args: Args, checked: Validated, env: Environment) -> Resul
         timeout_ms,
         stream: !args.no_stream,
         force_refresh: args.force_refresh,
+        controls: checked.controls,
+        mask: checked.mask,
+        metadata,
         ..JobSpec::new(String::new(), out_dir, env.cwd().to_path_buf())
     };
     let auth = AuthSettings {

@@ -16,8 +16,6 @@ pub(crate) mod watchdog;
 
 use std::sync::Arc;
 
-use tokio_util::sync::CancellationToken;
-
 use crate::auth::fence::CredentialState;
 use crate::auth::refresh::{fix_line, REASON_REFRESH_ONLY};
 use crate::auth::{self, Fallback, PreparedAuth};
@@ -110,7 +108,6 @@ fn run_args(args: args::Args, sink: &Arc<TerminalSink>) -> Result<i32> {
     }
     let released = engine.clone();
     sink.on_forced_exit(Arc::new(move || released.release_locks()));
-    let cancel = CancellationToken::new();
     let runtime = runtime()?;
     sink.start_live_line();
     let outcome = runtime.block_on(async {
@@ -124,7 +121,6 @@ fn run_args(args: args::Args, sink: &Arc<TerminalSink>) -> Result<i32> {
         Ok(result) => result.map(|()| 0),
         Err((code, name)) => {
             // The job's future was dropped: its request is gone and its lock guards released.
-            cancel.cancel();
             engine.release_locks();
             sink.finish();
             sink.line(&format!("Error: interrupted by {name}"));
@@ -276,7 +272,7 @@ async fn run_online(
     job.prompt = prompt;
     let result = engine.run_prepared(&ctx, prepared, &job, progress).await?;
     if config.json {
-        report::print_json(&report::generation_json(&result));
+        report::print_json(&report::generation_json(&result, &job));
     } else {
         report::print_paths(&result.images);
     }

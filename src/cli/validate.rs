@@ -3,7 +3,9 @@
 //! and the environment.
 
 use crate::cli::args::Args;
+use crate::engine::controls::{self, ControlError, ImageControls};
 use crate::error::{Error, Result};
+use crate::output::metadata::MetadataMode;
 
 pub(crate) const MAX_RETRIES: u32 = 100;
 pub(crate) const MAX_JOBS: u32 = crate::batch::MAX_JOBS as u32;
@@ -32,6 +34,12 @@ pub(crate) struct Validated {
     pub jobs: Option<u32>,
     /// `--count`; None: one.
     pub count: Option<u32>,
+    /// The image controls given, parsed into the values the backends take.
+    pub controls: ImageControls,
+    /// `--mask` as typed (non-empty); read by the engine after auth.
+    pub mask: Option<String>,
+    /// `--metadata`, when given (the environment's default is resolved later).
+    pub metadata: Option<MetadataMode>,
 }
 
 /// Check every value that can be checked without the environment, in the Node tool's order.
@@ -64,12 +72,20 @@ pub(crate) fn validate(args: &Args) -> Result<Validated> {
         .map(|v| parse_whole("--count", v, 1, MAX_COUNT))
         .transpose()?;
     let batch = check_batch_flags(args, jobs.is_some(), count.is_some())?;
+    let (controls, mask) = image_controls(args).map_err(|e| Error::Usage(e.to_string()))?;
+    let metadata = match text(&args.metadata) {
+        Some(value) => Some(MetadataMode::parse(value).map_err(|e| Error::Usage(e.to_string()))?),
+        None => None,
+    };
     let prompt = prompt_source(args)?;
     Ok(Validated {
+        metadata,
         image_detail,
         retries,
         timeout_ms,
         prompt,
+        controls,
+        mask,
         batch,
         jobs,
         count,
@@ -94,6 +110,7 @@ fn check_batch_flags(args: &Args, jobs: bool, count: bool) -> Result<Option<Stri
             for (given, flag) in [
                 (args.smoke, "--smoke"),
                 (args.refresh_only, "--refresh-only"),
+                (args.usage, "--usage"),
             ] {
                 if given {
                     return Err(Error::Usage(format!("{flag} cannot be used with --count")));
@@ -125,6 +142,7 @@ fn check_batch_flags(args: &Args, jobs: bool, count: bool) -> Result<Option<Stri
     for (given, flag) in [
         (args.smoke, "--smoke"),
         (args.refresh_only, "--refresh-only"),
+        (args.usage, "--usage"),
     ] {
         if given {
             return Err(Error::Usage(format!("{flag} cannot be used with --batch")));
@@ -142,6 +160,57 @@ fn parse_whole(flag: &str, value: &str, min: u32, max: u32) -> Result<u32> {
         )));
     }
     Ok(n as u32)
+}
+
+/// Each control flag in `--help` order, then the rules that involve several flags. Reading the
+/// mask file needs the file system, so only its presence is checked here.
+fn text(value: &Option<String>) -> Option<&str> {
+    value.as_deref().map(str::trim)
+}
+
+fn image_controls(
+    args: &Args,
+) -> std::result::Result<(ImageControls, Option<String>), ControlError> {
+    let mut c = ImageControls::default();
+    if let Some(v) = text(&args.size) {
+        c.size = Some(controls::parse_size(v)?);
+    }
+    if let Some(v) = text(&args.quality) {
+        c.quality = Some(controls::parse_quality(v)?);
+    }
+    if let Some(v) = text(&args.format) {
+        c.format = Some(controls::parse_format(v)?);
+    }
+    if let Some(v) = text(&args.compression) {
+        c.compression = Some(controls::parse_compression(v)?);
+    }
+    if let Some(v) = text(&args.background) {
+        c.background = Some(controls::parse_background(v)?);
+    }
+    if let Some(v) = text(&args.image_model) {
+        c.image_model = Some(controls::parse_image_model(v)?);
+    }
+    if let Some(v) = text(&args.moderation) {
+        c.moderation = Some(controls::parse_moderation(v)?);
+    }
+    if let Some(v) = text(&args.partial_images) {
+        c.partial_images = Some(controls::parse_partial_images(v)?);
+    }
+    if let Some(v) = text(&args.action) {
+        c.action = Some(controls::parse_action(v)?);
+    }
+    if let Some(v) = text(&args.input_fidelity) {
+        c.input_fidelity = Some(controls::parse_input_fidelity(v)?);
+    }
+    // An empty `--mask="$UNSET"` means "not given", like the other path options.
+    let mask = args.mask.clone().filter(|m| !m.is_empty());
+    let references = args
+        .reference_flags
+        .iter()
+        .filter(|(_, value)| value.split(',').any(|part| !part.trim().is_empty()))
+        .count();
+    controls::check_combination(&c, references, mask.is_some())?;
+    Ok((c, mask))
 }
 
 fn prompt_source(args: &Args) -> Result<PromptSource> {
