@@ -883,6 +883,20 @@ fn count_without_batch_reports_every_image_together() {
     let mut jobs: Vec<u64> = images.iter().map(|i| i["job"].as_u64().unwrap()).collect();
     jobs.sort();
     assert_eq!(jobs, [1, 2, 3]);
+    let mut names: Vec<String> = images
+        .iter()
+        .map(|i| {
+            let path = Path::new(i["path"].as_str().unwrap());
+            path.file_name().unwrap().to_string_lossy().into_owned()
+        })
+        .collect();
+    names.sort();
+    names.dedup();
+    assert_eq!(names.len(), 3, "one file per job: {names:?}");
+    for (k, name) in names.iter().enumerate() {
+        assert!(name.starts_with("codex-imagen-"), "{name}");
+        assert!(name.ends_with(&format!("-{}-1.png", k + 1)), "{name}");
+    }
     for image in images {
         assert!(Path::new(image["path"].as_str().unwrap()).is_file());
         assert_eq!(image["path"], image["decodedPath"]);
@@ -902,4 +916,78 @@ fn count_without_batch_reports_every_image_together() {
     paths.sort();
     let work = real_work(&sandbox);
     assert_eq!(paths, [work.join("o/fox-1.png"), work.join("o/fox-2.png")]);
+}
+
+#[test]
+fn image_controls_come_from_the_command_line_and_lines_override_them() {
+    let server = Server::start();
+    let seen = fast(&server);
+    let sandbox = authed_sandbox();
+    std::fs::write(sandbox.work().join("ref.png"), png_bytes(5, 40)).unwrap();
+    std::fs::write(sandbox.work().join("mask.png"), png_bytes(6, 40)).unwrap();
+    write(
+        &sandbox,
+        "b.jsonl",
+        "plain\n{\"id\": \"own\", \"prompt\": \"own\", \"quality\": \"high\", \"size\": \"16:9\", \"compression\": 50, \"format\": \"webp\"}\n",
+    );
+    let run = run_against(
+        &sandbox,
+        &server,
+        &["--batch", "b.jsonl", "--quality", "low", "--out-dir", "out"],
+    );
+    assert_eq!(run.code, 0, "{run}");
+    let tools: HashMap<String, Value> = server
+        .requests_to(RESPONSES_PATH)
+        .iter()
+        .map(|r| (prompt_of(r), r.json()["tools"][0].clone()))
+        .collect();
+    assert_eq!(tools["plain"]["quality"], "low", "{}", tools["plain"]);
+    assert!(tools["plain"].get("size").is_none());
+    assert_eq!(tools["own"]["quality"], "high");
+    assert_eq!(tools["own"]["size"], "1536x864");
+    assert_eq!(tools["own"]["output_format"], "webp");
+    assert_eq!(tools["own"]["output_compression"], 50);
+    let records = by_id(&results(&out(&sandbox).join("results.jsonl")));
+    assert_eq!(records["line-1"]["images"][0]["format"], "png");
+
+    // Bad values get the CLI's words, prefixed by the key; nothing is sent.
+    let sent = seen.prompts().len();
+    write(
+        &sandbox,
+        "bad.jsonl",
+        &[
+            r#"{"prompt": "x", "quality": "ultra"}"#,
+            r#"{"prompt": "x", "compression": 50}"#,
+            r#"{"prompt": "x", "mask": "mask.png"}"#,
+            r#"{"prompt": "x", "mask": "nomask.png", "images": ["ref.png"]}"#,
+            r#"{"prompt": "x", "size": 1024}"#,
+            r#"{"prompt": "x", "mask": "mask.png", "images": ["ref.png"]}"#,
+        ]
+        .join("\n"),
+    );
+    let run = run_against(&sandbox, &server, &["--batch", "bad.jsonl"]);
+    assert_eq!(run.code, 2, "{run}");
+    let lines: Vec<&str> = run.stderr.lines().collect();
+    assert_eq!(lines.len(), 5, "{run}");
+    assert!(
+        lines[0].starts_with("bad.jsonl:1: \"quality\": --quality must be one of:"),
+        "{run}"
+    );
+    assert!(
+        lines[1].starts_with("bad.jsonl:2: --compression needs --format jpeg or webp"),
+        "{run}"
+    );
+    assert!(
+        lines[2].starts_with("bad.jsonl:3: --mask needs at least one reference image"),
+        "{run}"
+    );
+    assert!(
+        lines[3].starts_with("bad.jsonl:4: \"mask\": no such file: "),
+        "{run}"
+    );
+    assert_eq!(
+        lines[4], "bad.jsonl:5: \"size\" must be a string, not a number",
+        "{run}"
+    );
+    assert_eq!(seen.prompts().len(), sent);
 }

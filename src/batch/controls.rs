@@ -49,7 +49,8 @@ pub(crate) fn apply(
     }
     // Only when the values parsed: a combination of bad values says nothing new.
     if errors.is_empty() {
-        if let Err(e) = check_combination(&spec.controls, spec.references.len(), spec.mask.is_some())
+        if let Err(e) =
+            check_combination(&spec.controls, spec.references.len(), spec.mask.is_some())
         {
             errors.push(e.to_string());
         }

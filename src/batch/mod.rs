@@ -454,10 +454,14 @@ pub(crate) async fn run_count(
         return 2;
     }
     let count = opts.count;
+    // Jobs start within the same second and the backend's call ids need not differ, so the
+    // SPEC's automatic names could collide: job k is named `codex-imagen-<time>-<k>-<n>.<ext>`.
+    let stamp = Utc::now().format("%Y%m%d-%H%M%SZ").to_string();
     let jobs: Vec<Job> = (1..=count)
         .map(|k| {
             let mut spec = opts.template.clone();
             spec.output = spec.output.as_deref().map(|o| input::numbered_output(o, k));
+            spec.naming = crate::engine::job::Naming::Stem(format!("codex-imagen-{stamp}-{k}"));
             Job {
                 id: k.to_string(),
                 line: 0,
