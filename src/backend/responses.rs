@@ -58,7 +58,8 @@ pub struct ResponsesRequest<'a> {
     pub stream: bool,
     pub plan: &'a OutputPlan,
     pub progress: Reporter,
-    /// Debug builds: block on this SSE event type (see [`block_for_test`]).
+    /// Debug builds: block on this SSE event type (see `block_for_test`).
+    #[cfg_attr(not(debug_assertions), allow(dead_code))]
     pub test_block_on_event: Option<&'a str>,
 }
 
