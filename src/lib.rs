@@ -15,6 +15,7 @@ mod engine;
 mod error;
 mod output;
 mod paths;
+mod serve;
 
 pub use auth::AuthSettings;
 pub use cli::run;

@@ -68,7 +68,16 @@ fn fail(err: &Error, sink: Option<&TerminalSink>) -> i32 {
 
 fn run_args(args: args::Args, sink: &Arc<TerminalSink>) -> Result<()> {
     let checked = validate::validate(&args)?;
+    crate::serve::config::check(&args)?;
+    let serve = args
+        .serve
+        .is_some()
+        .then(|| crate::serve::config::ServeArgs::from_args(&args));
     let config = config::resolve(args, checked, Environment::capture())?;
+    if let Some(serve) = serve {
+        let serve = crate::serve::config::resolve(&serve, &config.env)?;
+        return crate::serve::run(serve, &config);
+    }
     let settings = EngineSettings {
         env: config.env.clone(),
         auth: config.auth.clone(),
