@@ -154,6 +154,12 @@ impl Service {
         }
     }
 
+    pub(crate) fn has_listeners(&self, id: &str) -> bool {
+        lock(&self.live)
+            .get(id)
+            .is_some_and(|sender| sender.receiver_count() > 0)
+    }
+
     /// The job is final: tell its waiters and forget its channel.
     pub(crate) fn close_live(&self, id: &str) {
         if let Some(sender) = lock(&self.live).remove(id) {

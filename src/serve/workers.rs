@@ -8,11 +8,13 @@
 //! listed. Each image is recorded in the store the moment it lands (from the event sink), so a
 //! crash mid-job still lists it.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use base64::Engine as _;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
@@ -23,6 +25,7 @@ use super::{callbacks, lock, Live, Service};
 use crate::engine::events::{Event, EventSink};
 use crate::engine::job::{JobResult, JobSpec, Reference};
 use crate::error::Error;
+use crate::output::SavedImage;
 
 /// Job ids waiting for a worker, oldest first. The store holds the truth; this is its order.
 #[derive(Default)]
@@ -116,22 +119,81 @@ struct Progress {
     attempts: AtomicU32,
     /// Images beyond the first of a run get indexes after `n`.
     extra: AtomicUsize,
+    /// The job's image index of each file, so a final image replacing its preview (which the
+    /// engine reports once, as the preview) keeps its index.
+    indexes: Mutex<HashMap<PathBuf, usize>>,
+    /// Indexes already announced as final to the live channel.
+    announced: Mutex<HashSet<usize>>,
+}
+
+impl Progress {
+    fn index_for(&self, path: &Path, run: usize, engine_index: usize) -> usize {
+        let mut indexes = lock(&self.indexes);
+        if let Some(index) = indexes.get(path) {
+            return *index;
+        }
+        let index = if engine_index == 0 {
+            run + 1
+        } else {
+            self.n + 1 + self.extra.fetch_add(1, Ordering::Relaxed)
+        };
+        indexes.insert(path.to_path_buf(), index);
+        index
+    }
+
+    /// Record image `index` in the store (before anyone hears of it: a crash after this still
+    /// lists it), then announce a final one to the live channel, once.
+    fn record(&self, index: usize, image: &SavedImage) {
+        let probe = files::probe(&image.path);
+        let record = ImageRecord {
+            index,
+            path: image.path.display().to_string(),
+            bytes: image.bytes as u64,
+            sha256: image.sha256.clone(),
+            width: probe.width,
+            height: probe.height,
+            format: probe.format.to_string(),
+            revised_prompt: image.revised_prompt.clone(),
+        };
+        if let Err(e) = self.service.store.add_image(&self.id, &record) {
+            self.service.log.line(&format!("job {}: {e}", self.id));
+            return;
+        }
+        if image.partial == Some(true) {
+            // The engine reports a streamed preview as a saved partial file; a stream wants it
+            // as base64, read back only when someone listens.
+            if self.service.has_listeners(&self.id) {
+                if let Ok(bytes) = std::fs::read(&image.path) {
+                    let b64 = base64::engine::general_purpose::STANDARD.encode(bytes);
+                    self.service.publish(
+                        &self.id,
+                        Live::Partial {
+                            image: index,
+                            b64: Arc::new(b64),
+                        },
+                    );
+                }
+            }
+        } else if lock(&self.announced).insert(index) {
+            self.service.publish(&self.id, Live::Saved(record));
+        }
+    }
+
+    /// A run's final images (bytes, hash and revised prompt as they ended up).
+    fn record_final(&self, run: usize, result: &JobResult) {
+        for (i, image) in result.images.iter().enumerate() {
+            let index = self.index_for(&image.path, run, i);
+            let mut image = image.clone();
+            image.partial = None;
+            self.record(index, &image);
+        }
+    }
 }
 
 struct RunSink {
     progress: Arc<Progress>,
     /// This run's first image is image `run + 1`.
     run: usize,
-}
-
-impl RunSink {
-    fn image_index(&self, index: usize) -> usize {
-        if index == 0 {
-            self.run + 1
-        } else {
-            self.progress.n + 1 + self.progress.extra.fetch_add(1, Ordering::Relaxed)
-        }
-    }
 }
 
 impl EventSink for RunSink {
@@ -156,22 +218,8 @@ impl EventSink for RunSink {
                 );
             }
             Event::ImageSaved { index, image } => {
-                let probe = files::probe(&image.path);
-                let record = ImageRecord {
-                    index: self.image_index(*index),
-                    path: image.path.display().to_string(),
-                    bytes: image.bytes as u64,
-                    sha256: image.sha256.clone(),
-                    width: probe.width,
-                    height: probe.height,
-                    format: probe.format.to_string(),
-                    revised_prompt: image.revised_prompt.clone(),
-                };
-                // Recorded before anyone hears of it: a crash after this still lists it.
-                match p.service.store.add_image(&p.id, &record) {
-                    Ok(()) => p.service.publish(&p.id, Live::Saved(record)),
-                    Err(e) => p.service.log.line(&format!("job {}: {e}", p.id)),
-                }
+                let index = p.index_for(&image.path, self.run, *index);
+                p.record(index, image);
             }
             _ => {}
         }
@@ -250,6 +298,8 @@ async fn run_job(service: &Arc<Service>, id: &str) {
         n,
         attempts: AtomicU32::new(0),
         extra: AtomicUsize::new(0),
+        indexes: Mutex::new(HashMap::new()),
+        announced: Mutex::new(HashSet::new()),
     });
     let runs = (0..n).map(|run| {
         let job = job_spec(service, id, &request, run);
@@ -259,7 +309,14 @@ async fn run_job(service: &Arc<Service>, id: &str) {
         });
         let engine = service.engine.clone();
         let token = cancel.child_token();
-        async move { engine.run(job, sink, token).await }
+        let progress = progress.clone();
+        async move {
+            let result = engine.run(job, sink, token).await;
+            if let Ok(result) = &result {
+                progress.record_final(run, result);
+            }
+            result
+        }
     });
     let all = futures::future::join_all(runs);
     let timeout = async {
@@ -268,11 +325,13 @@ async fn run_job(service: &Arc<Service>, id: &str) {
             None => std::future::pending().await,
         }
     };
+    // Biased: a run that returns `Cancelled` because the token fired must not win over it.
     let outcome = tokio::select! {
-        results = all => Outcome::Finished(results),
+        biased;
         _ = cancel.cancelled() => Outcome::Cancelled,
         _ = service.stop.cancelled() => Outcome::Stopped,
         _ = timeout => Outcome::TimedOut(request.timeout_sec.unwrap_or_default()),
+        results = all => Outcome::Finished(results),
     };
     let attempts = progress.attempts.load(Ordering::Relaxed);
     let (status, error) = match outcome {
