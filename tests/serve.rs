@@ -194,6 +194,33 @@ fn scripted_backend(server: &Server, png: Vec<u8>) {
     });
 }
 
+/// Write `head` on a fresh connection and read the answer until the server closes it or sends
+/// a whole JSON body.
+fn raw_exchange(base: &str, head: &str) -> String {
+    use std::io::{Read, Write};
+    let addr = base.trim_start_matches("http://");
+    let mut stream = std::net::TcpStream::connect(addr).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    stream.write_all(head.as_bytes()).unwrap();
+    let mut out = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        match stream.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => out.extend_from_slice(&buf[..n]),
+        }
+        let text = String::from_utf8_lossy(&out);
+        if let Some((_, body)) = text.split_once("\r\n\r\n") {
+            if serde_json::from_str::<Value>(body).is_ok() {
+                break;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
 fn openai_client(svc: &Svc, key: &str) -> async_openai::Client<OpenAIConfig> {
     let config = OpenAIConfig::new()
         .with_api_base(svc.url("/v1"))
@@ -558,16 +585,30 @@ async fn every_error_has_the_openai_shape_and_status() {
     let (status, body) = get_json(&svc.url("/v2/nothing")).await;
     check(status, &body, 404, None);
 
-    let big = vec![b' '; 64 * 1024 * 1024 + 10];
+    // Announced over 64 MiB: refused from the headers, before any body byte is read (a client
+    // still writing would see a broken pipe, so the body is not sent).
+    let answer = raw_exchange(
+        &svc.base,
+        &format!(
+            "POST /v1/images/generations HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{{",
+            64 * 1024 * 1024 + 1
+        ),
+    );
+    assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
+    let body: Value = serde_json::from_str(answer.split("\r\n\r\n").nth(1).unwrap()).unwrap();
+    check(413, &body, 413, None);
+    // Just under the limit is read and judged on its content.
+    let mut almost = vec![b' '; 64 * 1024 * 1024 - 20];
+    almost.extend_from_slice(br#"{"prompt": 1}"#);
     let response = http()
         .post(&generations)
         .header("content-type", "application/json")
-        .body(big)
+        .body(almost)
         .send()
         .await
         .unwrap();
     let status = response.status().as_u16();
-    check(status, &response.json().await.unwrap(), 413, None);
+    check(status, &response.json().await.unwrap(), 400, Some("prompt"));
 
     let (status, body) = post_json(&generations, &json!({"prompt": "limit"})).await;
     check(status, &body, 429, None);
