@@ -134,6 +134,17 @@ pub enum Error {
         backend_errors: Vec<BackendError>,
     },
 
+    /// The backend answered 2xx with a body that is not what the request expects.
+    #[error("{0}")]
+    BadResponse(String),
+
+    /// The response finished with the model's words and no image (a refusal, a question).
+    #[error("{message}")]
+    Refused {
+        message: String,
+        seen_event_types: Vec<String>,
+    },
+
     /// The per-attempt timer fired before any image was saved.
     #[error("{0}")]
     Timeout(String),
@@ -158,6 +169,8 @@ pub enum ErrorKind {
     Transport,
     Stream,
     NoImage,
+    BadResponse,
+    Refused,
     Timeout,
     Cancelled,
 }
@@ -176,6 +189,8 @@ impl ErrorKind {
             ErrorKind::Transport => "transport",
             ErrorKind::Stream => "stream",
             ErrorKind::NoImage => "no_image",
+            ErrorKind::BadResponse => "bad_response",
+            ErrorKind::Refused => "refused",
             ErrorKind::Timeout => "timeout",
             ErrorKind::Cancelled => "cancelled",
         }
@@ -196,6 +211,8 @@ impl Error {
             Error::Transport(_) => 1,
             Error::Stream(_) => 1,
             Error::GenerationFailed { .. } => 1,
+            Error::BadResponse(_) => 1,
+            Error::Refused { .. } => 1,
             Error::Cancelled(_) => 1,
         }
     }
@@ -216,6 +233,8 @@ impl Error {
             Error::Transport(_) => ErrorKind::Transport,
             Error::Stream(_) => ErrorKind::Stream,
             Error::GenerationFailed { .. } => ErrorKind::NoImage,
+            Error::BadResponse(_) => ErrorKind::BadResponse,
+            Error::Refused { .. } => ErrorKind::Refused,
             Error::Timeout(_) => ErrorKind::Timeout,
             Error::Cancelled(_) => ErrorKind::Cancelled,
         }
@@ -261,6 +280,8 @@ impl Error {
             | Error::Transport(_)
             | Error::Stream(_)
             | Error::GenerationFailed { .. }
+            | Error::BadResponse(_)
+            | Error::Refused { .. }
             | Error::Timeout(_)
             | Error::Cancelled(_) => false,
         }

@@ -19,8 +19,11 @@ mod serve;
 
 pub use auth::AuthSettings;
 pub use cli::run;
+pub use engine::controls::ImageControls;
 pub use engine::events::{Event, EventSink, NullSink, Stage};
-pub use engine::job::{Backend, JobResult, JobSpec, Reference, RefreshReport};
+pub use engine::job::{
+    Backend, JobResult, JobSpec, MetadataMode, Naming, Reference, RefreshReport,
+};
 pub use engine::{Delays, Engine, EngineSettings, DEFAULT_BASE_URL, DEFAULT_REFRESH_URL};
 pub use error::{AuthErrorKind, Error, ErrorKind, RefreshErrorKind, Result, UsageLimit};
 pub use output::SavedImage;

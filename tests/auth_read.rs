@@ -210,6 +210,35 @@ fn assert_near(value: &Value, expected: i64) {
 // Discovery (SPEC §3)
 // ---------------------------------------------------------------------------------------------
 
+const NO_AUTH_FIX: &str = "fix: sign in with `codex login` (Codex CLI) or \
+`openclaw models auth login --provider openai` (OpenClaw), or pass --auth <path>";
+
+/// The "no auth found" error: the JSON candidates with the OpenClaw databases discovery looked
+/// for spliced in ahead of the active agent's `auth-profiles.json`, then the fix line (both
+/// added by issue #11 so a newcomer's first error helps).
+fn no_auth_error(json: &[PathBuf], databases: &[PathBuf]) -> String {
+    let at = json
+        .iter()
+        .position(|p| p.ends_with("auth-profiles.json"))
+        .unwrap_or(json.len());
+    let listed: String = json[..at]
+        .iter()
+        .chain(databases)
+        .chain(&json[at..])
+        .map(|p| format!("  - {}\n", p.display()))
+        .collect();
+    format!("Error: No auth JSON found. Tried:\n{listed}{NO_AUTH_FIX}\n")
+}
+
+/// The databases looked for with the default main agent.
+fn default_databases(sandbox: &Sandbox) -> Vec<PathBuf> {
+    let home = sandbox.home();
+    vec![
+        home.join(".openclaw/state/openclaw.sqlite"),
+        home.join(".openclaw/agents/main/agent/openclaw-agent.sqlite"),
+    ]
+}
+
 #[test]
 fn discovery_walks_every_candidate_in_order_and_the_first_existing_file_wins() {
     let mut sandbox = Sandbox::new();
@@ -251,14 +280,11 @@ fn discovery_walks_every_candidate_in_order_and_the_first_existing_file_wins() {
         std::fs::remove_file(path).unwrap();
     }
     let stderr = smoke_error(&sandbox, &[]);
-    let tried: String = stores
-        .iter()
-        .map(|p| format!("  - {}\n", p.display()))
-        .collect();
-    assert_eq!(
-        stderr,
-        format!("Error: No auth JSON found. Tried:\n{tried}")
-    );
+    let databases = [
+        sandbox.home().join(".openclaw/state/openclaw.sqlite"),
+        dir.join("agent/openclaw-agent.sqlite"),
+    ];
+    assert_eq!(stderr, no_auth_error(&stores, &databases));
 }
 
 #[test]
@@ -269,13 +295,14 @@ fn with_nothing_configured_the_error_lists_the_four_default_places() {
     assert_eq!(run.code, 1, "{run}");
     assert_eq!(
         run.stderr,
-        format!(
-            "Error: No auth JSON found. Tried:\n  - {}\n  - {}\n  - {}\n  - {}\n",
-            home.join(".openclaw/agents/main/agent/auth-profiles.json")
-                .display(),
-            home.join(".openclaw/agents/main/agent/auth.json").display(),
-            home.join(".openclaw/credentials/oauth.json").display(),
-            home.join(".codex/auth.json").display(),
+        no_auth_error(
+            &[
+                home.join(".openclaw/agents/main/agent/auth-profiles.json"),
+                home.join(".openclaw/agents/main/agent/auth.json"),
+                home.join(".openclaw/credentials/oauth.json"),
+                home.join(".codex/auth.json"),
+            ],
+            &default_databases(&sandbox)
         )
     );
     // A generation run fails the same way, before it looks for a prompt.
@@ -411,13 +438,14 @@ fn blank_variables_do_not_count_and_duplicates_are_listed_once() {
     let home = sandbox.home();
     assert_eq!(
         run.stderr,
-        format!(
-            "Error: No auth JSON found. Tried:\n  - {}\n  - {}\n  - {}\n  - {}\n",
-            codex.display(),
-            home.join(".openclaw/agents/main/agent/auth-profiles.json")
-                .display(),
-            home.join(".openclaw/agents/main/agent/auth.json").display(),
-            home.join(".openclaw/credentials/oauth.json").display(),
+        no_auth_error(
+            &[
+                codex.clone(),
+                home.join(".openclaw/agents/main/agent/auth-profiles.json"),
+                home.join(".openclaw/agents/main/agent/auth.json"),
+                home.join(".openclaw/credentials/oauth.json"),
+            ],
+            &default_databases(&sandbox)
         )
     );
 }

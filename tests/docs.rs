@@ -83,6 +83,11 @@ fn run_documented(file: &str) {
         if req.path.starts_with("/oauth/token") {
             return Reply::json(200, &json!({"access_token": jwt(now_secs() + 3600), "refresh_token": "refresh-next", "expires_in": 3600}));
         }
+        if req.path.ends_with("/wham/usage") {
+            return Reply::json(200, &json!({"plan_type": "plus", "rate_limit": {"allowed": true, "limit_reached": false,
+                "primary_window": {"used_percent": 10, "limit_window_seconds": 18000, "reset_after_seconds": 600, "reset_at": now_secs() + 600},
+                "secondary_window": null}}));
+        }
         image_stream(&[("ig_1", &png)])
     });
     for command in commands {

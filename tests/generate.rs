@@ -1157,7 +1157,9 @@ fn json_summary_has_the_spec_keys_in_order() {
             "images",
             "seen_event_types",
             "timed_out",
-            "response_metadata"
+            "response_metadata",
+            // Appended by issue #11: the controls asked for (`{}` here).
+            "requested"
         ]
     );
     let request = &server.requests_to(RESPONSES_PATH)[0];
@@ -1197,7 +1199,13 @@ fn json_summary_has_the_spec_keys_in_order() {
                 "call_id",
                 "status",
                 "partial",
-                "revised_prompt"
+                "revised_prompt",
+                // Appended by issue #11: what the bytes are.
+                "format",
+                "width",
+                "height",
+                "has_alpha",
+                "c2pa"
             ]
         );
         let path = PathBuf::from(image["path"].as_str().unwrap());

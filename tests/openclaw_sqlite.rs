@@ -346,7 +346,7 @@ fn each_layout_is_found_where_that_openclaw_keeps_it_and_reported_by_smoke() {
 }
 
 #[test]
-fn a_machine_without_any_store_lists_only_the_json_candidates() {
+fn a_machine_without_any_store_lists_the_json_candidates_and_the_databases_looked_for() {
     let sandbox = Sandbox::new();
     let run = sandbox.run(&["--smoke"]);
     assert_eq!(run.code, 1, "{run}");
@@ -355,9 +355,17 @@ fn a_machine_without_any_store_lists_only_the_json_candidates() {
             .starts_with("Error: No auth JSON found. Tried:\n"),
         "{run}"
     );
-    assert!(!run.stderr.contains("sqlite"), "{run}");
+    assert!(
+        run.stderr.ends_with(
+            "\nfix: sign in with `codex login` (Codex CLI) or `openclaw models auth login \
+             --provider openai` (OpenClaw), or pass --auth <path>\n"
+        ),
+        "{run}"
+    );
     let home = sandbox.home();
     for path in [
+        state_db_path(&sandbox),
+        agent_db_path(&sandbox),
         home.join(".openclaw/agents/main/agent/auth-profiles.json"),
         home.join(".openclaw/agents/main/agent/auth.json"),
         home.join(".openclaw/credentials/oauth.json"),

@@ -82,9 +82,9 @@ fn a_500_then_success_reports_one_retry_in_the_json() {
         .map(String::as_str)
         .collect();
     assert_eq!(
-        &keys[keys.len() - 2..],
-        ["retry_attempts", "retryAttempts"],
-        "retry keys come right after response_metadata"
+        &keys[keys.len() - 3..],
+        ["retry_attempts", "retryAttempts", "requested"],
+        "retry keys come right after response_metadata (then issue #11's requested)"
     );
     assert_eq!(
         std::fs::read(json["images"][0]["path"].as_str().unwrap()).unwrap(),
@@ -966,7 +966,8 @@ fn typed_generation_posts_to_generations_and_reports_metadata() {
             "images",
             "seen_event_types",
             "timed_out",
-            "response_metadata"
+            "response_metadata",
+            "requested"
         ],
         "{run}"
     );

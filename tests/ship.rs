@@ -199,3 +199,88 @@ fn regex_like_seconds(text: &str) -> bool {
         w.ends_with('s') && w[..w.len() - 1].parse::<f64>().is_ok() && w.contains('.')
     })
 }
+
+/// Run the binary with stderr on a new pseudo-terminal; the exit code and what the terminal got.
+#[cfg(target_os = "linux")]
+fn run_on_terminal(sandbox: &Sandbox, args: &[&str]) -> (Option<i32>, String) {
+    use std::io::Read;
+    use std::os::fd::{FromRawFd, OwnedFd};
+
+    let (mut master, mut slave) = (0, 0);
+    // SAFETY: openpty fills two new descriptors that we then own.
+    let rc = unsafe {
+        libc::openpty(
+            &mut master,
+            &mut slave,
+            std::ptr::null_mut(),
+            std::ptr::null(),
+            std::ptr::null(),
+        )
+    };
+    assert_eq!(rc, 0, "openpty");
+    let slave = unsafe { OwnedFd::from_raw_fd(slave) };
+    let mut master = unsafe { std::fs::File::from_raw_fd(master) };
+    let mut cmd = sandbox.command(args);
+    cmd.stderr(std::process::Stdio::from(slave));
+    let child = cmd.spawn().unwrap();
+    drop(cmd);
+    let reader = std::thread::spawn(move || {
+        let mut all = Vec::new();
+        let mut buf = [0u8; 4096];
+        while let Ok(n) = master.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            all.extend_from_slice(&buf[..n]);
+        }
+        String::from_utf8_lossy(&all).into_owned()
+    });
+    let output = child.wait_with_output().unwrap();
+    (output.status.code(), reader.join().unwrap())
+}
+
+#[cfg(target_os = "linux")]
+#[test]
+fn on_a_terminal_the_live_line_is_the_progress_and_step_lines_need_verbose() {
+    let server = Server::start();
+    let png = png_bytes(1, 300);
+    for _ in 0..2 {
+        server.enqueue("/backend-api/codex/responses", slow_image_stream(&png));
+    }
+    let sandbox = Sandbox::new();
+    sandbox.with_codex_auth();
+    let sargs = server_args(&server);
+
+    let (code, screen) = run_on_terminal(&sandbox, &with_server(&sargs, &["--no-retry", "a cat"]));
+    assert_eq!(code, Some(0), "{screen:?}");
+    assert!(
+        screen.contains("codex-imagen: saved image 1: "),
+        "{screen:?}"
+    );
+    for step in [
+        "codex-imagen: POST ",
+        "codex-imagen: model ",
+        "codex-imagen: request accepted",
+        "codex-imagen: response completed",
+    ] {
+        assert!(
+            !screen.contains(step),
+            "{step} only with --verbose: {screen:?}"
+        );
+    }
+    assert!(
+        screen.contains("generating"),
+        "the live line shows the stage: {screen:?}"
+    );
+
+    let (code, screen) = run_on_terminal(
+        &sandbox,
+        &with_server(&sargs, &["--no-retry", "--verbose", "a cat"]),
+    );
+    assert_eq!(code, Some(0), "{screen:?}");
+    assert!(
+        screen.contains("codex-imagen: request accepted"),
+        "{screen:?}"
+    );
+    assert!(screen.contains("codex-imagen: POST "), "{screen:?}");
+}

@@ -73,16 +73,36 @@ pub fn resolve_auth_path(
     {
         return Ok(found);
     }
-    let list = candidates(dirs, env);
+    // The JSON candidates with OpenClaw's databases where discovery consults them: ahead of
+    // the active agent's JSON files.
+    let mut list = candidates(dirs, env);
+    let agent_json = dirs.agent_dir.join("auth-profiles.json");
+    let at = list
+        .iter()
+        .position(|p| *p == agent_json)
+        .unwrap_or(list.len());
+    for (offset, db) in crate::auth::sqlite::looked_for(dirs)
+        .into_iter()
+        .enumerate()
+    {
+        list.insert(at + offset, db);
+    }
     let tried: Vec<String> = list
         .iter()
         .map(|p| format!("  - {}", p.display()))
         .collect();
     Err(Error::auth(
         AuthErrorKind::NotFound,
-        format!("No auth JSON found. Tried:\n{}", tried.join("\n")),
+        format!(
+            "No auth JSON found. Tried:\n{}\n{NO_AUTH_FIX}",
+            tried.join("\n")
+        ),
     ))
 }
+
+/// What a newcomer does when no credentials exist yet.
+const NO_AUTH_FIX: &str = "fix: sign in with `codex login` (Codex CLI) or \
+`openclaw models auth login --provider openai` (OpenClaw), or pass --auth <path>";
 
 /// Every existing candidate, the resolved path first: the order fallback walks (SPEC §15).
 pub fn fallback_order(

@@ -145,6 +145,10 @@ impl Exclusive {
 
     /// The store document and the credentials it now holds for `options`.
     fn load(&self, path: &Path, options: &SelectOptions) -> Result<(Value, Auth)> {
+        crate::blocking::run(|| self.load_now(path, options))
+    }
+
+    fn load_now(&self, path: &Path, options: &SelectOptions) -> Result<(Value, Auth)> {
         match self {
             Exclusive::File { .. } => {
                 let doc = read_document(path)?;
@@ -160,18 +164,18 @@ impl Exclusive {
     }
 
     fn write(&mut self, path: &Path, doc: &Value) -> Result<()> {
-        match self {
+        crate::blocking::run(|| match self {
             Exclusive::File { .. } => write_store_atomic(path, doc),
             Exclusive::Row(txn) => Ok(txn.replace(doc)?),
-        }
+        })
     }
 
     /// Commit (a database) or release (a file lock).
     fn finish(self) -> Result<()> {
-        match self {
+        crate::blocking::run(|| match self {
             Exclusive::File { .. } => Ok(()),
             Exclusive::Row(txn) => Ok(txn.commit()?),
-        }
+        })
     }
 }
 
@@ -241,7 +245,8 @@ impl Refresher<'_> {
     }
 
     fn reread(&self, auth: &Auth) -> Result<Auth> {
-        super::read_store(&auth.path, &self.reread_options(auth))
+        let options = self.reread_options(auth);
+        crate::blocking::run(|| super::read_store(&auth.path, &options))
     }
 
     /// Refresh `auth` for `reason`, under the locks its store format calls for.

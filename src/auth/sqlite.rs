@@ -562,6 +562,17 @@ pub fn discover(dirs: &OpenClawDirs) -> Vec<PathBuf> {
     found
 }
 
+/// Every database path discovery looks at, existing or not, in the order it consults them: what
+/// a "no auth found" error lists, so a newcomer sees where OpenClaw 2026.6+ keeps credentials.
+pub fn looked_for(dirs: &OpenClawDirs) -> Vec<PathBuf> {
+    let mut paths = vec![state_db_path(dirs), dirs.agent_dir.join(AGENT_DB_FILE)];
+    let main = shared_main_dir(dirs).join(AGENT_DB_FILE);
+    if !paths.contains(&main) {
+        paths.push(main);
+    }
+    paths
+}
+
 /// The databases that are OpenClaw's main store (for SPEC §5's "main agent's store" rule).
 pub fn main_store_paths(dirs: &OpenClawDirs) -> [PathBuf; 2] {
     [

@@ -16,6 +16,7 @@ use super::errors::{self, BackendError};
 use super::request::{base_headers, RequestIdentity};
 use super::responses::AttemptState;
 use super::{http_error, post_json};
+use crate::engine::controls::ImageControls;
 use crate::engine::events::Reporter;
 use crate::error::{Error, Result};
 use crate::output::{self, OutputPlan};
@@ -57,6 +58,9 @@ pub struct ImagesRequest<'a> {
     pub prompt: &'a str,
     /// `data:` or http(s) URLs of the reference images, in the Responses order.
     pub image_urls: &'a [String],
+    pub controls: &'a ImageControls,
+    /// The `--mask` PNG as a `data:` URL (edits only).
+    pub mask: Option<&'a str>,
     pub plan: &'a OutputPlan,
     pub progress: Reporter,
 }
@@ -79,6 +83,25 @@ pub fn images_body(model: &str, prompt: &str, image_urls: &[String]) -> Value {
     Value::Object(body)
 }
 
+/// [`images_body`] with the controls given (replacing the `auto` defaults in place, so the key
+/// order stays) and the mask as `{"mask": {"image_url": ...}}`, the JSON edits form.
+pub fn controlled_images_body(
+    model: &str,
+    prompt: &str,
+    image_urls: &[String],
+    controls: &ImageControls,
+    mask: Option<&str>,
+) -> Value {
+    let mut body = images_body(model, prompt, image_urls);
+    if let Value::Object(map) = &mut body {
+        controls.apply_to_images_body(map);
+        if let Some(mask) = mask {
+            map.insert("mask".into(), json!({ "image_url": mask }));
+        }
+    }
+    body
+}
+
 /// The Codex headers, but JSON only and without the per-request session and thread ids, which
 /// belong to the Responses conversation model.
 pub fn images_headers(identity: &RequestIdentity) -> HeaderMap {
@@ -92,7 +115,13 @@ pub async fn run(
     state: &mut AttemptState,
     jar: &mut CookieJar,
 ) -> Result<Value> {
-    let body = images_body(req.model, req.prompt, req.image_urls);
+    let body = controlled_images_body(
+        req.model,
+        req.prompt,
+        req.image_urls,
+        req.controls,
+        req.mask,
+    );
     let body =
         serde_json::to_vec(&body).map_err(|e| Error::Io(format!("Cannot encode request: {e}")))?;
     let response = post_json(

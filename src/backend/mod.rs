@@ -2,7 +2,7 @@
 //! ([`sse`], [`stream`], [`calls`], [`errors`]), one attempt against the Responses endpoint
 //! ([`responses`]) or the typed Images endpoints ([`images`]), and what both share: sending
 //! with ChatGPT's Cloudflare cookies ([`cookies`], [`post_json`]) and explaining a non-2xx
-//! answer ([`explain`], [`http_error`]).
+//! answer ([`explain`], [`http_error`]); and the quota report ([`usage`]).
 
 pub mod calls;
 pub mod cookies;
@@ -14,6 +14,7 @@ pub mod request;
 pub mod responses;
 pub mod sse;
 pub mod stream;
+pub mod usage;
 
 use reqwest::header::{HeaderMap, HeaderValue, COOKIE};
 

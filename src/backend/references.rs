@@ -19,6 +19,10 @@ pub struct LoadedReference {
     pub image_url: String,
     /// What `--verbose` says about it.
     pub description: String,
+    /// Where it came from (a resolved local path or the URL), for provenance records.
+    pub source: String,
+    /// Hex SHA-256 of its bytes when the tool read them (local files, `data:` URLs).
+    pub sha256: Option<String>,
 }
 
 /// PNG, JPEG, GIF and WebP by magic bytes, else by extension.
@@ -77,6 +81,8 @@ fn load_path(raw: &str, env: &Environment, progress: &Reporter) -> Result<Loaded
     Ok(LoadedReference {
         description: format!("{}, {mime}, {} bytes", path.display(), bytes.len()),
         image_url,
+        source: path.display().to_string(),
+        sha256: Some(crate::output::sha256_hex(&bytes)),
     })
 }
 
@@ -95,6 +101,11 @@ fn load_url(url: &str, progress: &Reporter) -> Result<LoadedReference> {
     let is_data = url
         .get(..5)
         .is_some_and(|p| p.eq_ignore_ascii_case("data:"));
+    let sha256 = is_data
+        .then(|| url.split_once(";base64,"))
+        .flatten()
+        .and_then(|(_, data)| STANDARD.decode(data.trim()).ok())
+        .map(|bytes| crate::output::sha256_hex(&bytes));
     Ok(LoadedReference {
         description: if is_data {
             "data:image/...".to_string()
@@ -102,6 +113,8 @@ fn load_url(url: &str, progress: &Reporter) -> Result<LoadedReference> {
             url.to_string()
         },
         image_url: url.to_string(),
+        source: url.to_string(),
+        sha256,
     })
 }
 

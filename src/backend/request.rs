@@ -5,6 +5,7 @@ use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 use serde_json::{json, Value};
 
 use super::references::LoadedReference;
+use crate::engine::controls::{self, ImageControls};
 use crate::paths::Environment;
 
 /// The Codex CLI version we present as (what codex-imagen 0.2.8 sends).
@@ -99,12 +100,32 @@ pub fn prompt_content(references: &[LoadedReference], detail: &str, prompt: &str
     content
 }
 
-pub fn responses_body(model: &str, content: &[Value], request_id: &str, stream: bool) -> Value {
+/// The `image_generation` tool object: `{"type","output_format":"png"}` plus only the controls
+/// given, so a run without controls sends exactly what it always did.
+pub fn image_tool(image_controls: &ImageControls, mask: Option<&str>) -> Value {
+    let mut tool = serde_json::Map::new();
+    tool.insert("type".into(), json!("image_generation"));
+    tool.insert("output_format".into(), json!("png"));
+    image_controls.apply_to_tool(&mut tool);
+    if let Some(mask) = mask {
+        controls::apply_mask_to_tool(&mut tool, mask);
+    }
+    Value::Object(tool)
+}
+
+/// The Responses body; `tool` is the `image_generation` tool object (see [`image_tool`]).
+pub fn responses_body(
+    model: &str,
+    content: &[Value],
+    request_id: &str,
+    stream: bool,
+    tool: Value,
+) -> Value {
     json!({
         "model": model,
         "instructions": "",
         "input": [{"type": "message", "role": "user", "content": content}],
-        "tools": [{"type": "image_generation", "output_format": "png"}],
+        "tools": [tool],
         "tool_choice": "auto",
         "parallel_tool_calls": false,
         "prompt_cache_key": request_id,
@@ -168,6 +189,8 @@ mod tests {
         let refs = vec![LoadedReference {
             image_url: "data:image/png;base64,AA".into(),
             description: String::new(),
+            source: String::new(),
+            sha256: None,
         }];
         let content = prompt_content(&refs, "low", " keep spaces ");
         assert_eq!(content.len(), 4);

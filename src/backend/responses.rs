@@ -53,6 +53,8 @@ pub struct ResponsesRequest<'a> {
     pub identity: &'a RequestIdentity,
     pub model: &'a str,
     pub content: &'a [Value],
+    /// The `image_generation` tool object, controls and mask included.
+    pub tool: &'a Value,
     pub stream: bool,
     pub plan: &'a OutputPlan,
     pub progress: Reporter,
@@ -67,7 +69,13 @@ pub async fn run(
     state: &mut AttemptState,
     jar: &mut CookieJar,
 ) -> Result<()> {
-    let body = responses_body(req.model, req.content, &state.request_id, req.stream);
+    let body = responses_body(
+        req.model,
+        req.content,
+        &state.request_id,
+        req.stream,
+        req.tool.clone(),
+    );
     let body =
         serde_json::to_vec(&body).map_err(|e| Error::Io(format!("Cannot encode request: {e}")))?;
     let headers = responses_headers(req.identity, &state.request_id, &state.session_id);

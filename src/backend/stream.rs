@@ -54,6 +54,8 @@ pub struct EventProcessor {
     pub seen_event_types: Vec<String>,
     pub backend_errors: Vec<BackendError>,
     tracker: CallTracker,
+    /// What the model said in words (`output_text`), for a response that has no image.
+    answer: String,
 }
 
 impl EventProcessor {
@@ -122,6 +124,7 @@ impl EventProcessor {
         self.record_type(kind.clone());
         self.backend_errors
             .extend(errors::from_payload(&payload, &kind));
+        self.collect_answer(&payload, &kind);
         for update in calls::extract(payload, &kind) {
             let (key, state) = self.tracker.merge(&update);
             sink.on_call(&key, &state, update.result)?;
@@ -129,8 +132,69 @@ impl EventProcessor {
         Ok(())
     }
 
-    /// The error for a response that produced no image (SPEC §11).
+    /// Keep the model's words: streamed deltas, a finished text, or the message items of a
+    /// finished response (streamed `response.completed`, or the whole `--no-stream` object).
+    fn collect_answer(&mut self, payload: &Value, kind: &str) {
+        let text_of = |v: Option<&Value>| v.and_then(Value::as_str).map(str::to_string);
+        match kind {
+            "response.output_text.delta" => {
+                if let Some(delta) = text_of(payload.get("delta")) {
+                    self.answer.push_str(&delta);
+                }
+            }
+            "response.output_text.done" => {
+                if let Some(text) = text_of(payload.get("text")) {
+                    self.answer = text;
+                }
+            }
+            _ if self.answer.is_empty() => {
+                let items: Vec<&Value> = match kind {
+                    "response.output_item.done" => payload.get("item").into_iter().collect(),
+                    _ => payload
+                        .get("response")
+                        .unwrap_or(payload)
+                        .get("output")
+                        .and_then(Value::as_array)
+                        .map(|a| a.iter().collect())
+                        .unwrap_or_default(),
+                };
+                for item in items {
+                    if item.get("type").and_then(Value::as_str) != Some("message") {
+                        continue;
+                    }
+                    for part in item
+                        .get("content")
+                        .and_then(Value::as_array)
+                        .into_iter()
+                        .flatten()
+                    {
+                        if part.get("type").and_then(Value::as_str) == Some("output_text") {
+                            if let Some(text) = text_of(part.get("text")) {
+                                self.answer.push_str(&text);
+                            }
+                        }
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// The error for a response that produced no image (SPEC §11). When the model answered in
+    /// words instead (a refusal, a question), those words are the message: that is what the
+    /// user needs to read, and asking again would only repeat them.
     pub fn no_image_error(&self) -> Error {
+        let answer = self.answer.trim();
+        if !answer.is_empty() && self.backend_errors.is_empty() {
+            let cut: String = answer.chars().take(1000).collect();
+            let seen = self.seen_event_types.join(", ");
+            return Error::Refused {
+                message: format!(
+                    "The model answered without an image: {cut}\nSeen event types: {seen}"
+                ),
+                seen_event_types: self.seen_event_types.clone(),
+            };
+        }
         let seen = if self.seen_event_types.is_empty() {
             "(none)".to_string()
         } else {

@@ -67,8 +67,65 @@ pub struct Args {
     #[arg(long, value_name = "MODE", allow_hyphen_values = true)]
     pub image_detail: Option<String>,
 
-    /// Output PNG path. Several images: name-1.png, name-2.png, ... No extension or a trailing /
-    /// means a directory.
+    /// Image size: WxH (multiples of 16, e.g. 1536x1024), W:H (e.g. 16:9, the largest exact
+    /// ratio within 1536x1024 pixels) or auto. Default: not sent (the backend picks).
+    #[arg(long, value_name = "SIZE", allow_hyphen_values = true)]
+    pub size: Option<String>,
+
+    /// Image quality: low, medium, high or auto. Default: not sent.
+    #[arg(long, value_name = "LEVEL", allow_hyphen_values = true)]
+    pub quality: Option<String>,
+
+    /// Image file format: png, jpeg (or jpg) or webp. Default: png.
+    #[arg(
+        long,
+        visible_alias = "output-format",
+        value_name = "FORMAT",
+        allow_hyphen_values = true
+    )]
+    pub format: Option<String>,
+
+    /// jpeg/webp compression, 0-100. Default: not sent.
+    #[arg(long, value_name = "PERCENT", allow_hyphen_values = true)]
+    pub compression: Option<String>,
+
+    /// Background: auto, opaque or transparent (png/webp). Default: not sent.
+    #[arg(long, value_name = "MODE", allow_hyphen_values = true)]
+    pub background: Option<String>,
+
+    /// Image model of the image_generation tool, e.g. gpt-image-2. Default: not sent.
+    #[arg(long, value_name = "NAME", allow_hyphen_values = true)]
+    pub image_model: Option<String>,
+
+    /// Moderation: auto or low. Default: not sent.
+    #[arg(long, value_name = "LEVEL", allow_hyphen_values = true)]
+    pub moderation: Option<String>,
+
+    /// Partial preview images to stream, 0-3 (responses backend). Default: not sent.
+    #[arg(long, value_name = "COUNT", allow_hyphen_values = true)]
+    pub partial_images: Option<String>,
+
+    /// Tool action: auto, generate or edit (responses backend). Default: not sent.
+    #[arg(long, value_name = "MODE", allow_hyphen_values = true)]
+    pub action: Option<String>,
+
+    /// Input fidelity for references: low or high (responses backend). Default: not sent.
+    #[arg(long, value_name = "LEVEL", allow_hyphen_values = true)]
+    pub input_fidelity: Option<String>,
+
+    /// PNG mask with alpha: its transparent pixels mark the area of the first reference to
+    /// edit. Needs a reference image.
+    #[arg(long, value_name = "PATH", allow_hyphen_values = true)]
+    pub mask: Option<String>,
+
+    /// Provenance for each image: none, sidecar (<image>.json beside it) or embed (in the file;
+    /// a C2PA-signed image gets the sidecar instead). Default: $CODEX_IMAGEN_METADATA, else none.
+    #[arg(long, value_name = "MODE", allow_hyphen_values = true)]
+    pub metadata: Option<String>,
+
+    /// Output image path, used as given. Several images: name-1.png, name-2.png, ... Automatic
+    /// names take the extension of the format returned. No extension or a trailing / means a
+    /// directory.
     #[arg(short = 'o', long, value_name = "PATH", allow_hyphen_values = true)]
     pub output: Option<String>,
 
@@ -121,6 +178,11 @@ pub struct Args {
     /// Refresh OAuth and exit. Does not require a prompt.
     #[arg(long)]
     pub refresh_only: bool,
+
+    /// Show the plan and its quota windows (percent used, when each resets), then exit. Costs no
+    /// image quota. With --json: one JSON object.
+    #[arg(long)]
+    pub usage: bool,
 
     /// Disable proactive refresh and the 401 refresh retry.
     #[arg(long)]
@@ -554,6 +616,39 @@ mod tests {
             parse(&argv(&["--prompt", " x", "--version"])),
             Ok(Parsed::Version)
         ));
+    }
+
+    #[test]
+    fn image_controls_take_equals_hyphen_values_and_show_in_help() {
+        let args = run(&[
+            "--size=16:9",
+            "--output-format",
+            "webp",
+            "--moderation",
+            "-low",
+            "--mask=m.png",
+        ]);
+        assert_eq!(args.size.as_deref(), Some("16:9"));
+        assert_eq!(args.format.as_deref(), Some("webp"));
+        assert_eq!(args.moderation.as_deref(), Some("-low"));
+        assert_eq!(args.mask.as_deref(), Some("m.png"));
+        let help = help_text();
+        for flag in [
+            "--size",
+            "--quality",
+            "--format",
+            "--output-format",
+            "--compression",
+            "--background",
+            "--image-model",
+            "--moderation",
+            "--partial-images",
+            "--action",
+            "--input-fidelity",
+            "--mask",
+        ] {
+            assert!(help.contains(flag), "help lacks {flag}:\n{help}");
+        }
     }
 
     #[test]

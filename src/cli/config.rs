@@ -15,6 +15,7 @@ use crate::engine::job::{
 };
 use crate::engine::{DEFAULT_BASE_URL, DEFAULT_REFRESH_URL};
 use crate::error::{Error, Result};
+use crate::output::metadata::MetadataMode;
 use crate::paths::{self, Environment};
 
 const DEFAULT_TIMEOUT_MS: u64 = 15 * 60 * 1000;
@@ -33,6 +34,7 @@ pub(crate) struct Config {
     pub smoke: bool,
     pub force_refresh: bool,
     pub refresh_only: bool,
+    pub usage: bool,
     pub json: bool,
 }
 
@@ -91,6 +93,15 @@ pub(crate) fn resolve(args: Args, checked: Validated, env: Environment) -> Resul
         }
     }
 
+    let metadata = match (checked.metadata, env.var("CODEX_IMAGEN_METADATA")) {
+        (Some(mode), _) => mode,
+        (None, Some(value)) => MetadataMode::parse(&value).map_err(|_| {
+            Error::Usage(format!(
+                "CODEX_IMAGEN_METADATA must be one of: none, sidecar, embed (got {value:?})"
+            ))
+        })?,
+        (None, None) => MetadataMode::None,
+    };
     let job = JobSpec {
         references,
         image_detail: checked.image_detail,
@@ -101,6 +112,9 @@ pub(crate) fn resolve(args: Args, checked: Validated, env: Environment) -> Resul
         timeout_ms,
         stream: !args.no_stream,
         force_refresh: args.force_refresh,
+        controls: checked.controls,
+        mask: checked.mask,
+        metadata,
         ..JobSpec::new(String::new(), out_dir, env.cwd().to_path_buf())
     };
     let auth = AuthSettings {
@@ -131,6 +145,7 @@ pub(crate) fn resolve(args: Args, checked: Validated, env: Environment) -> Resul
         smoke: args.smoke,
         force_refresh: args.force_refresh,
         refresh_only: args.refresh_only,
+        usage: args.usage,
         json: args.json,
         env,
     })

@@ -88,6 +88,21 @@ fn run_args(args: args::Args, sink: &Arc<TerminalSink>) -> Result<()> {
     let progress = Reporter::new(sink.clone());
     let ctx = engine.auth().context()?;
 
+    if config.usage && !config.smoke && !config.refresh_only {
+        let runtime = runtime()?;
+        sink.start_live_line();
+        return runtime.block_on(async {
+            tokio::select! {
+                result = print_usage(&config, &engine, &progress) => result,
+                (code, name) = until_signal() => {
+                    engine.release_locks();
+                    sink.finish();
+                    sink.line(&format!("Error: interrupted by {name}"));
+                    std::process::exit(code)
+                }
+            }
+        });
+    }
     if config.smoke && !config.force_refresh {
         // No network, no fallback, no runtime: what the first store says.
         let auth = ctx.read(&ctx.path)?;
@@ -218,9 +233,22 @@ async fn run_online(
     job.prompt = prompt;
     let result = engine.run_prepared(&ctx, prepared, &job, progress).await?;
     if config.json {
-        report::print_json(&report::generation_json(&result));
+        report::print_json(&report::generation_json(&result, &job));
     } else {
         report::print_paths(&result.images);
+    }
+    Ok(())
+}
+
+async fn print_usage(config: &Config, engine: &Engine, progress: &Reporter) -> Result<()> {
+    let usage = engine.usage_report(progress).await?;
+    if config.json {
+        report::print_json(&crate::backend::usage::to_json(&usage));
+    } else {
+        report::print_stdout(&crate::backend::usage::to_text(
+            &usage,
+            chrono::Local::now(),
+        ));
     }
     Ok(())
 }

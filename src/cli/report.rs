@@ -7,12 +7,13 @@ use serde_json::{json, Map, Value};
 
 use crate::auth::fence::CredentialState;
 use crate::auth::{Auth, RefreshOutcome};
-use crate::engine::job::{JobResult, RefreshReport};
+use crate::engine::job::{JobResult, JobSpec, RefreshReport};
 use crate::output::SavedImage;
 
+/// One image: the SPEC's keys, then what the bytes turned out to be (issue #11).
 fn image_json(image: &SavedImage) -> Value {
     let path = image.path.display().to_string();
-    json!({
+    let mut value = json!({
         "path": path,
         "decodedPath": path,
         "bytes": image.bytes,
@@ -21,7 +22,15 @@ fn image_json(image: &SavedImage) -> Value {
         "status": image.status,
         "partial": image.partial,
         "revised_prompt": image.revised_prompt,
-    })
+    });
+    if let Some(map) = value.as_object_mut() {
+        map.insert("format".into(), json!(image.format));
+        map.insert("width".into(), json!(image.width));
+        map.insert("height".into(), json!(image.height));
+        map.insert("has_alpha".into(), json!(image.has_alpha));
+        map.insert("c2pa".into(), json!(image.c2pa));
+    }
+    value
 }
 
 fn auth_refresh_json(report: &RefreshReport) -> Value {
@@ -33,7 +42,10 @@ fn auth_refresh_json(report: &RefreshReport) -> Value {
     })
 }
 
-pub fn generation_json(result: &JobResult) -> Value {
+/// The `--json` summary. Issue #11 appended `format`, `width`, `height`, `has_alpha`, `c2pa`
+/// to each image and `requested` to the summary (`{}` without controls): after every SPEC key,
+/// so a parser of the old summary reads the new one unchanged.
+pub fn generation_json(result: &JobResult, job: &JobSpec) -> Value {
     let mut map = Map::new();
     map.insert("request_id".into(), json!(result.request_id));
     map.insert("session_id".into(), json!(result.session_id));
@@ -59,6 +71,8 @@ pub fn generation_json(result: &JobResult) -> Value {
     if let Some(report) = &result.refresh {
         map.insert("auth_refresh".into(), auth_refresh_json(report));
     }
+    // Last, so every existing key keeps its position.
+    map.insert("requested".into(), job.controls.requested_json());
     Value::Object(map)
 }
 

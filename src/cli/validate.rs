@@ -3,7 +3,9 @@
 //! and the environment.
 
 use crate::cli::args::Args;
+use crate::engine::controls::{self, ControlError, ImageControls};
 use crate::error::{Error, Result};
+use crate::output::metadata::MetadataMode;
 
 pub(crate) const MAX_RETRIES: u32 = 100;
 const IMAGE_DETAILS: [&str; 4] = ["auto", "low", "high", "original"];
@@ -24,6 +26,12 @@ pub(crate) struct Validated {
     pub retries: Option<u32>,
     pub timeout_ms: Option<u64>,
     pub prompt: PromptSource,
+    /// The image controls given, parsed into the values the backends take.
+    pub controls: ImageControls,
+    /// `--mask` as typed (non-empty); read by the engine after auth.
+    pub mask: Option<String>,
+    /// `--metadata`, when given (the environment's default is resolved later).
+    pub metadata: Option<MetadataMode>,
 }
 
 /// Check every value that can be checked without the environment, in the Node tool's order.
@@ -45,13 +53,72 @@ pub(crate) fn validate(args: &Args) -> Result<Validated> {
         parse_retries(value)?;
     }
     let timeout_ms = parse_timeout_flags(&args.timeout_flags)?;
+    let (controls, mask) = image_controls(args).map_err(|e| Error::Usage(e.to_string()))?;
+    let metadata = match text(&args.metadata) {
+        Some(value) => Some(MetadataMode::parse(value).map_err(|e| Error::Usage(e.to_string()))?),
+        None => None,
+    };
     let prompt = prompt_source(args)?;
     Ok(Validated {
+        metadata,
         image_detail,
         retries,
         timeout_ms,
         prompt,
+        controls,
+        mask,
     })
+}
+
+/// Each control flag in `--help` order, then the rules that involve several flags. Reading the
+/// mask file needs the file system, so only its presence is checked here.
+fn text(value: &Option<String>) -> Option<&str> {
+    value.as_deref().map(str::trim)
+}
+
+fn image_controls(
+    args: &Args,
+) -> std::result::Result<(ImageControls, Option<String>), ControlError> {
+    let mut c = ImageControls::default();
+    if let Some(v) = text(&args.size) {
+        c.size = Some(controls::parse_size(v)?);
+    }
+    if let Some(v) = text(&args.quality) {
+        c.quality = Some(controls::parse_quality(v)?);
+    }
+    if let Some(v) = text(&args.format) {
+        c.format = Some(controls::parse_format(v)?);
+    }
+    if let Some(v) = text(&args.compression) {
+        c.compression = Some(controls::parse_compression(v)?);
+    }
+    if let Some(v) = text(&args.background) {
+        c.background = Some(controls::parse_background(v)?);
+    }
+    if let Some(v) = text(&args.image_model) {
+        c.image_model = Some(controls::parse_image_model(v)?);
+    }
+    if let Some(v) = text(&args.moderation) {
+        c.moderation = Some(controls::parse_moderation(v)?);
+    }
+    if let Some(v) = text(&args.partial_images) {
+        c.partial_images = Some(controls::parse_partial_images(v)?);
+    }
+    if let Some(v) = text(&args.action) {
+        c.action = Some(controls::parse_action(v)?);
+    }
+    if let Some(v) = text(&args.input_fidelity) {
+        c.input_fidelity = Some(controls::parse_input_fidelity(v)?);
+    }
+    // An empty `--mask="$UNSET"` means "not given", like the other path options.
+    let mask = args.mask.clone().filter(|m| !m.is_empty());
+    let references = args
+        .reference_flags
+        .iter()
+        .filter(|(_, value)| value.split(',').any(|part| !part.trim().is_empty()))
+        .count();
+    controls::check_combination(&c, references, mask.is_some())?;
+    Ok((c, mask))
 }
 
 fn prompt_source(args: &Args) -> Result<PromptSource> {

@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
+use super::controls::ImageControls;
 use super::events::{Event, Reporter, Stage};
 use super::job::{Backend, JobResult, JobSpec};
 use super::retry::{retry_delay_ms, retry_reason};
@@ -21,7 +22,7 @@ use crate::backend::references::LoadedReference;
 use crate::backend::request;
 use crate::backend::responses::{self, AttemptState, ResponsesRequest};
 use crate::error::{Error, Result};
-use crate::output::OutputPlan;
+use crate::output::{OutputPlan, SavedImage};
 
 /// Seconds for messages: up to 3 decimals, no trailing zeros (`1.5`, `300`, `0.25`).
 pub(crate) fn format_seconds(ms: u64) -> String {
@@ -42,6 +43,8 @@ pub(crate) struct Generation<'a> {
     content: Vec<Value>,
     /// The reference URLs as the Images endpoints take them.
     image_urls: Vec<String>,
+    /// The `--mask` PNG as a `data:` URL, already checked.
+    mask: Option<String>,
     progress: Reporter,
     /// ChatGPT Cloudflare cookies remembered during the run (SPEC §10.3); never persisted.
     cookies: CookieJar,
@@ -61,6 +64,7 @@ impl<'a> Generation<'a> {
         job: &'a JobSpec,
         auth: &Auth,
         references: &[LoadedReference],
+        mask: Option<String>,
         progress: Reporter,
     ) -> Self {
         Generation {
@@ -70,6 +74,7 @@ impl<'a> Generation<'a> {
             auth: auth.clone(),
             content: request::prompt_content(references, &job.image_detail, &job.prompt),
             image_urls: references.iter().map(|r| r.image_url.clone()).collect(),
+            mask,
             progress,
             cookies: CookieJar::default(),
         }
@@ -153,7 +158,8 @@ impl<'a> Generation<'a> {
             .environment()
             .clone()
             .with_cwd(job.base_dir.clone());
-        let plan = OutputPlan::new(job.output.clone(), job.out_dir.clone(), &env);
+        let plan = OutputPlan::new(job.output.clone(), job.out_dir.clone(), &env)
+            .with_naming(job.naming.clone());
         let mut state = AttemptState::new(plan.clone(), self.progress.clone());
         self.progress
             .info(&format!("codex-imagen: POST {endpoint}"));
@@ -173,6 +179,8 @@ impl<'a> Generation<'a> {
         let progress = self.progress.clone();
         let block_on = self.engine.inner().test_block_on_event.as_deref();
         let (content, prompt, image_urls) = (&self.content, &job.prompt, &self.image_urls);
+        let mask = self.mask.as_deref();
+        let tool = request::image_tool(&job.controls, mask);
         let work = async {
             match target {
                 Target::Responses => {
@@ -182,6 +190,7 @@ impl<'a> Generation<'a> {
                         identity: &identity,
                         model: &job.model,
                         content,
+                        tool: &tool,
                         stream: job.stream,
                         plan: &plan,
                         progress,
@@ -199,6 +208,8 @@ impl<'a> Generation<'a> {
                         model: &job.model,
                         prompt,
                         image_urls,
+                        controls: &job.controls,
+                        mask,
                         plan: &plan,
                         progress,
                     };
@@ -241,9 +252,90 @@ impl<'a> Generation<'a> {
     }
 }
 
+/// One warning line when the final images are not what was asked for: a `WxH` size, a format,
+/// or a transparent background. The backend may silently substitute any of them, and a caller
+/// who asked for 2048x1152 should not have to compare the JSON to find out.
+pub(crate) fn unmet_request(controls: &ImageControls, images: &[SavedImage]) -> Option<String> {
+    let mut unmet: Vec<String> = Vec::new();
+    let mut note = |text: String| {
+        if !unmet.contains(&text) {
+            unmet.push(text);
+        }
+    };
+    for image in images.iter().filter(|i| i.partial != Some(true)) {
+        if let (Some(size), Some(w), Some(h)) =
+            (controls.size.as_deref(), image.width, image.height)
+        {
+            let got = format!("{w}x{h}");
+            if size != "auto" && size != got {
+                note(format!("requested {size}, the backend returned {got}"));
+            }
+        }
+        if let (Some(format), Some(got)) = (controls.format.as_deref(), image.format.as_deref()) {
+            if format != got {
+                note(format!("requested {format}, the backend returned {got}"));
+            }
+        }
+        if controls.background.as_deref() == Some("transparent") && image.has_alpha == Some(false) {
+            note(
+                "requested a transparent background, the backend returned an image without alpha"
+                    .into(),
+            );
+        }
+    }
+    (!unmet.is_empty()).then(|| format!("codex-imagen: warning: {}", unmet.join("; ")))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn image(format: &str, w: u32, h: u32, alpha: bool) -> SavedImage {
+        SavedImage {
+            path: "x".into(),
+            bytes: 1,
+            sha256: String::new(),
+            call_id: None,
+            status: None,
+            partial: None,
+            revised_prompt: None,
+            format: Some(format.into()),
+            width: Some(w),
+            height: Some(h),
+            has_alpha: Some(alpha),
+            c2pa: false,
+        }
+    }
+
+    #[test]
+    fn unmet_requests_are_one_line() {
+        let asked = ImageControls {
+            size: Some("2048x1152".into()),
+            format: Some("webp".into()),
+            background: Some("transparent".into()),
+            ..ImageControls::default()
+        };
+        let got = [
+            image("png", 1536, 864, false),
+            image("png", 1536, 864, false),
+        ];
+        assert_eq!(
+            unmet_request(&asked, &got).as_deref(),
+            Some(
+                "codex-imagen: warning: requested 2048x1152, the backend returned 1536x864; \
+                 requested webp, the backend returned png; requested a transparent background, \
+                 the backend returned an image without alpha"
+            )
+        );
+        let met = [image("webp", 2048, 1152, true)];
+        assert_eq!(unmet_request(&asked, &met), None);
+        assert_eq!(unmet_request(&ImageControls::default(), &got), None);
+        let auto = ImageControls {
+            size: Some("auto".into()),
+            ..ImageControls::default()
+        };
+        assert_eq!(unmet_request(&auto, &got), None);
+    }
 
     #[test]
     fn seconds_are_formatted_like_node() {

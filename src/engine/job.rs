@@ -6,6 +6,8 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use super::controls::ImageControls;
+pub use crate::output::metadata::MetadataMode;
 use crate::output::SavedImage;
 
 /// Which backend endpoint a job talks to.
@@ -58,6 +60,19 @@ pub const DEFAULT_IMAGES_MODEL: &str = "gpt-image-2";
 pub const DEFAULT_RETRIES: u32 = 4;
 pub const DEFAULT_TIMEOUT_MS: u64 = 15 * 60 * 1000;
 
+/// How automatic file names are made (when there is no exact `output` file).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Naming {
+    /// The SPEC's names: `codex-imagen-<UTC time>-<n>-<call id>.<ext>` (the one-shot CLI).
+    #[default]
+    Spec,
+    /// `<stem>-<k>.<ext>`, k = 1, 2, …: stable across reruns (batch jobs by id).
+    Stem(String),
+    /// `<k>.<ext>` (the service's `artifacts/<job id>/`).
+    Index,
+}
+
 /// One generation or edit, fully described: nothing about it is read from process state.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct JobSpec {
@@ -83,6 +98,20 @@ pub struct JobSpec {
     pub stream: bool,
     /// Refresh the credentials before the first attempt even when they look fresh.
     pub force_refresh: bool,
+    /// Automatic file names.
+    #[serde(default)]
+    pub naming: Naming,
+    /// Provenance written for each image (`--metadata`).
+    #[serde(default)]
+    pub metadata: MetadataMode,
+    /// Image controls (size, quality, format, ...); only the ones given are sent. A default
+    /// keeps old serialised jobs loadable.
+    #[serde(default)]
+    pub controls: ImageControls,
+    /// A PNG mask with alpha for an edit of the first reference; a relative path resolves
+    /// against `base_dir`. Read when the job runs, after auth.
+    #[serde(default)]
+    pub mask: Option<String>,
 }
 
 impl JobSpec {
@@ -101,6 +130,10 @@ impl JobSpec {
             timeout_ms: DEFAULT_TIMEOUT_MS,
             stream: true,
             force_refresh: false,
+            naming: Naming::Spec,
+            metadata: MetadataMode::None,
+            controls: ImageControls::default(),
+            mask: None,
         }
     }
 }

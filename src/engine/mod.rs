@@ -11,6 +11,7 @@
 //! ([`generation`], [`retry`]) → on a 401, one refresh ("if the token is still the one I used")
 //! and one more round.
 
+pub(crate) mod controls;
 pub(crate) mod events;
 pub(crate) mod generation;
 pub(crate) mod job;
@@ -31,6 +32,7 @@ use crate::backend::request::{self, RequestIdentity};
 use crate::error::{Error, Result};
 use crate::paths::Environment;
 use events::{EventSink, Reporter};
+
 use generation::Generation;
 use job::{JobResult, JobSpec, RefreshReport};
 
@@ -234,7 +236,14 @@ impl Engine {
         let loaded = crate::blocking::run(|| {
             references::load_all(&job.references, &self.inner.env, &job.base_dir, progress)
         })?;
-        let mut generation = Generation::new(self, ctx, job, &auth, &loaded, progress.clone());
+        let mask = match job.mask.as_deref() {
+            Some(mask) => Some(crate::blocking::run(|| {
+                load_mask(mask, job, &self.inner.env)
+            })?),
+            None => None,
+        };
+        let mut generation =
+            Generation::new(self, ctx, job, &auth, &loaded, mask, progress.clone());
         let mut result = match generation.run_with_retries().await {
             Err(Error::Http { status: 401, .. }) if self.auth().settings().refresh => {
                 // The backend rejected a token we thought valid: refresh it unless another job
@@ -252,6 +261,10 @@ impl Engine {
             other => other?,
         };
         result.refresh = refresh.map(|outcome| refresh_report(&outcome, &auth));
+        crate::output::provenance::apply(job, &mut result, &loaded, progress)?;
+        if let Some(warning) = generation::unmet_request(&job.controls, &result.images) {
+            progress.warn(&warning);
+        }
         Ok(result)
     }
 
@@ -261,6 +274,62 @@ impl Engine {
         let ctx = self.auth().context()?;
         let auth = crate::blocking::run(|| ctx.read(&ctx.path))?;
         Ok(self.smoke_report(&auth, job))
+    }
+
+    /// The `--usage` report: the plan and its quota windows, as a JSON object (`plan_type`,
+    /// `allowed`, `limit_reached`, `primary`, `secondary`). Costs no image quota.
+    pub async fn usage(&self, sink: Arc<dyn EventSink>) -> Result<serde_json::Value> {
+        let progress = Reporter::new(sink);
+        Ok(crate::backend::usage::to_json(
+            &self.usage_report(&progress).await?,
+        ))
+    }
+
+    /// `GET <base without /codex>/wham/usage` with fresh credentials; a 401 refreshes once.
+    pub(crate) async fn usage_report(
+        &self,
+        progress: &Reporter,
+    ) -> Result<crate::backend::usage::Usage> {
+        use crate::backend::usage;
+        let ctx = self.auth().context()?;
+        let prepared = self
+            .auth()
+            .prepare(&ctx, false, Fallback::Allowed, progress)
+            .await?;
+        let url = usage::usage_url(&self.inner.base_url);
+        let mut auth = prepared.auth;
+        let mut refreshed = false;
+        loop {
+            progress.info(&format!("codex-imagen: GET {url}"));
+            let headers = request::base_headers(&self.identity_for(&auth), "application/json");
+            let response = self
+                .inner
+                .http
+                .get(&url)
+                .headers(headers)
+                .send()
+                .await
+                .map_err(|e| Error::Transport(crate::backend::transport_message(&e)))?;
+            let status = response.status().as_u16();
+            if status == 401 && !refreshed && self.auth().settings().refresh {
+                let (fresh, _) = self
+                    .auth()
+                    .refresh(&ctx, &auth, REASON_BACKEND_401, progress)
+                    .await?;
+                auth = fresh;
+                refreshed = true;
+                continue;
+            }
+            if !response.status().is_success() {
+                return Err(crate::backend::http_error(response).await);
+            }
+            let body = response
+                .text()
+                .await
+                .map_err(|e| Error::Transport(crate::backend::transport_message(&e)))?;
+            return usage::parse(&body, chrono::Utc::now())
+                .map_err(|e| Error::BadResponse(format!("{e} (from {url})")));
+        }
     }
 
     pub(crate) fn smoke_report(&self, auth: &Auth, job: &JobSpec) -> serde_json::Value {
@@ -275,6 +344,22 @@ impl Engine {
             codex_version: self.inner.codex_version.clone(),
         }
     }
+}
+
+/// The mask as a `data:` URL. It is read here, after auth, like the references (SPEC §14); a
+/// file that cannot be used is an input error naming it.
+fn load_mask(mask: &str, job: &JobSpec, env: &Environment) -> Result<String> {
+    if job.references.is_empty() {
+        // Front-ends other than the CLI reach this without its validation.
+        return Err(Error::Usage(
+            "--mask needs at least one reference image (--image or --image-url)".into(),
+        ));
+    }
+    let path = env.clone().with_cwd(job.base_dir.clone()).resolve(mask);
+    let bytes = std::fs::read(&path)
+        .map_err(|e| Error::Input(format!("Cannot read --mask {}: {e}", path.display())))?;
+    controls::mask_data_url(&bytes, &path.display().to_string())
+        .map_err(|e| Error::Input(e.to_string()))
 }
 
 pub(crate) fn refresh_report(outcome: &RefreshOutcome, auth: &Auth) -> RefreshReport {

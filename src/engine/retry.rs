@@ -74,6 +74,8 @@ pub fn retry_reason(err: &Error) -> Option<String> {
         Error::Usage(_)
         | Error::Auth { .. }
         | Error::Cancelled(_)
+        | Error::BadResponse(_)
+        | Error::Refused { .. }
         | Error::Refresh { .. }
         | Error::Input(_)
         | Error::Io(_)

@@ -11,6 +11,10 @@
 //! every image) is recognised by a SipHash fingerprint of its base64 text (3.6 GB/s) instead of
 //! a second SHA-256, without decoding it.
 
+pub(crate) mod inspect;
+pub(crate) mod metadata;
+pub(crate) mod provenance;
+
 use std::hash::Hasher;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -21,8 +25,10 @@ use base64::Engine;
 
 use crate::backend::calls::CallState;
 use crate::engine::events::{Event, Reporter};
+use crate::engine::job::Naming;
 use crate::error::{Error, Result};
 use crate::paths;
+use inspect::ImageFormat;
 
 /// Standard alphabet; padding optional, as Node's `Buffer.from(b64, "base64")` accepted.
 const B64: GeneralPurpose = GeneralPurpose::new(
@@ -40,9 +46,46 @@ pub struct SavedImage {
     pub status: Option<String>,
     pub partial: Option<bool>,
     pub revised_prompt: Option<String>,
+    /// What the bytes are, read from them (not what was asked for): `png`, `jpeg`, `webp`, or
+    /// `None` when unrecognised.
+    pub format: Option<String>,
+    pub width: Option<u32>,
+    pub height: Option<u32>,
+    pub has_alpha: Option<bool>,
+    /// The file carries a C2PA manifest (content credentials).
+    pub c2pa: bool,
 }
 
 impl SavedImage {
+    /// A new record for `bytes` written to `path`, annotated from the bytes' headers.
+    fn new(path: PathBuf, bytes: &[u8], sha256: String) -> Self {
+        let mut image = SavedImage {
+            path,
+            bytes: bytes.len(),
+            sha256,
+            call_id: None,
+            status: None,
+            partial: None,
+            revised_prompt: None,
+            format: None,
+            width: None,
+            height: None,
+            has_alpha: None,
+            c2pa: false,
+        };
+        image.refresh_inspection(bytes);
+        image
+    }
+
+    fn refresh_inspection(&mut self, bytes: &[u8]) {
+        let info = inspect::inspect(bytes);
+        self.format = info.format.map(|f| f.as_str().to_string());
+        self.width = info.width;
+        self.height = info.height;
+        self.has_alpha = info.has_alpha;
+        self.c2pa = info.c2pa;
+    }
+
     fn refresh_metadata(&mut self, state: &CallState) {
         self.call_id = state.id.clone();
         self.status = state.status.clone();
@@ -58,6 +101,7 @@ pub struct OutputPlan {
     output: Option<(String, PathBuf)>,
     out_dir: PathBuf,
     timestamp: String,
+    naming: Naming,
 }
 
 impl OutputPlan {
@@ -70,7 +114,14 @@ impl OutputPlan {
             }),
             out_dir,
             timestamp: chrono::Utc::now().format("%Y%m%d-%H%M%SZ").to_string(),
+            naming: Naming::Spec,
         }
+    }
+
+    /// Automatic names follow `naming` instead of the SPEC's.
+    pub fn with_naming(mut self, naming: Naming) -> Self {
+        self.naming = naming;
+        self
     }
 
     /// `--output` naming one exact file (not a directory).
@@ -86,15 +137,52 @@ impl OutputPlan {
         }
     }
 
-    /// Path for image `index` (0-based); `total` is known only when not streaming.
+    /// Path for image `index` (0-based) of a PNG; `total` is known only when not streaming.
+    #[cfg(test)]
     pub fn path_for(&self, call_id: Option<&str>, index: usize, total: Option<usize>) -> PathBuf {
+        self.path_for_format(call_id, index, total, Some(ImageFormat::Png))
+    }
+
+    /// Path for image `index` whose bytes are `format`: automatic and numbered names take its
+    /// extension (PNG when unrecognised); an exact `--output` file is used as given.
+    pub(crate) fn path_for_format(
+        &self,
+        call_id: Option<&str>,
+        index: usize,
+        total: Option<usize>,
+        format: Option<ImageFormat>,
+    ) -> PathBuf {
+        let ext = format.unwrap_or(ImageFormat::Png).extension();
         match self.exact_file() {
             Some(file) if total.is_none() && index == 0 => file,
-            Some(file) => numbered(&file, index, total),
-            None => self
-                .auto_dir()
-                .join(auto_name(call_id, index, total, &self.timestamp)),
+            Some(file) if total == Some(1) => file,
+            Some(file) => numbered(&file, index, total, ext),
+            None => self.auto_dir().join(match &self.naming {
+                Naming::Spec => auto_name(call_id, index, total, &self.timestamp, ext),
+                Naming::Stem(stem) => format!("{}-{}.{ext}", safe_name(stem), index + 1),
+                Naming::Index => format!("{}.{ext}", index + 1),
+            }),
         }
+    }
+
+    /// The warning for an exact `--output` file whose extension is not the image's format.
+    fn extension_warning(&self, path: &Path, format: Option<ImageFormat>) -> Option<String> {
+        let (typed, _) = self.output.as_ref()?;
+        let format = format?;
+        if self.exact_file().as_deref() != Some(path) {
+            return None;
+        }
+        let ext = path
+            .extension()
+            .map(|e| e.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        if ImageFormat::from_extension(&ext) == Some(format) {
+            return None;
+        }
+        Some(format!(
+            "codex-imagen: warning: --output {typed} has extension .{ext} but the image is {}",
+            format.as_str()
+        ))
     }
 }
 
@@ -127,19 +215,45 @@ fn safe_call_id(call_id: Option<&str>) -> String {
     }
 }
 
-fn auto_name(call_id: Option<&str>, index: usize, total: Option<usize>, timestamp: &str) -> String {
+/// A file-name part from a caller's id: only `[A-Za-z0-9_.-]` survive (no separators, no `..`).
+fn safe_name(stem: &str) -> String {
+    let cleaned: String = stem
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "_.-".contains(c) {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    match cleaned.trim_start_matches('.') {
+        "" => "image".to_string(),
+        rest => rest.to_string(),
+    }
+}
+
+fn auto_name(
+    call_id: Option<&str>,
+    index: usize,
+    total: Option<usize>,
+    timestamp: &str,
+    ext: &str,
+) -> String {
     let index_part = match total {
         Some(1) => String::new(),
         _ => format!("{}-", padded_index(index, total)),
     };
     format!(
-        "codex-imagen-{timestamp}-{index_part}{}.png",
+        "codex-imagen-{timestamp}-{index_part}{}.{ext}",
         safe_call_id(call_id)
     )
 }
 
-/// `<stem>-<n><ext>` beside the exact file (`.png` when it has no extension).
-fn numbered(file: &Path, index: usize, total: Option<usize>) -> PathBuf {
+/// `<stem>-<n>.<ext>` beside the exact file, `ext` being the image's own format: once the
+/// name is generated anyway, it should say what the file is. The exact file's extension is
+/// kept when it already names that format (`pic.jpeg` stays `pic-1.jpeg`).
+fn numbered(file: &Path, index: usize, total: Option<usize>, ext: &str) -> PathBuf {
     if total == Some(1) {
         return file.to_path_buf();
     }
@@ -147,11 +261,12 @@ fn numbered(file: &Path, index: usize, total: Option<usize>) -> PathBuf {
         .file_stem()
         .map(|s| s.to_string_lossy().into_owned())
         .unwrap_or_default();
-    let ext = file
-        .extension()
-        .map(|e| format!(".{}", e.to_string_lossy()))
-        .unwrap_or_else(|| ".png".to_string());
-    file.with_file_name(format!("{stem}-{}{ext}", padded_index(index, total)))
+    let own = file.extension().map(|e| e.to_string_lossy().into_owned());
+    let ext = match own {
+        Some(own) if ImageFormat::from_extension(&own) == ImageFormat::from_extension(ext) => own,
+        _ => ext.to_string(),
+    };
+    file.with_file_name(format!("{stem}-{}.{ext}", padded_index(index, total)))
 }
 
 pub fn decode_base64(b64: &str, call_id: Option<&str>) -> Result<Vec<u8>> {
@@ -395,6 +510,7 @@ impl StreamingSaver {
                 let image = &mut self.images[i];
                 image.bytes = bytes.len();
                 image.sha256 = sha;
+                image.refresh_inspection(&bytes);
                 image.refresh_metadata(state);
                 if changed {
                     progress.info(&format!(
@@ -415,8 +531,15 @@ impl StreamingSaver {
         let index = self.images.len();
         let mut written = None;
         let Decoded { bytes, sha256 } = decode_image(&b64, state.id.as_deref(), |parts| {
+            // The magic bytes are at the start of the first part.
+            let format = parts.first().and_then(|p| ImageFormat::detect(p));
             self.renumber_first_for_multi()?;
-            let path = self.plan.path_for(state.id.as_deref(), index, None);
+            let path = self
+                .plan
+                .path_for_format(state.id.as_deref(), index, None, format);
+            if let Some(warning) = self.plan.extension_warning(&path, format) {
+                self.progress.warn(&warning);
+            }
             write_atomic_parts(&path, parts)?;
             // Here, while the hash of a large image is still running on the other core.
             written = Some((path, Fingerprint::of(&b64)));
@@ -428,15 +551,7 @@ impl StreamingSaver {
             return Err(Error::Io("image was decoded but not written".to_string()));
         };
         self.writes += 1;
-        let mut image = SavedImage {
-            path,
-            bytes: bytes.len(),
-            sha256,
-            call_id: None,
-            status: None,
-            partial: None,
-            revised_prompt: None,
-        };
+        let mut image = SavedImage::new(path, &bytes, sha256);
         image.refresh_metadata(state);
         progress.emit(Event::ImageSaved {
             index,
@@ -466,7 +581,12 @@ impl StreamingSaver {
         if self.images[0].path != exact {
             return Ok(());
         }
-        let renamed = numbered(&exact, 0, None);
+        let format = self.images[0]
+            .format
+            .as_deref()
+            .and_then(ImageFormat::from_extension);
+        let ext = format.unwrap_or(ImageFormat::Png).extension();
+        let renamed = numbered(&exact, 0, None, ext);
         std::fs::rename(&exact, &renamed)
             .map_err(|e| Error::io(format!("Cannot rename {}", exact.display()), e))?;
         self.progress.info(&format!(
@@ -493,20 +613,22 @@ pub fn save_all(
     let total = calls.len();
     let mut images = Vec::with_capacity(total);
     for (index, (_key, state, b64)) in calls.into_iter().enumerate() {
-        let path = plan.path_for(state.id.as_deref(), index, Some(total));
+        let mut written = None;
         let Decoded { bytes, sha256 } = decode_image(&b64, state.id.as_deref(), |parts| {
-            write_atomic_parts(&path, parts)
+            let format = parts.first().and_then(|p| ImageFormat::detect(p));
+            let path = plan.path_for_format(state.id.as_deref(), index, Some(total), format);
+            if let Some(warning) = plan.extension_warning(&path, format) {
+                progress.warn(&warning);
+            }
+            write_atomic_parts(&path, parts)?;
+            written = Some(path);
+            Ok(())
         })?;
         drop(b64);
-        let mut image = SavedImage {
-            path,
-            bytes: bytes.len(),
-            sha256,
-            call_id: None,
-            status: None,
-            partial: None,
-            revised_prompt: None,
+        let Some(path) = written else {
+            return Err(Error::Io("image was decoded but not written".to_string()));
         };
+        let mut image = SavedImage::new(path, &bytes, sha256);
         image.refresh_metadata(&state);
         progress.emit(Event::ImageSaved {
             index,
@@ -527,6 +649,36 @@ mod tests {
             timestamp: "20261122-024900Z".into(),
             ..OutputPlan::new(output.map(str::to_string), dir.to_path_buf(), &env)
         }
+    }
+
+    #[test]
+    fn stem_and_index_naming_are_stable_and_take_the_format_extension() {
+        let dir = Path::new("/out");
+        let stem = plan(None, dir).with_naming(Naming::Stem("line-3".into()));
+        assert_eq!(
+            stem.path_for_format(Some("ig_x"), 0, None, Some(ImageFormat::Webp)),
+            PathBuf::from("/out/line-3-1.webp")
+        );
+        assert_eq!(
+            stem.path_for_format(None, 1, Some(2), Some(ImageFormat::Png)),
+            PathBuf::from("/out/line-3-2.png")
+        );
+        let unsafe_stem = plan(None, dir).with_naming(Naming::Stem("../a/b c".into()));
+        assert_eq!(
+            unsafe_stem.path_for_format(None, 0, None, None),
+            PathBuf::from("/out/_a_b_c-1.png")
+        );
+        let index = plan(None, dir).with_naming(Naming::Index);
+        assert_eq!(
+            index.path_for_format(None, 2, None, Some(ImageFormat::Jpeg)),
+            PathBuf::from("/out/3.jpg")
+        );
+        // An exact --output file still wins.
+        let exact = plan(Some("x.png"), dir).with_naming(Naming::Index);
+        assert_eq!(
+            exact.path_for_format(None, 0, None, None),
+            PathBuf::from("/out/x.png")
+        );
     }
 
     #[test]

@@ -109,7 +109,10 @@ pub(crate) fn job_error(err: &Error) -> (StatusCode, JobError) {
         | ErrorKind::Transport
         | ErrorKind::Stream
         | ErrorKind::NoImage
+        | ErrorKind::BadResponse
         | ErrorKind::InvalidImage => (StatusCode::BAD_GATEWAY, "api_error"),
+        // The model declined (content policy, a question back): the request is the problem.
+        ErrorKind::Refused => (StatusCode::BAD_REQUEST, "invalid_request_error"),
     };
     let code = match kind {
         ErrorKind::UsageLimit => "usage_limit_reached",
@@ -130,7 +133,7 @@ pub(crate) fn status_for(error: &JobError) -> StatusCode {
     match error.code.as_str() {
         "usage_limit_reached" => StatusCode::TOO_MANY_REQUESTS,
         "timeout" => StatusCode::GATEWAY_TIMEOUT,
-        "usage" | "input" => StatusCode::BAD_REQUEST,
+        "usage" | "input" | "refused" => StatusCode::BAD_REQUEST,
         "auth" | "refresh" | "service_stopped" | "service_restarted" => {
             StatusCode::SERVICE_UNAVAILABLE
         }
@@ -540,6 +543,15 @@ pub(crate) fn parse(endpoint: Endpoint, body: &Map<String, Value>) -> Result<Par
                 .code("missing_required_parameter"),
         );
     }
+    if let Some(mask) = &request.mask {
+        let lower = mask.to_ascii_lowercase();
+        if lower.starts_with("http://") || lower.starts_with("https://") {
+            return Err(ApiError::invalid(
+                "mask",
+                "'mask' must be an uploaded file, a local path or a data URL (not an http URL).",
+            ));
+        }
+    }
     if request.mask.is_some() && request.images.is_empty() {
         return Err(ApiError::invalid("mask", "A mask needs an image to edit."));
     }
@@ -569,12 +581,28 @@ pub(crate) fn parse(endpoint: Endpoint, body: &Map<String, Value>) -> Result<Par
     Ok(Parsed { request, callback })
 }
 
-/// The one place the OpenAI controls reach the engine's job. `ImageControls` and
-/// `JobSpec.mask` are not on this engine yet: until they are, the controls are validated and
-/// recorded on the job (so an answer can describe what was asked), and the backend picks its
-/// defaults. When they land, this function fills `job.controls` and `job.mask`.
-pub(crate) fn apply_controls(request: &ImageRequest, job: &mut JobSpec) {
-    let _ = (request, job);
+/// The one place the OpenAI controls reach the engine's job: `job.controls` and `job.mask`.
+/// `mask` is a path here (uploads and data URLs were written to files before).
+pub(crate) fn apply_controls(request: &ImageRequest, mask: Option<String>, job: &mut JobSpec) {
+    let controls = &mut job.controls;
+    controls.size = request.size.clone();
+    controls.quality = request.quality.clone();
+    controls.format = request.output_format.clone();
+    controls.compression = request.output_compression;
+    controls.background = request.background.clone();
+    controls.image_model = Some(request.model.clone());
+    controls.moderation = request.moderation.clone();
+    controls.partial_images = request.partial_images;
+    controls.input_fidelity = request.input_fidelity.clone();
+    controls.action = Some(
+        if request.images.is_empty() {
+            "generate"
+        } else {
+            "edit"
+        }
+        .to_string(),
+    );
+    job.mask = mask;
 }
 
 /// Multipart text values are all strings: give the typed fields their JSON type, so the one

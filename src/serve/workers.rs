@@ -23,7 +23,7 @@ use super::openai::{self, ApiError, ImageRequest};
 use super::store::{self, ImageRecord, JobError};
 use super::{callbacks, lock, Live, Service};
 use crate::engine::events::{Event, EventSink};
-use crate::engine::job::{JobResult, JobSpec, Reference};
+use crate::engine::job::{JobResult, JobSpec, Naming, Reference};
 use crate::error::Error;
 use crate::output::SavedImage;
 
@@ -144,15 +144,20 @@ impl Progress {
     /// Record image `index` in the store (before anyone hears of it: a crash after this still
     /// lists it), then announce a final one to the live channel, once.
     fn record(&self, index: usize, image: &SavedImage) {
+        // The engine inspects what it saved; the service's own probe covers what it does not
+        // recognise.
         let probe = files::probe(&image.path);
         let record = ImageRecord {
             index,
             path: image.path.display().to_string(),
             bytes: image.bytes as u64,
             sha256: image.sha256.clone(),
-            width: probe.width,
-            height: probe.height,
-            format: probe.format.to_string(),
+            width: image.width.or(probe.width),
+            height: image.height.or(probe.height),
+            format: image
+                .format
+                .clone()
+                .unwrap_or_else(|| probe.format.to_string()),
             revised_prompt: image.revised_prompt.clone(),
         };
         if let Err(e) = self.service.store.add_image(&self.id, &record) {
@@ -226,8 +231,16 @@ impl EventSink for RunSink {
     }
 }
 
-/// The engine job for run `run` of `request`.
-fn job_spec(service: &Service, id: &str, request: &ImageRequest, run: usize) -> JobSpec {
+/// The engine job for run `run` of `request`. One run names its files `<k>.<ext>` by their
+/// real format (`Naming::Index`); with `n` > 1 the runs share the folder, so run `r` writes
+/// exactly `<r+1>.<requested ext>`.
+fn job_spec(
+    service: &Service,
+    id: &str,
+    request: &ImageRequest,
+    run: usize,
+    mask: Option<String>,
+) -> JobSpec {
     let dir = files::artifacts_dir(&service.config.data_dir, id);
     let mut job = service.defaults.clone();
     job.prompt = request.prompt.clone();
@@ -236,13 +249,47 @@ fn job_spec(service: &Service, id: &str, request: &ImageRequest, run: usize) -> 
         .iter()
         .map(|r| Reference::classify(r))
         .collect();
-    job.output = Some(dir.join(format!("{}.png", run + 1)).display().to_string());
+    if request.n > 1 {
+        let ext = match request.output_format.as_deref() {
+            Some("jpeg") => "jpg",
+            Some("webp") => "webp",
+            _ => "png",
+        };
+        job.output = Some(dir.join(format!("{}.{ext}", run + 1)).display().to_string());
+    } else {
+        job.output = None;
+        job.naming = Naming::Index;
+    }
     job.out_dir = dir;
     if let Some(secs) = request.timeout_sec {
         job.timeout_ms = job.timeout_ms.min((secs * 1000.0).ceil() as u64).max(1);
     }
-    openai::apply_controls(request, &mut job);
+    openai::apply_controls(request, mask, &mut job);
     job
+}
+
+/// The job's mask as a file: a data URL is written to its inputs folder; a path stays.
+fn mask_file(service: &Service, id: &str, request: &ImageRequest) -> Result<Option<String>, Error> {
+    let Some(mask) = &request.mask else {
+        return Ok(None);
+    };
+    let Some(rest) = mask.strip_prefix("data:") else {
+        return Ok(Some(mask.clone()));
+    };
+    let b64 = rest
+        .split_once(";base64,")
+        .map(|(_, data)| data)
+        .ok_or_else(|| {
+            Error::Input("mask: a data URL must be base64 (data:image/png;base64,...)".into())
+        })?;
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(b64.trim())
+        .map_err(|e| Error::Input(format!("mask: the data URL is not valid base64: {e}")))?;
+    let dir = files::inputs_dir(&service.config.data_dir, id);
+    std::fs::create_dir_all(&dir).map_err(|e| Error::io("Cannot keep the mask", e))?;
+    let path = dir.join(format!("mask.{}", files::extension_for(&bytes)));
+    std::fs::write(&path, bytes).map_err(|e| Error::io("Cannot keep the mask", e))?;
+    Ok(Some(path.display().to_string()))
 }
 
 enum Outcome {
@@ -291,6 +338,20 @@ async fn run_job(service: &Arc<Service>, id: &str) {
     }
     service.log.line(&format!("job {id} running"));
 
+    let mask = match mask_file(service, id, &request) {
+        Ok(mask) => mask,
+        Err(err) => {
+            lock(&service.running).remove(id);
+            finish(
+                service,
+                id,
+                store::FAILED,
+                Some(&openai::job_error(&err).1),
+                0,
+            );
+            return;
+        }
+    };
     let n = request.n.max(1) as usize;
     let progress = Arc::new(Progress {
         service: service.clone(),
@@ -302,7 +363,7 @@ async fn run_job(service: &Arc<Service>, id: &str) {
         announced: Mutex::new(HashSet::new()),
     });
     let runs = (0..n).map(|run| {
-        let job = job_spec(service, id, &request, run);
+        let job = job_spec(service, id, &request, run, mask.clone());
         let sink = Arc::new(RunSink {
             progress: progress.clone(),
             run,

@@ -1,0 +1,964 @@
+//! Image control flags: validation of the values a user typed, and shaping of the two request
+//! bodies those values end up in.
+//!
+//! Design:
+//! - Every flag value is validated here, once, into the canonical string or number the backend
+//!   expects (`jpg` becomes `jpeg`, `16:9` becomes `1536x864`). After that, [`ImageControls`]
+//!   only ever holds valid values, so the request builders below never fail.
+//! - Values are matched ASCII case-insensitively and stored lowercase: `--quality HIGH` is an
+//!   obvious intent and rejecting it helps nobody. `jpg` is accepted for `--format` because it is
+//!   the extension people type; the APIs only know `jpeg`.
+//! - Errors are usage errors (the CLI exits 2). Each names the flag and what is allowed, so the
+//!   message alone tells the user how to fix the command line.
+//! - Checks that involve more than one flag (compression without jpeg/webp, transparent JPEG,
+//!   a mask without a reference image) live in [`check_combination`], because single-value
+//!   parsing cannot see the other flags and the order flags arrive in must not matter.
+//! - Only controls the user gave are sent. With none, the Responses tool object stays exactly
+//!   `{"type":"image_generation","output_format":"png"}`, byte for byte, so adding this module
+//!   changes nothing for existing users.
+//! - The mask check reads only PNG chunk headers; it is duplicated from `output::inspect` on
+//!   purpose so this module has no dependency on other crate modules.
+
+use base64::Engine as _;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+/// A rejected flag value or flag combination. Display is the whole user-facing message.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub(crate) struct ControlError {
+    flag: &'static str,
+    message: String,
+}
+
+impl ControlError {
+    fn new(flag: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            flag,
+            message: message.into(),
+        }
+    }
+
+    fn one_of(flag: &'static str, allowed: &[&str]) -> Self {
+        Self::new(
+            flag,
+            format!("{flag} must be one of: {}", allowed.join(", ")),
+        )
+    }
+
+    /// The flag the error is about, e.g. `--size`, for callers that point at the argument.
+    // Kept for the batch and serve front-ends, which report errors per field.
+    #[allow(dead_code)]
+    pub(crate) fn flag(&self) -> &'static str {
+        self.flag
+    }
+}
+
+/// Only the options given are sent. Values are already validated strings/numbers.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ImageControls {
+    pub size: Option<String>, // "1536x864" | "auto"  (W:H already turned into WxH)
+    pub quality: Option<String>, // low|medium|high|auto
+    pub format: Option<String>, // png|jpeg|webp
+    pub compression: Option<u8>, // 0-100, jpeg/webp only
+    pub background: Option<String>, // auto|opaque|transparent
+    pub image_model: Option<String>, // e.g. gpt-image-2
+    pub moderation: Option<String>, // auto|low
+    pub partial_images: Option<u8>, // 0-3
+    pub action: Option<String>, // auto|generate|edit
+    pub input_fidelity: Option<String>, // low|high
+}
+
+const QUALITY: &[&str] = &["low", "medium", "high", "auto"];
+const FORMAT: &[&str] = &["png", "jpeg", "webp"];
+const BACKGROUND: &[&str] = &["auto", "opaque", "transparent"];
+const MODERATION: &[&str] = &["auto", "low"];
+const ACTION: &[&str] = &["auto", "generate", "edit"];
+const INPUT_FIDELITY: &[&str] = &["low", "high"];
+
+/// Limits of the `WxH` form (gpt-image-2's documented bounds).
+const MAX_SIDE: u32 = 3840;
+const MAX_PIXELS: u64 = 3840 * 2160;
+const MAX_RATIO: u64 = 3;
+/// `W:H` picks the largest exact-ratio size whose area fits in the classic 1536x1024 budget:
+/// big enough to be useful, small enough to stay in the fast/cheap tier.
+const RATIO_AREA_BUDGET: u64 = 1536 * 1024;
+
+fn one_of(flag: &'static str, value: &str, allowed: &[&str]) -> Result<String, ControlError> {
+    let lower = value.to_ascii_lowercase();
+    if allowed.contains(&lower.as_str()) {
+        Ok(lower)
+    } else {
+        Err(ControlError::one_of(flag, allowed))
+    }
+}
+
+/// Digits only: `u8::from_str` would also take `+5`, which is not what "an integer" means on a
+/// command line and would make `-5` vs `+5` behave differently for no reason.
+fn small_int(flag: &'static str, value: &str, max: u8) -> Result<u8, ControlError> {
+    let err = || ControlError::new(flag, format!("{flag} must be an integer from 0 to {max}"));
+    if value.is_empty() || !value.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(err());
+    }
+    // Leading zeros could make a huge string; parse as u64 after trimming them.
+    let trimmed = value.trim_start_matches('0');
+    if trimmed.len() > 3 {
+        return Err(err());
+    }
+    let n: u64 = if trimmed.is_empty() {
+        0
+    } else {
+        trimmed.parse().map_err(|_| err())?
+    };
+    if n > u64::from(max) {
+        return Err(err());
+    }
+    u8::try_from(n).map_err(|_| err())
+}
+
+/// A positive decimal integer that fits in u32, for the sides of `WxH` / `W:H`.
+fn side(part: &str) -> Option<u32> {
+    if part.is_empty() || !part.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    part.parse().ok()
+}
+
+fn gcd(mut a: u64, mut b: u64) -> u64 {
+    while b != 0 {
+        (a, b) = (b, a % b);
+    }
+    a
+}
+
+const SIZE_FORMS: &str = "WxH (e.g. 1536x1024), W:H (e.g. 16:9) or auto";
+
+/// `--size WxH|W:H|auto`, returned as the `WxH` (or `auto`) string the APIs take.
+pub(crate) fn parse_size(value: &str) -> Result<String, ControlError> {
+    const F: &str = "--size";
+    let lower = value.to_ascii_lowercase();
+    if lower == "auto" {
+        return Ok(lower);
+    }
+    if let Some((w, h)) = lower.split_once('x') {
+        let (Some(w), Some(h)) = (side(w), side(h)) else {
+            return Err(ControlError::new(F, format!("{F} must be {SIZE_FORMS}")));
+        };
+        check_pixel_size(w, h)?;
+        return Ok(format!("{w}x{h}"));
+    }
+    if let Some((w, h)) = lower.split_once(':') {
+        let (Some(w), Some(h)) = (side(w), side(h)) else {
+            return Err(ControlError::new(F, format!("{F} must be {SIZE_FORMS}")));
+        };
+        let (w, h) = size_for_ratio(w, h)?;
+        return Ok(format!("{w}x{h}"));
+    }
+    Err(ControlError::new(F, format!("{F} must be {SIZE_FORMS}")))
+}
+
+fn check_pixel_size(w: u32, h: u32) -> Result<(), ControlError> {
+    const F: &str = "--size";
+    if w == 0 || h == 0 {
+        return Err(ControlError::new(
+            F,
+            format!("{F} {w}x{h}: width and height must be greater than 0"),
+        ));
+    }
+    // `%`, not `is_multiple_of`: the crate supports Rust 1.80.
+    if w % 16 != 0 || h % 16 != 0 {
+        return Err(ControlError::new(
+            F,
+            format!("{F} {w}x{h}: width and height must both be multiples of 16"),
+        ));
+    }
+    let (long, short) = (u64::from(w.max(h)), u64::from(w.min(h)));
+    if long > u64::from(MAX_SIDE) {
+        return Err(ControlError::new(
+            F,
+            format!("{F} {w}x{h}: the longer side must be at most {MAX_SIDE} pixels"),
+        ));
+    }
+    if long > short * MAX_RATIO {
+        return Err(ControlError::new(
+            F,
+            format!("{F} {w}x{h}: the aspect ratio must be at most 3:1 (long side / short side)"),
+        ));
+    }
+    if u64::from(w) * u64::from(h) > MAX_PIXELS {
+        return Err(ControlError::new(
+            F,
+            format!("{F} {w}x{h}: at most {MAX_PIXELS} pixels (3840x2160) in total"),
+        ));
+    }
+    Ok(())
+}
+
+/// Largest `WxH` with exactly the ratio `w:h`, both sides multiples of 16, area within budget.
+///
+/// After reducing by the gcd to `w':h'`, every exact-ratio size with 16-multiple sides is
+/// `k * (16w' x 16h')` for a positive integer `k` (the gcd of the two sides is `16k`), so the
+/// answer is the largest `k` with `k^2 * 256 * w' * h' <= budget`.
+pub(crate) fn size_for_ratio(w: u32, h: u32) -> Result<(u32, u32), ControlError> {
+    const F: &str = "--size";
+    if w == 0 || h == 0 {
+        return Err(ControlError::new(
+            F,
+            format!("{F} {w}:{h}: both sides of the ratio must be greater than 0"),
+        ));
+    }
+    let g = gcd(u64::from(w), u64::from(h));
+    let (rw, rh) = (u64::from(w) / g, u64::from(h) / g);
+    if rw.max(rh) > rw.min(rh) * MAX_RATIO {
+        return Err(ControlError::new(
+            F,
+            format!("{F} {w}:{h}: the aspect ratio must be at most 3:1 (or 1:3)"),
+        ));
+    }
+    let unit_area = 256u64.saturating_mul(rw).saturating_mul(rh);
+    let mut k = isqrt(RATIO_AREA_BUDGET / unit_area.max(1));
+    // isqrt of the floored quotient equals floor(sqrt(budget/unit)), but guard anyway so a
+    // rounding slip can never yield a size over budget.
+    while k > 0 && k * k * unit_area > RATIO_AREA_BUDGET {
+        k -= 1;
+    }
+    if k == 0 {
+        return Err(ControlError::new(
+            F,
+            format!(
+                "{F} {w}:{h}: no size with exactly this ratio has sides that are multiples of 16 \
+                 and fits in 1536x1024 pixels; use a simpler ratio or WxH"
+            ),
+        ));
+    }
+    let (out_w, out_h) = (16 * rw * k, 16 * rh * k);
+    // Both are below 1536*1024 here, so they fit in u32.
+    match (u32::try_from(out_w), u32::try_from(out_h)) {
+        (Ok(a), Ok(b)) => Ok((a, b)),
+        _ => Err(ControlError::new(
+            F,
+            format!("{F} {w}:{h}: ratio out of range"),
+        )),
+    }
+}
+
+fn isqrt(n: u64) -> u64 {
+    if n < 2 {
+        return n;
+    }
+    // Newton's method on integers: converges to floor(sqrt(n)) without float rounding worries.
+    let mut x = n;
+    let mut y = x.div_ceil(2);
+    while y < x {
+        x = y;
+        y = (x + n / x) / 2;
+    }
+    x
+}
+
+pub(crate) fn parse_quality(value: &str) -> Result<String, ControlError> {
+    one_of("--quality", value, QUALITY)
+}
+
+/// `--format` / `--output-format`; `jpg` is taken as `jpeg`.
+pub(crate) fn parse_format(value: &str) -> Result<String, ControlError> {
+    if value.eq_ignore_ascii_case("jpg") {
+        return Ok("jpeg".to_string());
+    }
+    one_of("--format", value, FORMAT)
+}
+
+pub(crate) fn parse_compression(value: &str) -> Result<u8, ControlError> {
+    small_int("--compression", value, 100)
+}
+
+pub(crate) fn parse_background(value: &str) -> Result<String, ControlError> {
+    one_of("--background", value, BACKGROUND)
+}
+
+/// Any slug is passed through (new image models appear without a release of this tool), but an
+/// empty or space-containing value is always a quoting mistake.
+pub(crate) fn parse_image_model(value: &str) -> Result<String, ControlError> {
+    const F: &str = "--image-model";
+    if value.is_empty() {
+        return Err(ControlError::new(
+            F,
+            format!("{F} must not be empty (e.g. gpt-image-2)"),
+        ));
+    }
+    if value.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(ControlError::new(
+            F,
+            format!("{F} must be a model slug without spaces (e.g. gpt-image-2)"),
+        ));
+    }
+    Ok(value.to_string())
+}
+
+pub(crate) fn parse_moderation(value: &str) -> Result<String, ControlError> {
+    one_of("--moderation", value, MODERATION)
+}
+
+pub(crate) fn parse_partial_images(value: &str) -> Result<u8, ControlError> {
+    small_int("--partial-images", value, 3)
+}
+
+pub(crate) fn parse_action(value: &str) -> Result<String, ControlError> {
+    one_of("--action", value, ACTION)
+}
+
+pub(crate) fn parse_input_fidelity(value: &str) -> Result<String, ControlError> {
+    one_of("--input-fidelity", value, INPUT_FIDELITY)
+}
+
+/// Cross-flag rules. Run after all flags are parsed; `reference_count` counts `--image` and
+/// `--image-url` together.
+pub(crate) fn check_combination(
+    controls: &ImageControls,
+    reference_count: usize,
+    has_mask: bool,
+) -> Result<(), ControlError> {
+    let format = controls.format.as_deref();
+    if controls.compression.is_some() && !matches!(format, Some("jpeg" | "webp")) {
+        return Err(ControlError::new(
+            "--compression",
+            "--compression needs --format jpeg or webp (png output is lossless)",
+        ));
+    }
+    if controls.background.as_deref() == Some("transparent") && format == Some("jpeg") {
+        return Err(ControlError::new(
+            "--background",
+            "--background transparent needs --format png or webp (jpeg has no alpha channel)",
+        ));
+    }
+    if has_mask && reference_count == 0 {
+        return Err(ControlError::new(
+            "--mask",
+            "--mask needs at least one reference image (--image or --image-url): the mask \
+             marks the area of the first one to edit",
+        ));
+    }
+    Ok(())
+}
+
+impl ImageControls {
+    #[cfg(test)]
+    pub(crate) fn is_empty(&self) -> bool {
+        *self == Self::default()
+    }
+
+    // Kept for the batch and serve front-ends, which get name/value pairs.
+    #[allow(dead_code)]
+    /// Parses one flag by name (`--size` or `size`, `--output-format` as an alias of
+    /// `--format`) into `self`, for front-ends that get name/value pairs (batch lines, HTTP).
+    pub(crate) fn set(&mut self, flag: &str, value: &str) -> Result<(), ControlError> {
+        match flag.trim_start_matches("--") {
+            "size" => self.size = Some(parse_size(value)?),
+            "quality" => self.quality = Some(parse_quality(value)?),
+            "format" | "output-format" | "output_format" => {
+                self.format = Some(parse_format(value)?)
+            }
+            "compression" => self.compression = Some(parse_compression(value)?),
+            "background" => self.background = Some(parse_background(value)?),
+            "image-model" | "image_model" => self.image_model = Some(parse_image_model(value)?),
+            "moderation" => self.moderation = Some(parse_moderation(value)?),
+            "partial-images" | "partial_images" => {
+                self.partial_images = Some(parse_partial_images(value)?)
+            }
+            "action" => self.action = Some(parse_action(value)?),
+            "input-fidelity" | "input_fidelity" => {
+                self.input_fidelity = Some(parse_input_fidelity(value)?)
+            }
+            _ => {
+                return Err(ControlError::new(
+                    "",
+                    format!(
+                        "unknown image control {flag:?}; known: --size, --quality, --format, \
+                         --compression, --background, --image-model, --moderation, \
+                         --partial-images, --action, --input-fidelity"
+                    ),
+                ))
+            }
+        }
+        Ok(())
+    }
+
+    /// The controls the user gave, for reports and sidecars; `{}` when none.
+    pub(crate) fn requested_json(&self) -> Value {
+        let mut m = Map::new();
+        put_str(&mut m, "size", &self.size);
+        put_str(&mut m, "quality", &self.quality);
+        put_str(&mut m, "format", &self.format);
+        put_num(&mut m, "compression", self.compression);
+        put_str(&mut m, "background", &self.background);
+        put_str(&mut m, "image_model", &self.image_model);
+        put_str(&mut m, "moderation", &self.moderation);
+        put_num(&mut m, "partial_images", self.partial_images);
+        put_str(&mut m, "action", &self.action);
+        put_str(&mut m, "input_fidelity", &self.input_fidelity);
+        Value::Object(m)
+    }
+
+    /// Adds the controls to the Responses `image_generation` tool object. `output_format` is
+    /// replaced in place (serde_json's preserve_order keeps its position), the rest is appended,
+    /// so the default tool serialises exactly as before.
+    pub(crate) fn apply_to_tool(&self, tool: &mut Map<String, Value>) {
+        if let Some(format) = &self.format {
+            tool.insert("output_format".into(), Value::String(format.clone()));
+        }
+        put_str(tool, "size", &self.size);
+        put_str(tool, "quality", &self.quality);
+        put_num(tool, "output_compression", self.compression);
+        put_str(tool, "background", &self.background);
+        put_str(tool, "model", &self.image_model);
+        put_str(tool, "moderation", &self.moderation);
+        put_num(tool, "partial_images", self.partial_images);
+        put_str(tool, "action", &self.action);
+        put_str(tool, "input_fidelity", &self.input_fidelity);
+    }
+
+    /// Adds the controls the typed Images endpoint understands. `partial_images`, `action` and
+    /// `input_fidelity` are Responses-tool concepts and are not sent there.
+    pub(crate) fn apply_to_images_body(&self, body: &mut Map<String, Value>) {
+        put_str(body, "size", &self.size);
+        put_str(body, "quality", &self.quality);
+        put_str(body, "background", &self.background);
+        put_str(body, "output_format", &self.format);
+        put_num(body, "output_compression", self.compression);
+        put_str(body, "moderation", &self.moderation);
+        put_str(body, "model", &self.image_model);
+    }
+}
+
+fn put_str(m: &mut Map<String, Value>, key: &str, value: &Option<String>) {
+    if let Some(v) = value {
+        m.insert(key.to_string(), Value::String(v.clone()));
+    }
+}
+
+fn put_num(m: &mut Map<String, Value>, key: &str, value: Option<u8>) {
+    if let Some(v) = value {
+        m.insert(key.to_string(), Value::from(v));
+    }
+}
+
+const PNG_SIGNATURE: &[u8; 8] = b"\x89PNG\r\n\x1a\n";
+
+/// Validates a mask file and returns it as a `data:image/png;base64,...` URL.
+///
+/// The backend uses the mask's alpha channel to mark the editable area, so a PNG without one is
+/// rejected here rather than failing (or silently editing everything) server-side.
+pub(crate) fn mask_data_url(bytes: &[u8], path_for_messages: &str) -> Result<String, ControlError> {
+    const F: &str = "--mask";
+    if !bytes.starts_with(PNG_SIGNATURE) {
+        return Err(ControlError::new(
+            F,
+            format!("{F} {path_for_messages}: not a PNG file (the mask must be a PNG with an alpha channel)"),
+        ));
+    }
+    match png_has_alpha(bytes) {
+        Some(true) => {}
+        Some(false) => {
+            return Err(ControlError::new(
+                F,
+                format!(
+                    "{F} {path_for_messages}: the PNG has no alpha channel; transparent pixels \
+                     mark the area to edit, so save the mask as RGBA"
+                ),
+            ))
+        }
+        None => {
+            return Err(ControlError::new(
+                F,
+                format!("{F} {path_for_messages}: the PNG is truncated or corrupt"),
+            ))
+        }
+    }
+    let b64 = base64::engine::general_purpose::STANDARD.encode(bytes);
+    Ok(format!("data:image/png;base64,{b64}"))
+}
+
+/// Adds the mask to the Responses tool object, in the shape the hosted tool expects.
+pub(crate) fn apply_mask_to_tool(tool: &mut Map<String, Value>, mask_data_url: &str) {
+    let mut mask = Map::new();
+    mask.insert("image_url".into(), Value::String(mask_data_url.to_string()));
+    tool.insert("input_image_mask".into(), Value::Object(mask));
+}
+
+/// Colour type 4/6, or a `tRNS` chunk before the image data. `None`: no readable IHDR.
+fn png_has_alpha(bytes: &[u8]) -> Option<bool> {
+    let mut pos = PNG_SIGNATURE.len();
+    let mut seen_ihdr = false;
+    while let Some(header) = bytes.get(pos..pos + 8) {
+        let len = u32::from_be_bytes([header[0], header[1], header[2], header[3]]) as usize;
+        let kind = &header[4..8];
+        let data = bytes.get(pos + 8..(pos + 8).checked_add(len)?)?;
+        match kind {
+            b"IHDR" => {
+                let colour_type = *data.get(9)?;
+                if matches!(colour_type, 4 | 6) {
+                    return Some(true);
+                }
+                seen_ihdr = true;
+            }
+            b"tRNS" => return Some(true),
+            // tRNS must precede IDAT, so nothing later can add alpha.
+            b"IDAT" | b"IEND" => return seen_ihdr.then_some(false),
+            _ => {}
+        }
+        pos = pos + 12 + len;
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn default_tool() -> Map<String, Value> {
+        let Value::Object(m) = json!({"type": "image_generation", "output_format": "png"}) else {
+            unreachable!()
+        };
+        m
+    }
+
+    fn err(r: Result<impl std::fmt::Debug, ControlError>) -> String {
+        r.unwrap_err().to_string()
+    }
+
+    #[test]
+    fn ratio_table() {
+        for (ratio, want) in [
+            ("16:9", "1536x864"),
+            ("3:2", "1536x1024"),
+            ("1:1", "1248x1248"),
+            ("2:3", "1024x1536"),
+            ("9:16", "864x1536"),
+            ("32:18", "1536x864"),
+            ("4:3", "1408x1056"),
+            ("3:1", "2160x720"),
+            ("1:3", "720x2160"),
+        ] {
+            assert_eq!(parse_size(ratio).unwrap(), want, "{ratio}");
+        }
+    }
+
+    #[test]
+    fn ratio_results_are_exact_and_within_budget() {
+        for w in 1..=30u32 {
+            for h in 1..=30u32 {
+                let Ok((a, b)) = size_for_ratio(w, h) else {
+                    continue;
+                };
+                assert_eq!(u64::from(a) * u64::from(h), u64::from(b) * u64::from(w));
+                assert_eq!((a % 16, b % 16), (0, 0));
+                assert!(u64::from(a) * u64::from(b) <= RATIO_AREA_BUDGET);
+                // One step bigger would break the budget: it is the largest.
+                let g = gcd(u64::from(w), u64::from(h));
+                let (ua, ub) = (16 * u64::from(w) / g, 16 * u64::from(h) / g);
+                assert!((u64::from(a) + ua) * (u64::from(b) + ub) > RATIO_AREA_BUDGET);
+                assert!(check_pixel_size(a, b).is_ok());
+            }
+        }
+    }
+
+    #[test]
+    fn size_forms() {
+        assert_eq!(parse_size("auto").unwrap(), "auto");
+        assert_eq!(parse_size("AUTO").unwrap(), "auto");
+        assert_eq!(parse_size("1024x1024").unwrap(), "1024x1024");
+        assert_eq!(parse_size("1536X864").unwrap(), "1536x864");
+        assert_eq!(parse_size("3840x2160").unwrap(), "3840x2160");
+        assert_eq!(parse_size("2160x3840").unwrap(), "2160x3840");
+        assert_eq!(parse_size("3840x1280").unwrap(), "3840x1280");
+    }
+
+    #[test]
+    fn size_errors() {
+        let forms = "--size must be WxH (e.g. 1536x1024), W:H (e.g. 16:9) or auto";
+        for bad in [
+            "", "big", "1024", "1024x", "x1024", "-16x16", "16x16x16", "1e3x16", "16:", ":9",
+            "a:b", "16x+16",
+        ] {
+            assert_eq!(err(parse_size(bad)), forms, "{bad:?}");
+        }
+        assert_eq!(
+            err(parse_size("0x1024")),
+            "--size 0x1024: width and height must be greater than 0"
+        );
+        assert_eq!(
+            err(parse_size("1000x1000")),
+            "--size 1000x1000: width and height must both be multiples of 16"
+        );
+        assert_eq!(
+            err(parse_size("4096x2048")),
+            "--size 4096x2048: the longer side must be at most 3840 pixels"
+        );
+        assert_eq!(
+            err(parse_size("3200x1056")),
+            "--size 3200x1056: the aspect ratio must be at most 3:1 (long side / short side)"
+        );
+        assert_eq!(
+            err(parse_size("3840x2176")),
+            "--size 3840x2176: at most 8294400 pixels (3840x2160) in total"
+        );
+        assert_eq!(
+            err(parse_size("0:9")),
+            "--size 0:9: both sides of the ratio must be greater than 0"
+        );
+        assert_eq!(
+            err(parse_size("4:1")),
+            "--size 4:1: the aspect ratio must be at most 3:1 (or 1:3)"
+        );
+        assert_eq!(
+            err(parse_size("1000:999")),
+            "--size 1000:999: no size with exactly this ratio has sides that are multiples of 16 \
+             and fits in 1536x1024 pixels; use a simpler ratio or WxH"
+        );
+        assert_eq!(parse_size("1000:999").unwrap_err().flag(), "--size");
+    }
+
+    #[test]
+    fn enum_flags() {
+        assert_eq!(parse_quality("High").unwrap(), "high");
+        assert_eq!(
+            err(parse_quality("ultra")),
+            "--quality must be one of: low, medium, high, auto"
+        );
+        assert_eq!(parse_format("jpg").unwrap(), "jpeg");
+        assert_eq!(parse_format("JPEG").unwrap(), "jpeg");
+        assert_eq!(parse_format("webp").unwrap(), "webp");
+        assert_eq!(
+            err(parse_format("gif")),
+            "--format must be one of: png, jpeg, webp"
+        );
+        assert_eq!(
+            err(parse_background("clear")),
+            "--background must be one of: auto, opaque, transparent"
+        );
+        assert_eq!(
+            err(parse_moderation("high")),
+            "--moderation must be one of: auto, low"
+        );
+        assert_eq!(
+            err(parse_action("create")),
+            "--action must be one of: auto, generate, edit"
+        );
+        assert_eq!(
+            err(parse_input_fidelity("medium")),
+            "--input-fidelity must be one of: low, high"
+        );
+        assert_eq!(parse_action("edit").unwrap(), "edit");
+    }
+
+    #[test]
+    fn numeric_flags() {
+        assert_eq!(parse_compression("0").unwrap(), 0);
+        assert_eq!(parse_compression("100").unwrap(), 100);
+        assert_eq!(parse_compression("0080").unwrap(), 80);
+        for bad in ["101", "-1", "+5", "5.5", "", "abc", "99999999999999999999"] {
+            assert_eq!(
+                err(parse_compression(bad)),
+                "--compression must be an integer from 0 to 100",
+                "{bad:?}"
+            );
+        }
+        assert_eq!(parse_partial_images("3").unwrap(), 3);
+        assert_eq!(
+            err(parse_partial_images("4")),
+            "--partial-images must be an integer from 0 to 3"
+        );
+    }
+
+    #[test]
+    fn image_model_flag() {
+        assert_eq!(parse_image_model("gpt-image-2").unwrap(), "gpt-image-2");
+        assert_eq!(
+            err(parse_image_model("")),
+            "--image-model must not be empty (e.g. gpt-image-2)"
+        );
+        assert_eq!(
+            err(parse_image_model("gpt image")),
+            "--image-model must be a model slug without spaces (e.g. gpt-image-2)"
+        );
+    }
+
+    #[test]
+    fn set_by_name() {
+        let mut c = ImageControls::default();
+        c.set("--output-format", "jpg").unwrap();
+        c.set("size", "16:9").unwrap();
+        c.set("--partial-images", "2").unwrap();
+        assert_eq!(c.format.as_deref(), Some("jpeg"));
+        assert_eq!(c.size.as_deref(), Some("1536x864"));
+        assert_eq!(c.partial_images, Some(2));
+        assert!(err(c.set("--colour", "red")).starts_with("unknown image control \"--colour\""));
+    }
+
+    #[test]
+    fn combinations() {
+        let c = ImageControls {
+            compression: Some(50),
+            ..Default::default()
+        };
+        assert_eq!(
+            err(check_combination(&c, 0, false)),
+            "--compression needs --format jpeg or webp (png output is lossless)"
+        );
+        let c = ImageControls {
+            compression: Some(50),
+            format: Some("png".into()),
+            ..Default::default()
+        };
+        assert!(check_combination(&c, 0, false).is_err());
+        let c = ImageControls {
+            compression: Some(50),
+            format: Some("webp".into()),
+            ..Default::default()
+        };
+        assert!(check_combination(&c, 0, false).is_ok());
+        let c = ImageControls {
+            background: Some("transparent".into()),
+            format: Some("jpeg".into()),
+            ..Default::default()
+        };
+        assert_eq!(
+            err(check_combination(&c, 0, false)),
+            "--background transparent needs --format png or webp (jpeg has no alpha channel)"
+        );
+        let c = ImageControls {
+            background: Some("transparent".into()),
+            ..Default::default()
+        };
+        assert!(check_combination(&c, 0, false).is_ok());
+        let e = check_combination(&ImageControls::default(), 0, true).unwrap_err();
+        assert_eq!(e.flag(), "--mask");
+        assert_eq!(
+            e.to_string(),
+            "--mask needs at least one reference image (--image or --image-url): the mask marks \
+             the area of the first one to edit"
+        );
+        assert!(check_combination(&ImageControls::default(), 1, true).is_ok());
+    }
+
+    fn all() -> ImageControls {
+        ImageControls {
+            size: Some("1536x864".into()),
+            quality: Some("high".into()),
+            format: Some("webp".into()),
+            compression: Some(80),
+            background: Some("transparent".into()),
+            image_model: Some("gpt-image-2".into()),
+            moderation: Some("low".into()),
+            partial_images: Some(2),
+            action: Some("edit".into()),
+            input_fidelity: Some("high".into()),
+        }
+    }
+
+    #[test]
+    fn empty_and_requested() {
+        assert!(ImageControls::default().is_empty());
+        assert!(!all().is_empty());
+        assert_eq!(ImageControls::default().requested_json().to_string(), "{}");
+        assert_eq!(
+            all().requested_json().to_string(),
+            r#"{"size":"1536x864","quality":"high","format":"webp","compression":80,"background":"transparent","image_model":"gpt-image-2","moderation":"low","partial_images":2,"action":"edit","input_fidelity":"high"}"#
+        );
+        let c = ImageControls {
+            quality: Some("low".into()),
+            ..Default::default()
+        };
+        assert_eq!(c.requested_json().to_string(), r#"{"quality":"low"}"#);
+    }
+
+    #[test]
+    fn default_tool_is_byte_identical() {
+        let mut tool = default_tool();
+        ImageControls::default().apply_to_tool(&mut tool);
+        assert_eq!(
+            serde_json::to_string(&Value::Object(tool)).unwrap(),
+            r#"{"type":"image_generation","output_format":"png"}"#
+        );
+    }
+
+    #[test]
+    fn tool_with_all_controls() {
+        let mut tool = default_tool();
+        all().apply_to_tool(&mut tool);
+        assert_eq!(
+            Value::Object(tool).to_string(),
+            r#"{"type":"image_generation","output_format":"webp","size":"1536x864","quality":"high","output_compression":80,"background":"transparent","model":"gpt-image-2","moderation":"low","partial_images":2,"action":"edit","input_fidelity":"high"}"#
+        );
+    }
+
+    #[test]
+    fn tool_one_control_at_a_time() {
+        let cases: Vec<(ImageControls, &str)> = vec![
+            (
+                ImageControls {
+                    size: Some("auto".into()),
+                    ..Default::default()
+                },
+                r#""size":"auto""#,
+            ),
+            (
+                ImageControls {
+                    quality: Some("low".into()),
+                    ..Default::default()
+                },
+                r#""quality":"low""#,
+            ),
+            (
+                ImageControls {
+                    compression: Some(0),
+                    ..Default::default()
+                },
+                r#""output_compression":0"#,
+            ),
+            (
+                ImageControls {
+                    background: Some("opaque".into()),
+                    ..Default::default()
+                },
+                r#""background":"opaque""#,
+            ),
+            (
+                ImageControls {
+                    image_model: Some("gpt-image-1.5".into()),
+                    ..Default::default()
+                },
+                r#""model":"gpt-image-1.5""#,
+            ),
+            (
+                ImageControls {
+                    moderation: Some("auto".into()),
+                    ..Default::default()
+                },
+                r#""moderation":"auto""#,
+            ),
+            (
+                ImageControls {
+                    partial_images: Some(0),
+                    ..Default::default()
+                },
+                r#""partial_images":0"#,
+            ),
+            (
+                ImageControls {
+                    action: Some("generate".into()),
+                    ..Default::default()
+                },
+                r#""action":"generate""#,
+            ),
+            (
+                ImageControls {
+                    input_fidelity: Some("low".into()),
+                    ..Default::default()
+                },
+                r#""input_fidelity":"low""#,
+            ),
+        ];
+        for (c, kv) in cases {
+            let mut tool = default_tool();
+            c.apply_to_tool(&mut tool);
+            assert_eq!(
+                Value::Object(tool).to_string(),
+                format!(r#"{{"type":"image_generation","output_format":"png",{kv}}}"#)
+            );
+        }
+        let mut tool = default_tool();
+        ImageControls {
+            format: Some("jpeg".into()),
+            ..Default::default()
+        }
+        .apply_to_tool(&mut tool);
+        assert_eq!(
+            Value::Object(tool).to_string(),
+            r#"{"type":"image_generation","output_format":"jpeg"}"#
+        );
+    }
+
+    #[test]
+    fn images_body() {
+        let Value::Object(mut body) = json!({"model": "gpt-image-1", "prompt": "a cat", "n": 1})
+        else {
+            unreachable!()
+        };
+        all().apply_to_images_body(&mut body);
+        assert_eq!(
+            Value::Object(body).to_string(),
+            r#"{"model":"gpt-image-2","prompt":"a cat","n":1,"size":"1536x864","quality":"high","background":"transparent","output_format":"webp","output_compression":80,"moderation":"low"}"#
+        );
+        let Value::Object(mut body) = json!({"model": "gpt-image-1", "prompt": "a cat"}) else {
+            unreachable!()
+        };
+        ImageControls::default().apply_to_images_body(&mut body);
+        assert_eq!(
+            Value::Object(body).to_string(),
+            r#"{"model":"gpt-image-1","prompt":"a cat"}"#
+        );
+    }
+
+    /// Minimal PNG: signature, IHDR with the given colour type, optional tRNS, IDAT, IEND.
+    /// CRCs are zero: the mask check reads structure only, it does not decode.
+    fn png(colour_type: u8, trns: bool) -> Vec<u8> {
+        let mut out = PNG_SIGNATURE.to_vec();
+        let mut chunk = |kind: &[u8; 4], data: &[u8]| {
+            out.extend_from_slice(&(data.len() as u32).to_be_bytes());
+            out.extend_from_slice(kind);
+            out.extend_from_slice(data);
+            out.extend_from_slice(&[0; 4]);
+        };
+        chunk(b"IHDR", &[0, 0, 0, 1, 0, 0, 0, 1, 8, colour_type, 0, 0, 0]);
+        if trns {
+            chunk(b"tRNS", &[0, 0]);
+        }
+        chunk(b"IDAT", &[0; 4]);
+        chunk(b"IEND", &[]);
+        out
+    }
+
+    #[test]
+    fn mask_checks() {
+        let rgba = png(6, false);
+        let url = mask_data_url(&rgba, "m.png").unwrap();
+        assert!(url.starts_with("data:image/png;base64,iVBORw0KGgo"));
+        assert!(mask_data_url(&png(4, false), "m.png").is_ok());
+        assert!(mask_data_url(&png(2, true), "m.png").is_ok());
+        assert_eq!(
+            err(mask_data_url(&png(2, false), "masks/m.png")),
+            "--mask masks/m.png: the PNG has no alpha channel; transparent pixels mark the area \
+             to edit, so save the mask as RGBA"
+        );
+        assert_eq!(
+            err(mask_data_url(b"\xff\xd8\xff\xe0 jpeg", "m.jpg")),
+            "--mask m.jpg: not a PNG file (the mask must be a PNG with an alpha channel)"
+        );
+        assert_eq!(
+            err(mask_data_url(&rgba[..20], "m.png")),
+            "--mask m.png: the PNG is truncated or corrupt"
+        );
+    }
+
+    #[test]
+    fn mask_in_tool() {
+        let mut tool = default_tool();
+        apply_mask_to_tool(&mut tool, "data:image/png;base64,AAAA");
+        assert_eq!(
+            Value::Object(tool).to_string(),
+            r#"{"type":"image_generation","output_format":"png","input_image_mask":{"image_url":"data:image/png;base64,AAAA"}}"#
+        );
+    }
+
+    #[test]
+    fn serde_round_trip() {
+        let c = all();
+        let s = serde_json::to_string(&c).unwrap();
+        let back: ImageControls = serde_json::from_str(&s).unwrap();
+        assert_eq!(back, c);
+        let empty: ImageControls = serde_json::from_str("{}").unwrap();
+        assert!(empty.is_empty());
+    }
+}
