@@ -417,8 +417,11 @@ async fn jobs_list_cancel_files_and_stream() {
     let data = sandbox.path("data");
     let svc = Svc::start(&sandbox, &server, &data, &["--jobs", "2"]);
 
-    let (status, accepted) =
-        post_json(&svc.url("/v1/jobs"), &json!({"prompt": "one fox", "n": 2})).await;
+    let (status, accepted) = post_json(
+        &svc.url("/v1/jobs"),
+        &json!({"prompt": "one fox", "n": 2, "quality": "high", "size": "1536x1024"}),
+    )
+    .await;
     assert_eq!(status, 202, "{accepted}");
     assert_eq!(accepted["status"], "queued");
     let id = accepted["id"].as_str().unwrap().to_string();
@@ -459,6 +462,20 @@ async fn jobs_list_cancel_files_and_stream() {
         assert!(job.get(key).is_some(), "{key} missing: {job}");
     }
     assert!(job["error"].is_null());
+    // The controls reached the backend, on both runs.
+    let sent: Vec<String> = server
+        .requests_to(RESPONSES_PATH)
+        .iter()
+        .map(prompt_of)
+        .filter(|b| b.contains("one fox"))
+        .collect();
+    assert_eq!(sent.len(), 2);
+    for body in &sent {
+        assert!(
+            body.contains(r#""quality":"high""#) && body.contains("1536x1024"),
+            "{body}"
+        );
+    }
 
     // Cancel a running job; its record says so and stays listed.
     let (_, running) = post_json(&svc.url("/v1/jobs"), &json!({"prompt": "hang on"})).await;
