@@ -13,6 +13,7 @@ mod blocking;
 mod cli;
 mod engine;
 mod error;
+mod mcp;
 mod output;
 mod paths;
 mod serve;

@@ -130,47 +130,14 @@ codex-imagen: response completed\n",
 #[cfg(target_os = "linux")]
 #[test]
 fn a_terminal_gets_one_live_progress_line() {
-    use std::io::Read;
-    use std::os::fd::{FromRawFd, OwnedFd};
-
     let server = Server::start();
     let png = png_bytes(1, 300);
     server.enqueue("/backend-api/codex/responses", slow_image_stream(&png));
     let sandbox = Sandbox::new();
     sandbox.with_codex_auth();
-    let (mut master, mut slave) = (0, 0);
-    // SAFETY: openpty fills two new descriptors that we then own.
-    let rc = unsafe {
-        libc::openpty(
-            &mut master,
-            &mut slave,
-            std::ptr::null_mut(),
-            std::ptr::null(),
-            std::ptr::null(),
-        )
-    };
-    assert_eq!(rc, 0, "openpty");
-    let slave = unsafe { OwnedFd::from_raw_fd(slave) };
-    let mut master = unsafe { std::fs::File::from_raw_fd(master) };
     let sargs = server_args(&server);
-    let mut cmd = sandbox.command(&with_server(&sargs, &["--no-retry", "a cat"]));
-    cmd.stderr(std::process::Stdio::from(slave));
-    let child = cmd.spawn().unwrap();
-    drop(cmd);
-    let reader = std::thread::spawn(move || {
-        let mut all = Vec::new();
-        let mut buf = [0u8; 4096];
-        while let Ok(n) = master.read(&mut buf) {
-            if n == 0 {
-                break;
-            }
-            all.extend_from_slice(&buf[..n]);
-        }
-        String::from_utf8_lossy(&all).into_owned()
-    });
-    let output = child.wait_with_output().unwrap();
-    assert_eq!(output.status.code(), Some(0));
-    let screen = reader.join().unwrap();
+    let (code, screen) = run_on_terminal(&sandbox, &with_server(&sargs, &["--no-retry", "a cat"]));
+    assert_eq!(code, Some(0));
     assert!(screen.contains("\r\x1b[2K"), "redraws one line: {screen:?}");
     assert!(screen.contains("generating"), "{screen:?}");
     assert!(screen.contains("accepted"), "{screen:?}");

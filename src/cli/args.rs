@@ -224,6 +224,11 @@ pub struct Args {
     #[arg(long, visible_alias = "debug")]
     pub verbose: bool,
 
+    /// Run an MCP server on stdin/stdout (tools: generate_image, edit_image, image_usage,
+    /// auth_status). The other flags given become its defaults; default --timeout: 300.
+    #[arg(long)]
+    pub mcp: bool,
+
     /// Run the local image service (OpenAI Images API, async jobs) on ADDR. Default ADDR:
     /// 127.0.0.1:4312.
     #[arg(long, value_name = "ADDR", num_args = 0..=1, default_missing_value = crate::serve::config::DEFAULT_ADDR)]
@@ -684,6 +689,7 @@ mod tests {
             "--quiet",
             "--verbose",
             "--debug",
+            "--mcp",
             "--version",
             "--help",
             "CODEX_HOME/auth.json",

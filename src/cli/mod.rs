@@ -16,8 +16,6 @@ pub(crate) mod watchdog;
 
 use std::sync::Arc;
 
-use tokio_util::sync::CancellationToken;
-
 use crate::auth::fence::CredentialState;
 use crate::auth::refresh::{fix_line, REASON_REFRESH_ONLY};
 use crate::auth::{self, Fallback, PreparedAuth};
@@ -45,6 +43,7 @@ pub fn run(argv: Vec<String>) -> i32 {
             report::print_stdout(&script);
             return 0;
         }
+        Ok(Parsed::Run(args)) if args.mcp => return crate::mcp::run(*args),
         Ok(Parsed::Run(args)) => *args,
         Err(err) => return fail(&err, None),
     };
@@ -112,7 +111,6 @@ fn run_args(args: args::Args, sink: &Arc<TerminalSink>) -> Result<()> {
     }
     let released = engine.clone();
     sink.on_forced_exit(Arc::new(move || released.release_locks()));
-    let cancel = CancellationToken::new();
     let runtime = runtime()?;
     sink.start_live_line();
     let outcome = runtime.block_on(async {
@@ -126,7 +124,6 @@ fn run_args(args: args::Args, sink: &Arc<TerminalSink>) -> Result<()> {
         Ok(result) => result,
         Err((code, name)) => {
             // The job's future was dropped: its request is gone and its lock guards released.
-            cancel.cancel();
             engine.release_locks();
             sink.finish();
             sink.line(&format!("Error: interrupted by {name}"));

@@ -165,8 +165,7 @@ fn check_pixel_size(w: u32, h: u32) -> Result<(), ControlError> {
             format!("{F} {w}x{h}: width and height must be greater than 0"),
         ));
     }
-    // `%`, not `is_multiple_of`: the crate supports Rust 1.80.
-    if w % 16 != 0 || h % 16 != 0 {
+    if !w.is_multiple_of(16) || !h.is_multiple_of(16) {
         return Err(ControlError::new(
             F,
             format!("{F} {w}x{h}: width and height must both be multiples of 16"),
