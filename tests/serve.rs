@@ -853,3 +853,118 @@ async fn shutdown_gives_running_jobs_the_grace_then_fails_them() {
     assert_eq!(job["status"], "failed");
     assert_eq!(job["error"]["code"], "service_stopped");
 }
+
+/// A real RGBA PNG whose left half is transparent (a usable edit mask).
+fn mask_png(width: u32, height: u32) -> Vec<u8> {
+    let img = image::RgbaImage::from_fn(width, height, |x, _| {
+        image::Rgba([0, 0, 0, if x < width / 2 { 0 } else { 255 }])
+    });
+    let mut out = std::io::Cursor::new(Vec::new());
+    image::DynamicImage::ImageRgba8(img)
+        .write_to(&mut out, image::ImageFormat::Png)
+        .unwrap();
+    out.into_inner()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_json_edit_sends_its_references_and_mask() {
+    let server = Server::start();
+    let png = mask_png(16, 16);
+    scripted_backend(&server, png.clone());
+    let sandbox = authed_sandbox();
+    let data = sandbox.path("data");
+    let svc = Svc::start(&sandbox, &server, &data, &[]);
+    let data_url = |bytes: &[u8]| {
+        format!(
+            "data:image/png;base64,{}",
+            base64::engine::general_purpose::STANDARD.encode(bytes)
+        )
+    };
+    let (status, body) = post_json(
+        &svc.url("/v1/images/edits"),
+        &json!({"prompt": "paint the left half", "images": [{"image_url": data_url(&png)}],
+            "mask": {"image_url": data_url(&mask_png(16, 16))}, "response_format": "url"}),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body["data"][0]["url"]
+        .as_str()
+        .unwrap()
+        .contains("/v1/files/"));
+    assert_eq!(body["background"], "transparent", "{body}");
+    assert_eq!(body["size"], "16x16");
+    let sent = prompt_of(&server.requests_to(RESPONSES_PATH).pop().unwrap());
+    assert!(sent.contains("input_image_mask"), "{sent}");
+    assert!(sent.contains("input_image"), "{sent}");
+    // A mask by http URL cannot be used as a mask file.
+    let (status, body) = post_json(
+        &svc.url("/v1/images/edits"),
+        &json!({"prompt": "x", "images": [{"image_url": data_url(&png)}],
+            "mask": {"image_url": "https://example.invalid/m.png"}}),
+    )
+    .await;
+    assert_eq!(
+        (status, body["error"]["param"].clone()),
+        (400, json!("mask"))
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pending_callback_resumes_after_a_restart() {
+    let server = Server::start();
+    scripted_backend(&server, png_bytes(4, 500));
+    let receiver = Server::start();
+    receiver.enqueue("/hook", Reply::json(500, &json!({})));
+    receiver.handle(|_| Reply::json(204, &json!({})));
+    let mut sandbox = authed_sandbox();
+    // The first process would wait a minute before its second attempt.
+    sandbox.env(
+        "CODEX_IMAGEN_TEST_CALLBACK_DELAYS_MS",
+        "60000,60000,60000,60000,60000",
+    );
+    let data = sandbox.path("data");
+    let mut svc = Svc::start(&sandbox, &server, &data, &[]);
+    let (_, job) = post_json(
+        &svc.url("/v1/jobs"),
+        &json!({"prompt": "a fox", "callback": {"url": format!("{}/hook", receiver.addr)}}),
+    )
+    .await;
+    let id = job["id"].as_str().unwrap().to_string();
+    let job = job_until(&svc, &id, |j| j["notificationAttempts"] == 1).await;
+    assert_eq!(job["notificationStatus"], "pending");
+    assert_eq!(job["notificationError"], "HTTP 500");
+    svc.kill9();
+
+    sandbox.env("CODEX_IMAGEN_TEST_CALLBACK_DELAYS_MS", "50,50,50,50,50");
+    let svc = Svc::start(&sandbox, &server, &data, &[]);
+    let job = job_until(&svc, &id, |j| j["notificationStatus"] == "sent").await;
+    assert_eq!(job["notificationAttempts"], 2);
+    assert_eq!(job["status"], "completed");
+    assert_eq!(receiver.requests_to("/hook").len(), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_chunked_body_over_64_mib_is_413() {
+    let server = Server::start();
+    let sandbox = authed_sandbox();
+    let data = sandbox.path("data");
+    let svc = Svc::start(&sandbox, &server, &data, &[]);
+    // No Content-Length: the limit is found while reading.
+    let chunk = bytes::Bytes::from(vec![b' '; 1024 * 1024]);
+    let stream =
+        futures::stream::iter((0..65).map(move |_| Ok::<_, std::io::Error>(chunk.clone())));
+    let response = http()
+        .post(svc.url("/v1/jobs"))
+        .header("content-type", "application/json")
+        .body(reqwest::Body::wrap_stream(stream))
+        .send()
+        .await;
+    // The server may answer and close before the client finishes writing.
+    if let Ok(response) = response {
+        assert_eq!(response.status().as_u16(), 413);
+        let body: Value = response.json().await.unwrap();
+        assert_eq!(body["error"]["code"], "request_too_large");
+    }
+    let log = svc.log();
+    assert!(log.contains("POST /v1/jobs 413"), "{log}");
+}

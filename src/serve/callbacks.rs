@@ -4,7 +4,8 @@
 //! HMAC-SHA256>` when the job has a secret), signed by the `standardwebhooks` crate.
 //!
 //! A delivery is retried on a non-2xx answer or a transport failure after each wait of the
-//! schedule (1, 2, 4, 8, 16 s: five attempts); its state is the job row's notification fields,
+//! schedule (1, 2, 4, 8, 16 s), five attempts in all (the fifth failure ends it, so its 16 s
+//! wait is never slept); its state is the job row's notification fields,
 //! committed after every attempt, so a delivery pending at shutdown resumes after a restart
 //! where it left off. The `webhook-id` is the same for every attempt (`msg_<job id>`), so a
 //! receiver can drop duplicates. Delivery never changes the job's own status.
