@@ -9,6 +9,7 @@
 
 mod auth;
 mod backend;
+mod batch;
 mod blocking;
 mod cli;
 mod engine;

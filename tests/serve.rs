@@ -384,9 +384,9 @@ async fn the_token_rule_and_non_loopback_refusal() {
     let run = sandbox.run(&["--serve", "0.0.0.0:0", "--data-dir", &data_text]);
     assert_eq!(run.code, 2, "{run}");
     assert!(run.stderr.contains("not a loopback address"), "{run}");
-    let run = sandbox.run(&["--jobs", "3"]);
+    let run = sandbox.run(&["--queue", "3"]);
     assert_eq!(run.code, 2, "{run}");
-    assert!(run.stderr.contains("--jobs requires --serve"), "{run}");
+    assert!(run.stderr.contains("--queue requires --serve"), "{run}");
     let run = sandbox.run(&["--serve", "127.0.0.1:0", "--jobs", "17"]);
     assert_eq!(run.code, 2, "{run}");
     assert!(

@@ -24,7 +24,9 @@ Auth discovery order:
   9. ~/.codex/auth.json
 
 Exit codes: 0 success, 1 generation/HTTP/auth failure, 2 usage error,
-124 timed out before any image was saved.";
+124 timed out before any image was saved. --batch: 0 every job succeeded or
+was skipped, 1 some failed or were not started, 2 bad options or batch file,
+130/143 stopped by SIGINT/SIGTERM.";
 
 /// Generate or edit images with gpt-image through your ChatGPT subscription, using the Codex or
 /// OpenClaw OAuth credentials already on this machine.
@@ -212,6 +214,27 @@ pub struct Args {
     #[arg(long)]
     pub no_stream: bool,
 
+    /// Run every prompt of a JSON Lines or plain-text file (- reads stdin), several at a time,
+    /// recording each job in a results file; a rerun skips the jobs already done.
+    #[arg(long, value_name = "FILE|-", allow_hyphen_values = true)]
+    pub batch: Option<String>,
+
+    /// With --batch, --count or --serve: how many jobs run at once (1-16). Default: 2.
+    #[arg(long, value_name = "N", allow_hyphen_values = true)]
+    pub jobs: Option<String>,
+
+    /// Make N images of the prompt (of every batch line) as N separate jobs (1-10).
+    #[arg(long, value_name = "N", allow_hyphen_values = true)]
+    pub count: Option<String>,
+
+    /// With --batch: the results file. Default: <output dir>/results.jsonl.
+    #[arg(long, value_name = "FILE", allow_hyphen_values = true)]
+    pub results: Option<String>,
+
+    /// With --batch: ignore earlier results and run every job again.
+    #[arg(long)]
+    pub fresh: bool,
+
     /// Print a JSON summary instead of only the image paths.
     #[arg(long)]
     pub json: bool,
@@ -238,10 +261,6 @@ pub struct Args {
     /// the platform data directory + codex-imagen.
     #[arg(long, value_name = "PATH", allow_hyphen_values = true)]
     pub data_dir: Option<String>,
-
-    /// Service workers: jobs run at once (1-16). Default: 2.
-    #[arg(long, value_name = "COUNT", allow_hyphen_values = true)]
-    pub jobs: Option<String>,
 
     /// Service: jobs allowed to wait; more get 503. Default: 100.
     #[arg(long, value_name = "COUNT", allow_hyphen_values = true)]
@@ -685,6 +704,11 @@ mod tests {
             "--timeout-seconds",
             "--timeout-ms",
             "--no-stream",
+            "--batch",
+            "--jobs",
+            "--count",
+            "--results",
+            "--fresh",
             "--json",
             "--quiet",
             "--verbose",

@@ -36,6 +36,21 @@ pub(crate) struct Config {
     pub refresh_only: bool,
     pub usage: bool,
     pub json: bool,
+    pub quiet: bool,
+    /// `--batch` or `--count` above one: many jobs on one engine.
+    pub many: Option<Many>,
+}
+
+/// What `--batch`, `--jobs`, `--count`, `--results` and `--fresh` ask for.
+#[derive(Debug, Clone)]
+pub(crate) struct Many {
+    /// `--batch` as typed (`-`: stdin); None: `--count` alone, for the one prompt.
+    pub batch: Option<String>,
+    pub jobs: usize,
+    pub count: u32,
+    /// `--results`, resolved against `--cwd`.
+    pub results: Option<PathBuf>,
+    pub fresh: bool,
 }
 
 /// Resolve `args` (already validated into `checked`) against `env`, the process environment.
@@ -93,6 +108,16 @@ pub(crate) fn resolve(args: Args, checked: Validated, env: Environment) -> Resul
         }
     }
 
+    let count = checked.count.unwrap_or(1);
+    let many = (checked.batch.is_some() || count > 1).then(|| Many {
+        batch: checked.batch.clone(),
+        jobs: checked
+            .jobs
+            .map_or(crate::batch::DEFAULT_JOBS, |j| j as usize),
+        count,
+        results: given(&args.results).map(|p| env.resolve(p)),
+        fresh: args.fresh,
+    });
     let metadata = match (checked.metadata, env.var("CODEX_IMAGEN_METADATA")) {
         (Some(mode), _) => mode,
         (None, Some(value)) => MetadataMode::parse(&value).map_err(|_| {
@@ -147,6 +172,8 @@ pub(crate) fn resolve(args: Args, checked: Validated, env: Environment) -> Resul
         refresh_only: args.refresh_only,
         usage: args.usage,
         json: args.json,
+        quiet: args.quiet,
+        many,
         env,
     })
 }

@@ -19,6 +19,7 @@ use std::sync::Arc;
 use crate::auth::fence::CredentialState;
 use crate::auth::refresh::{fix_line, REASON_REFRESH_ONLY};
 use crate::auth::{self, Fallback, PreparedAuth};
+use crate::batch;
 use crate::engine::events::Reporter;
 use crate::engine::{Engine, EngineSettings};
 use crate::error::{Error, RefreshErrorKind, Result};
@@ -51,7 +52,7 @@ pub fn run(argv: Vec<String>) -> i32 {
     let result = run_args(args, &sink);
     sink.finish();
     match result {
-        Ok(()) => 0,
+        Ok(code) => code,
         Err(err) => fail(&err, Some(&sink)),
     }
 }
@@ -65,7 +66,8 @@ fn fail(err: &Error, sink: Option<&TerminalSink>) -> i32 {
     err.exit_code()
 }
 
-fn run_args(args: args::Args, sink: &Arc<TerminalSink>) -> Result<()> {
+/// Returns the exit code of a run that did not fail as a whole (a batch reports its own).
+fn run_args(args: args::Args, sink: &Arc<TerminalSink>) -> Result<i32> {
     let checked = validate::validate(&args)?;
     crate::serve::config::check(&args)?;
     let serve = args
@@ -75,7 +77,7 @@ fn run_args(args: args::Args, sink: &Arc<TerminalSink>) -> Result<()> {
     let config = config::resolve(args, checked, Environment::capture())?;
     if let Some(serve) = serve {
         let serve = crate::serve::config::resolve(&serve, &config.env)?;
-        return crate::serve::run(serve, &config);
+        return crate::serve::run(serve, &config).map(|()| 0);
     }
     let settings = EngineSettings {
         env: config.env.clone(),
@@ -84,30 +86,35 @@ fn run_args(args: args::Args, sink: &Arc<TerminalSink>) -> Result<()> {
         ..EngineSettings::new(config.env.clone())
     };
     let engine = Engine::new(settings)?;
+    if let Some(many) = config.many.clone() {
+        return run_many(&config, engine, many);
+    }
     let progress = Reporter::new(sink.clone());
     let ctx = engine.auth().context()?;
 
     if config.usage && !config.smoke && !config.refresh_only {
         let runtime = runtime()?;
         sink.start_live_line();
-        return runtime.block_on(async {
-            tokio::select! {
-                result = print_usage(&config, &engine, &progress) => result,
-                (code, name) = until_signal() => {
-                    engine.release_locks();
-                    sink.finish();
-                    sink.line(&format!("Error: interrupted by {name}"));
-                    std::process::exit(code)
+        return runtime
+            .block_on(async {
+                tokio::select! {
+                    result = print_usage(&config, &engine, &progress) => result,
+                    (code, name) = until_signal() => {
+                        engine.release_locks();
+                        sink.finish();
+                        sink.line(&format!("Error: interrupted by {name}"));
+                        std::process::exit(code)
+                    }
                 }
-            }
-        });
+            })
+            .map(|()| 0);
     }
     if config.smoke && !config.force_refresh {
         // No network, no fallback, no runtime: what the first store says.
         let auth = ctx.read(&ctx.path)?;
         auth::warn_auth_mode(&auth, &progress);
         print_smoke(&config, &engine, &auth, &progress);
-        return Ok(());
+        return Ok(0);
     }
     let released = engine.clone();
     sink.on_forced_exit(Arc::new(move || released.release_locks()));
@@ -121,7 +128,7 @@ fn run_args(args: args::Args, sink: &Arc<TerminalSink>) -> Result<()> {
         }
     });
     match outcome {
-        Ok(result) => result,
+        Ok(result) => result.map(|()| 0),
         Err((code, name)) => {
             // The job's future was dropped: its request is gone and its lock guards released.
             engine.release_locks();
@@ -131,6 +138,51 @@ fn run_args(args: args::Args, sink: &Arc<TerminalSink>) -> Result<()> {
             std::process::exit(code)
         }
     }
+}
+
+/// `--batch`, or `--count` above one: the batch front-end on this engine, with its own signal
+/// handling (the first signal drains, a second cancels) and its own output.
+fn run_many(config: &Config, engine: Engine, many: config::Many) -> Result<i32> {
+    let mut template = config.job.clone();
+    if many.batch.is_none() {
+        template.prompt = read_prompt(&config.prompt, &config.env)?;
+        if template.prompt.trim().is_empty() {
+            return Err(Error::Usage(
+                "Prompt is required. Pass it positionally, with --prompt, or with --prompt-file."
+                    .into(),
+            ));
+        }
+    }
+    let source = many.batch.as_deref().map(batch::BatchSource::from_arg);
+    let opts = batch::BatchOptions {
+        jobs: many.jobs,
+        count: many.count,
+        results: many.results,
+        fresh: many.fresh,
+        json: config.json,
+        quiet: config.quiet,
+        ..batch::BatchOptions::new(
+            source.clone().unwrap_or(batch::BatchSource::Stdin),
+            template,
+        )
+    };
+    let runtime = runtime()?;
+    let code = runtime.block_on(async {
+        let signals = batch::ShutdownSignals::os()
+            .map_err(|e| Error::Io(format!("Cannot install the signal handlers: {e}")))?;
+        let io = batch::BatchIo::stdio();
+        Ok::<i32, Error>(match source {
+            Some(_) => {
+                batch::run_batch_with(engine.clone(), opts, signals, io)
+                    .await
+                    .exit_code
+            }
+            None => batch::run_count(engine.clone(), opts, signals, io).await,
+        })
+    })?;
+    // Every job has ended, so no refresh holds a lock; this only covers a job that panicked.
+    engine.release_locks();
+    Ok(code)
 }
 
 /// The first SIGINT or SIGTERM (Ctrl-C on Windows), with the exit code a shell expects.

@@ -11,7 +11,7 @@ use crate::engine::job::{JobResult, JobSpec, RefreshReport};
 use crate::output::SavedImage;
 
 /// One image: the SPEC's keys, then what the bytes turned out to be (issue #11).
-fn image_json(image: &SavedImage) -> Value {
+pub(crate) fn image_json(image: &SavedImage) -> Value {
     let path = image.path.display().to_string();
     let mut value = json!({
         "path": path,

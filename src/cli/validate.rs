@@ -8,6 +8,8 @@ use crate::error::{Error, Result};
 use crate::output::metadata::MetadataMode;
 
 pub(crate) const MAX_RETRIES: u32 = 100;
+pub(crate) const MAX_JOBS: u32 = crate::batch::MAX_JOBS as u32;
+pub(crate) const MAX_COUNT: u32 = crate::batch::MAX_COUNT;
 const IMAGE_DETAILS: [&str; 4] = ["auto", "low", "high", "original"];
 
 /// Where the prompt comes from; it is read only after auth is ready (SPEC §14, order of a run).
@@ -26,6 +28,12 @@ pub(crate) struct Validated {
     pub retries: Option<u32>,
     pub timeout_ms: Option<u64>,
     pub prompt: PromptSource,
+    /// `--batch` as typed (`-` is stdin).
+    pub batch: Option<String>,
+    /// `--jobs`; None: the default.
+    pub jobs: Option<u32>,
+    /// `--count`; None: one.
+    pub count: Option<u32>,
     /// The image controls given, parsed into the values the backends take.
     pub controls: ImageControls,
     /// `--mask` as typed (non-empty); read by the engine after auth.
@@ -53,6 +61,17 @@ pub(crate) fn validate(args: &Args) -> Result<Validated> {
         parse_retries(value)?;
     }
     let timeout_ms = parse_timeout_flags(&args.timeout_flags)?;
+    let jobs = args
+        .jobs
+        .as_deref()
+        .map(|v| parse_whole("--jobs", v, 1, MAX_JOBS))
+        .transpose()?;
+    let count = args
+        .count
+        .as_deref()
+        .map(|v| parse_whole("--count", v, 1, MAX_COUNT))
+        .transpose()?;
+    let batch = check_batch_flags(args, jobs.is_some(), count.is_some())?;
     let (controls, mask) = image_controls(args).map_err(|e| Error::Usage(e.to_string()))?;
     let metadata = match text(&args.metadata) {
         Some(value) => Some(MetadataMode::parse(value).map_err(|e| Error::Usage(e.to_string()))?),
@@ -67,7 +86,80 @@ pub(crate) fn validate(args: &Args) -> Result<Validated> {
         prompt,
         controls,
         mask,
+        batch,
+        jobs,
+        count,
     })
+}
+
+/// `--batch` and the flags that only make sense with it (or with `--count`).
+fn check_batch_flags(args: &Args, jobs: bool, count: bool) -> Result<Option<String>> {
+    let Some(batch) = args.batch.clone() else {
+        for (given, flag) in [
+            (args.results.is_some(), "--results"),
+            (args.fresh, "--fresh"),
+        ] {
+            if given {
+                return Err(Error::Usage(format!("{flag} needs --batch")));
+            }
+        }
+        if jobs && !count && args.serve.is_none() {
+            return Err(Error::Usage("--jobs needs --batch or --count".into()));
+        }
+        if count {
+            for (given, flag) in [
+                (args.smoke, "--smoke"),
+                (args.refresh_only, "--refresh-only"),
+                (args.usage, "--usage"),
+            ] {
+                if given {
+                    return Err(Error::Usage(format!("{flag} cannot be used with --count")));
+                }
+            }
+        }
+        return Ok(None);
+    };
+    if batch.is_empty() {
+        return Err(Error::Usage("--batch needs a file (or - for stdin)".into()));
+    }
+    let has_prompt = !args.words.is_empty()
+        || args.prompt.as_deref().is_some_and(|p| !p.is_empty())
+        || args.prompt_file.as_deref().is_some_and(|p| !p.is_empty());
+    if has_prompt {
+        return Err(Error::Usage(
+            "--batch reads the prompts from its file; remove the prompt (positional words, \
+             --prompt or --prompt-file)"
+                .into(),
+        ));
+    }
+    if args.output.as_deref().is_some_and(|o| !o.is_empty()) {
+        return Err(Error::Usage(
+            "--output names one image; with --batch use --out-dir, or an \"output\" key on a \
+             line"
+                .into(),
+        ));
+    }
+    for (given, flag) in [
+        (args.smoke, "--smoke"),
+        (args.refresh_only, "--refresh-only"),
+        (args.usage, "--usage"),
+    ] {
+        if given {
+            return Err(Error::Usage(format!("{flag} cannot be used with --batch")));
+        }
+    }
+    Ok(Some(batch))
+}
+
+/// A whole number from `min` to `max` for `flag`, read as the other numeric flags are.
+fn parse_whole(flag: &str, value: &str, min: u32, max: u32) -> Result<u32> {
+    let n = js_number(value);
+    if value.trim().is_empty() || n.fract() != 0.0 || !(min as f64..=max as f64).contains(&n) {
+        return Err(Error::Usage(format!(
+            "{flag} must be an integer from {min} to {max}"
+        )));
+    }
+    Ok(n as u32)
 }
 
 /// Each control flag in `--help` order, then the rules that involve several flags. Reading the

@@ -101,7 +101,6 @@ pub(crate) fn check(args: &Args) -> Result<()> {
     }
     let given = [
         ("--data-dir", args.data_dir.is_some()),
-        ("--jobs", args.jobs.is_some()),
         ("--queue", args.queue.is_some()),
         ("--job-ttl", args.job_ttl.is_some()),
         ("--shutdown-grace", args.shutdown_grace.is_some()),

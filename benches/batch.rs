@@ -1,0 +1,400 @@
+//! Batch benchmark (issue #12): the release binary's `--batch` against a loopback backend that
+//! answers every request after a fixed delay. Run it with
+//!
+//! ```text
+//! cargo bench --bench batch     # about 60 s after the build
+//! ```
+//!
+//! It measures, in one run:
+//! 1. `--batch` of 40 jobs with `--jobs 4`, each answered after 1 s: wall time against the
+//!    ideal 10 s (ten waves of four);
+//! 2. a shell loop of 40 one-shot runs of the same prompts (about 40 s plus 40 start-ups);
+//! 3. peak RSS of a batch with four 8 MiB images (decoded size) in flight at once, against
+//!    the 40 MiB target. RSS is read with `wait4` through a small launcher process, as in
+//!    benches/e2e.rs: Linux carries the parent's RSS high-water mark across `exec`, so the
+//!    binary must not be spawned straight from this (large) process.
+//!
+//! The server listens on 127.0.0.1 only; each connection gets its own thread, sleeps the delay,
+//! then streams `response.created`, one `response.output_item.done` and a `response.completed`
+//! that repeats the image, in 16 KiB chunks, as the real backend does.
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use base64::Engine;
+use serde_json::json;
+
+const MIB: usize = 1 << 20;
+const PIECE: usize = 16 * 1024;
+const LAUNCHER_REPORT: &str = "CODEX_IMAGEN_BENCH_LAUNCHER_REPORT";
+
+/// Image bytes with a PNG signature, distinct per seed.
+fn png(seed: u64, len: usize) -> Vec<u8> {
+    let mut bytes = vec![0x89, b'P', b'N', b'G', 0x0d, 0x0a, 0x1a, 0x0a];
+    let mut x = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+    while bytes.len() < len {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        bytes.extend_from_slice(&x.to_le_bytes());
+    }
+    bytes.truncate(len);
+    bytes
+}
+
+/// The whole HTTP response for one image, as the pieces the server writes.
+fn response(seed: u64, image_len: usize) -> Vec<Vec<u8>> {
+    let b64 = base64::engine::general_purpose::STANDARD.encode(png(seed, image_len));
+    let id = format!("ig_{seed}");
+    let call = json!({"type": "image_generation_call", "id": id, "status": "completed",
+        "revised_prompt": "bench", "result": b64});
+    let events = [
+        json!({"type": "response.created", "response": {"id": "resp", "status": "in_progress"}}),
+        json!({"type": "response.output_item.done", "output_index": 0, "item": call}),
+        json!({"type": "response.completed", "response": {"id": "resp", "status": "completed",
+            "output": [call]}}),
+    ];
+    let mut pieces = vec![b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\n\
+transfer-encoding: chunked\r\n\r\n"
+        .to_vec()];
+    for event in &events {
+        let kind = event["type"].as_str().unwrap_or("message");
+        let text = format!("event: {kind}\ndata: {event}\n\n");
+        for piece in text.as_bytes().chunks(PIECE) {
+            let mut framed = format!("{:x}\r\n", piece.len()).into_bytes();
+            framed.extend_from_slice(piece);
+            framed.extend_from_slice(b"\r\n");
+            pieces.push(framed);
+        }
+    }
+    pieces.push(b"0\r\n\r\n".to_vec());
+    pieces
+}
+
+fn read_request(stream: &mut TcpStream) -> bool {
+    let mut buf = Vec::new();
+    let mut tmp = [0u8; 16384];
+    loop {
+        let mut headers = [httparse::EMPTY_HEADER; 64];
+        let mut req = httparse::Request::new(&mut headers);
+        if let Ok(httparse::Status::Complete(head)) = req.parse(&buf) {
+            let length: usize = req
+                .headers
+                .iter()
+                .find(|h| h.name.eq_ignore_ascii_case("content-length"))
+                .and_then(|h| std::str::from_utf8(h.value).ok()?.trim().parse().ok())
+                .unwrap_or(0);
+            while buf.len() < head + length {
+                match stream.read(&mut tmp) {
+                    Ok(0) | Err(_) => return false,
+                    Ok(n) => buf.extend_from_slice(&tmp[..n]),
+                }
+            }
+            return true;
+        }
+        match stream.read(&mut tmp) {
+            Ok(0) | Err(_) => return false,
+            Ok(n) => buf.extend_from_slice(&tmp[..n]),
+        }
+    }
+}
+
+/// A backend answering every request after `delay` with one image of `image_len` bytes.
+/// Returns its base URL and the request counter.
+fn start_server(delay: Duration, image_len: usize) -> (String, Arc<AtomicUsize>) {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1");
+    let url = format!(
+        "http://{}/backend-api/codex",
+        listener.local_addr().expect("local address")
+    );
+    let served = Arc::new(AtomicUsize::new(0));
+    let counter = served.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            let n = counter.fetch_add(1, Ordering::SeqCst) as u64;
+            std::thread::spawn(move || {
+                if !read_request(&mut stream) {
+                    return;
+                }
+                std::thread::sleep(delay);
+                let _ = stream.set_nodelay(true);
+                for piece in response(n, image_len) {
+                    if stream.write_all(&piece).is_err() {
+                        return;
+                    }
+                }
+                let _ = stream.shutdown(std::net::Shutdown::Write);
+                let mut sink = [0u8; 1024];
+                let _ = stream.set_read_timeout(Some(Duration::from_secs(30)));
+                while matches!(stream.read(&mut sink), Ok(n) if n > 0) {}
+            });
+        }
+    });
+    (url, served)
+}
+
+struct Sandbox {
+    dir: PathBuf,
+}
+
+impl Sandbox {
+    fn new() -> Sandbox {
+        let nanos = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0);
+        let dir = std::env::temp_dir().join(format!(
+            "codex-imagen-batch-bench-{}-{nanos}",
+            std::process::id()
+        ));
+        let home = dir.join("home");
+        std::fs::create_dir_all(home.join(".codex")).expect("create bench HOME");
+        std::fs::create_dir_all(dir.join("work")).expect("create bench work dir");
+        let b64url = |s: &str| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(s);
+        // Unsigned JWT, expiring in 2100: no refresh is ever due.
+        let access = format!(
+            "{}.{}.sig",
+            b64url(r#"{"alg":"none"}"#),
+            b64url(r#"{"exp":4102444800}"#)
+        );
+        let auth = json!({"auth_mode": "chatgpt", "OPENAI_API_KEY": null,
+            "tokens": {"id_token": "id.token.value", "access_token": access,
+                "refresh_token": "refresh-bench", "account_id": "acct-bench"},
+            "last_refresh": "2026-11-20T10:00:00.000Z"});
+        std::fs::write(home.join(".codex/auth.json"), auth.to_string()).expect("write auth.json");
+        Sandbox { dir }
+    }
+
+    fn command(&self, program: &Path) -> Command {
+        let mut cmd = Command::new(program);
+        cmd.env_clear()
+            .env("HOME", self.dir.join("home"))
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .current_dir(self.dir.join("work"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        // Passed through for allocator experiments (`MALLOC_ARENA_MAX=2 cargo bench ...`).
+        if let Some(arenas) = std::env::var_os("MALLOC_ARENA_MAX") {
+            cmd.env("MALLOC_ARENA_MAX", arenas);
+        }
+        cmd
+    }
+}
+
+impl Drop for Sandbox {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn binary() -> PathBuf {
+    std::env::var_os("CODEX_IMAGEN_BENCH_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_codex-imagen")))
+}
+
+/// This bench re-run as a small process that spawns its argv and reports the child's exit code
+/// and `ru_maxrss` (KiB) from `wait4`.
+fn launcher(report: &Path) -> ! {
+    let argv: Vec<std::ffi::OsString> = std::env::args_os().skip(1).collect();
+    let mut cmd = Command::new(&argv[0]);
+    cmd.args(&argv[1..]).env_remove(LAUNCHER_REPORT);
+    let child = cmd.spawn().expect("spawn codex-imagen");
+    let mut status = 0;
+    // SAFETY: plain syscall on our own child; both out-params are valid for writes.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    let pid = unsafe { libc::wait4(child.id() as libc::pid_t, &mut status, 0, &mut usage) };
+    assert_eq!(pid, child.id() as libc::pid_t, "wait4 failed");
+    let code = if libc::WIFEXITED(status) {
+        libc::WEXITSTATUS(status)
+    } else {
+        -1
+    };
+    std::fs::write(report, format!("{code} {}", usage.ru_maxrss)).expect("write report");
+    std::process::exit(0);
+}
+
+/// Run the binary with `args` through the launcher: (wall, exit code, peak RSS in KiB).
+fn measured_run(sandbox: &Sandbox, args: &[String]) -> (Duration, i32, u64) {
+    let report = sandbox.dir.join("report");
+    let mut cmd = sandbox.command(&std::env::current_exe().expect("bench executable"));
+    cmd.arg(binary()).args(args).env(LAUNCHER_REPORT, &report);
+    let start = Instant::now();
+    let status = cmd.status().expect("run the launcher");
+    let wall = start.elapsed();
+    assert!(status.success(), "launcher failed: {status}");
+    let text = std::fs::read_to_string(&report).expect("launcher report");
+    let mut fields = text
+        .split_whitespace()
+        .map(|w| w.parse::<i64>().unwrap_or(-1));
+    let code = fields.next().unwrap_or(-1) as i32;
+    let rss = fields.next().unwrap_or(0) as u64;
+    (wall, code, rss)
+}
+
+fn jobs_file(sandbox: &Sandbox, name: &str, n: usize) -> String {
+    let text: String = (1..=n)
+        .map(|i| format!("{{\"id\": \"j{i}\", \"prompt\": \"bench {i}\"}}\n"))
+        .collect();
+    std::fs::write(sandbox.dir.join("work").join(name), text).expect("write jobs file");
+    name.to_string()
+}
+
+fn count_files(dir: &Path, ext: &str) -> usize {
+    std::fs::read_dir(dir)
+        .map(|rd| {
+            rd.filter_map(Result::ok)
+                .filter(|e| e.path().extension().is_some_and(|x| x == ext))
+                .count()
+        })
+        .unwrap_or(0)
+}
+
+fn main() {
+    if let Some(report) = std::env::var_os(LAUNCHER_REPORT) {
+        launcher(Path::new(&report));
+    }
+    println!("codex-imagen batch benchmark");
+    println!("binary: {}", binary().display());
+    println!(
+        "cpus: {}",
+        std::thread::available_parallelism().map_or(0, |n| n.get())
+    );
+    let sandbox = Sandbox::new();
+    let work = sandbox.dir.join("work");
+
+    // 1. 40 jobs, 1 s each, --jobs 4.
+    let (url, served) = start_server(Duration::from_secs(1), 64 * 1024);
+    let file = jobs_file(&sandbox, "jobs.jsonl", 40);
+    let args: Vec<String> = [
+        "--batch",
+        &file,
+        "--jobs",
+        "4",
+        "--out-dir",
+        "batch",
+        "--quiet",
+        "--json",
+        "--base-url",
+        &url,
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let (batch_wall, code, batch_rss) = measured_run(&sandbox, &args);
+    assert_eq!(code, 0, "batch run failed");
+    assert_eq!(count_files(&work.join("batch"), "png"), 40);
+    assert_eq!(served.load(Ordering::SeqCst), 40);
+
+    // The rerun skips everything: no request.
+    let (rerun_wall, code, _) = measured_run(&sandbox, &args);
+    assert_eq!(code, 0, "rerun failed");
+    assert_eq!(served.load(Ordering::SeqCst), 40, "the rerun sent requests");
+
+    // 2. A shell loop of 40 one-shot runs.
+    let script = format!(
+        "for n in $(seq 40); do \"$0\" --prompt \"bench $n\" -o loop/$n.png --quiet --base-url {url} || exit 1; done"
+    );
+    let mut cmd = sandbox.command(Path::new("sh"));
+    cmd.arg("-c").arg(script).arg(binary());
+    let start = Instant::now();
+    let status = cmd.status().expect("run the shell loop");
+    let loop_wall = start.elapsed();
+    assert!(status.success(), "the shell loop failed");
+    assert_eq!(count_files(&work.join("loop"), "png"), 40);
+
+    // 3. Four 8 MiB images in flight at once (8 MiB decoded, 10.7 MiB of base64 each), then
+    //    four of 8 MiB base64 (6 MiB decoded, benches/e2e.rs's convention), and one one-shot
+    //    run of each size for the cost of one job.
+    let mut rss_rows = Vec::new();
+    for (label, image_len) in [
+        ("8 MiB decoded", 8 * MIB),
+        ("8 MiB of base64", 8 * MIB / 4 * 3),
+    ] {
+        let (url, _) = start_server(Duration::from_millis(500), image_len);
+        let dir = format!("big-{image_len}");
+        let file = jobs_file(&sandbox, "big.jsonl", 4);
+        let args: Vec<String> = [
+            "--batch",
+            &file,
+            "--jobs",
+            "4",
+            "--out-dir",
+            &dir,
+            "--quiet",
+            "--json",
+            "--base-url",
+            &url,
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        let (wall, code, rss) = measured_run(&sandbox, &args);
+        assert_eq!(code, 0, "{label} batch failed");
+        assert_eq!(count_files(&work.join(&dir), "png"), 4);
+        let one: Vec<String> = [
+            "one image",
+            "--out-dir",
+            &dir,
+            "--quiet",
+            "--base-url",
+            &url,
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        let (_, code, one_rss) = measured_run(&sandbox, &one);
+        assert_eq!(code, 0, "{label} one-shot failed");
+        rss_rows.push((label, wall, rss, one_rss));
+    }
+
+    let secs = |d: Duration| d.as_secs_f64();
+    let mib = |kib: u64| kib as f64 / 1024.0;
+    println!();
+    println!("| run | wall | peak RSS |");
+    println!("| --- | ---: | ---: |");
+    println!(
+        "| --batch, 40 jobs x 1 s, --jobs 4 (ideal 10 s) | {:.2} s | {:.1} MiB |",
+        secs(batch_wall),
+        mib(batch_rss)
+    );
+    println!(
+        "| same batch rerun (40 skipped, 0 requests) | {:.2} s | |",
+        secs(rerun_wall)
+    );
+    println!(
+        "| shell loop of 40 one-shot runs | {:.2} s | |",
+        secs(loop_wall)
+    );
+    for (label, wall, rss, one_rss) in &rss_rows {
+        println!(
+            "| --batch, 4 images of {label} in flight, --jobs 4 | {:.2} s | {:.1} MiB |",
+            secs(*wall),
+            mib(*rss)
+        );
+        println!(
+            "| one-shot run, 1 image of {label} | | {:.1} MiB |",
+            mib(*one_rss)
+        );
+    }
+    println!();
+    println!(
+        "batch vs ideal: {:.2}x; loop / batch: {:.1}x",
+        secs(batch_wall) / 10.0,
+        secs(loop_wall) / secs(batch_wall),
+    );
+    for (label, _, rss, _) in &rss_rows {
+        println!(
+            "peak RSS, 4 x {label}: {:.1} MiB vs the 40 MiB target: {}",
+            mib(*rss),
+            if mib(*rss) <= 40.0 { "PASS" } else { "FAIL" }
+        );
+    }
+}
