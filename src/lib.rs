@@ -17,6 +17,7 @@ mod error;
 mod mcp;
 mod output;
 mod paths;
+mod serve;
 
 pub use auth::AuthSettings;
 pub use cli::run;

@@ -219,7 +219,7 @@ pub struct Args {
     #[arg(long, value_name = "FILE|-", allow_hyphen_values = true)]
     pub batch: Option<String>,
 
-    /// With --batch or --count: how many jobs run at once (1-16). Default: 2.
+    /// With --batch, --count or --serve: how many jobs run at once (1-16). Default: 2.
     #[arg(long, value_name = "N", allow_hyphen_values = true)]
     pub jobs: Option<String>,
 
@@ -251,6 +251,33 @@ pub struct Args {
     /// auth_status). The other flags given become its defaults; default --timeout: 300.
     #[arg(long)]
     pub mcp: bool,
+
+    /// Run the local image service (OpenAI Images API, async jobs) on ADDR. Default ADDR:
+    /// 127.0.0.1:4312.
+    #[arg(long, value_name = "ADDR", num_args = 0..=1, default_missing_value = crate::serve::config::DEFAULT_ADDR)]
+    pub serve: Option<String>,
+
+    /// Service data directory (jobs.sqlite, artifacts). Default: $CODEX_IMAGEN_DATA_DIR, else
+    /// the platform data directory + codex-imagen.
+    #[arg(long, value_name = "PATH", allow_hyphen_values = true)]
+    pub data_dir: Option<String>,
+
+    /// Service: jobs allowed to wait; more get 503. Default: 100.
+    #[arg(long, value_name = "COUNT", allow_hyphen_values = true)]
+    pub queue: Option<String>,
+
+    /// Service: finished jobs are forgotten after this long (artifacts stay). Default: 7d.
+    #[arg(long, value_name = "DURATION", allow_hyphen_values = true)]
+    pub job_ttl: Option<String>,
+
+    /// Service: on SIGTERM/SIGINT, running jobs get this long before they are cancelled.
+    /// Default: 30s.
+    #[arg(long, value_name = "DURATION", allow_hyphen_values = true)]
+    pub shutdown_grace: Option<String>,
+
+    /// Service: read the bearer token from this file (else $CODEX_IMAGEN_SERVE_TOKEN).
+    #[arg(long, value_name = "PATH", allow_hyphen_values = true)]
+    pub serve_token_file: Option<String>,
 
     /// Print a shell completion script: bash, zsh, fish, powershell or elvish.
     #[arg(long, value_name = "SHELL", allow_hyphen_values = true)]
@@ -570,6 +597,19 @@ mod tests {
         let args = run(&["a", "--json", "b"]);
         assert_eq!(args.words, vec!["a", "b"]);
         assert!(args.json);
+    }
+
+    #[test]
+    fn serve_takes_an_optional_address() {
+        assert_eq!(run(&["--serve"]).serve.as_deref(), Some("127.0.0.1:4312"));
+        let args = run(&["--serve", "127.0.0.1:9000", "--jobs", "4"]);
+        assert_eq!(args.serve.as_deref(), Some("127.0.0.1:9000"));
+        assert_eq!(args.jobs.as_deref(), Some("4"));
+        assert!(args.words.is_empty());
+        let args = run(&["--serve", "--quiet"]);
+        assert_eq!(args.serve.as_deref(), Some("127.0.0.1:4312"));
+        assert!(args.quiet);
+        assert_eq!(run(&["--serve=:1"]).serve.as_deref(), Some(":1"));
     }
 
     #[test]

@@ -69,7 +69,16 @@ fn fail(err: &Error, sink: Option<&TerminalSink>) -> i32 {
 /// Returns the exit code of a run that did not fail as a whole (a batch reports its own).
 fn run_args(args: args::Args, sink: &Arc<TerminalSink>) -> Result<i32> {
     let checked = validate::validate(&args)?;
+    crate::serve::config::check(&args)?;
+    let serve = args
+        .serve
+        .is_some()
+        .then(|| crate::serve::config::ServeArgs::from_args(&args));
     let config = config::resolve(args, checked, Environment::capture())?;
+    if let Some(serve) = serve {
+        let serve = crate::serve::config::resolve(&serve, &config.env)?;
+        return crate::serve::run(serve, &config).map(|()| 0);
+    }
     let settings = EngineSettings {
         env: config.env.clone(),
         auth: config.auth.clone(),

@@ -103,7 +103,7 @@ fn check_batch_flags(args: &Args, jobs: bool, count: bool) -> Result<Option<Stri
                 return Err(Error::Usage(format!("{flag} needs --batch")));
             }
         }
-        if jobs && !count {
+        if jobs && !count && args.serve.is_none() {
             return Err(Error::Usage("--jobs needs --batch or --count".into()));
         }
         if count {

@@ -1,0 +1,468 @@
+//! The queue and the workers: `--jobs` tasks take job ids in order and run each on the one
+//! engine.
+//!
+//! A job is one API request: its `n` images are `n` engine runs at once, each writing
+//! `<k>.png` in the job's artifacts folder. A job stops on its own token (`DELETE`), on the
+//! service's stop token (after the shutdown grace) or on its `timeout_sec`; dropping the runs'
+//! futures drops their requests and releases their locks, and images saved before that stay
+//! listed. Each image is recorded in the store the moment it lands (from the event sink), so a
+//! crash mid-job still lists it.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use base64::Engine as _;
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+use super::files;
+use super::openai::{self, ApiError, ImageRequest};
+use super::store::{self, ImageRecord, JobError};
+use super::{callbacks, lock, Live, Service};
+use crate::engine::events::{Event, EventSink};
+use crate::engine::job::{JobResult, JobSpec, Naming, Reference};
+use crate::error::Error;
+use crate::output::SavedImage;
+
+/// Job ids waiting for a worker, oldest first. The store holds the truth; this is its order.
+#[derive(Default)]
+pub(crate) struct Queue {
+    items: Mutex<VecDeque<String>>,
+    notify: Notify,
+}
+
+impl Queue {
+    /// Push `id` when fewer than `limit` wait, after `record` (the store insert) succeeded;
+    /// both happen under the queue's lock, so the limit holds under concurrent admissions.
+    pub(crate) fn push_with(
+        &self,
+        limit: usize,
+        id: &str,
+        record: impl FnOnce() -> Result<(), ApiError>,
+    ) -> Result<bool, ApiError> {
+        let mut items = lock(&self.items);
+        if items.len() >= limit {
+            return Ok(false);
+        }
+        record()?;
+        items.push_back(id.to_string());
+        drop(items);
+        self.notify.notify_one();
+        Ok(true)
+    }
+
+    /// Jobs found queued at start-up: never refused.
+    pub(crate) fn push_recovered(&self, id: &str) {
+        lock(&self.items).push_back(id.to_string());
+        self.notify.notify_one();
+    }
+
+    pub(crate) fn remove(&self, id: &str) -> bool {
+        let mut items = lock(&self.items);
+        let before = items.len();
+        items.retain(|queued| queued != id);
+        before != items.len()
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        lock(&self.items).len()
+    }
+
+    async fn next(&self) -> String {
+        loop {
+            if let Some(id) = lock(&self.items).pop_front() {
+                return id;
+            }
+            // `notify_one` keeps a permit when no worker waits, so no push is missed.
+            self.notify.notified().await;
+        }
+    }
+}
+
+pub(crate) async fn worker(service: Arc<Service>) {
+    loop {
+        let id = tokio::select! {
+            biased;
+            _ = service.draining.cancelled() => return,
+            id = service.queue.next() => id,
+        };
+        if service.draining.is_cancelled() {
+            // Taken just as the shutdown began: it stays queued for the next start.
+            return;
+        }
+        run_job(&service, &id).await;
+    }
+}
+
+/// Removes finished rows past `--job-ttl`, hourly.
+pub(crate) async fn expire_periodically(service: Arc<Service>) {
+    loop {
+        tokio::time::sleep(Duration::from_secs(3600)).await;
+        let cutoff =
+            store::now_ms() - service.config.job_ttl.as_millis().min(i64::MAX as u128) as i64;
+        match service.store.expire(cutoff) {
+            Ok(0) => {}
+            Ok(n) => service.log.line(&format!("{n} expired job rows removed")),
+            Err(e) => service.log.line(&format!("expiry failed: {e}")),
+        }
+    }
+}
+
+/// What a job's runs report, shared by their sinks.
+struct Progress {
+    service: Arc<Service>,
+    id: String,
+    n: usize,
+    attempts: AtomicU32,
+    /// Images beyond the first of a run get indexes after `n`.
+    extra: AtomicUsize,
+    /// The job's image index of each file, so a final image replacing its preview (which the
+    /// engine reports once, as the preview) keeps its index.
+    indexes: Mutex<HashMap<PathBuf, usize>>,
+    /// Indexes already announced as final to the live channel.
+    announced: Mutex<HashSet<usize>>,
+}
+
+impl Progress {
+    fn index_for(&self, path: &Path, run: usize, engine_index: usize) -> usize {
+        let mut indexes = lock(&self.indexes);
+        if let Some(index) = indexes.get(path) {
+            return *index;
+        }
+        let index = if engine_index == 0 {
+            run + 1
+        } else {
+            self.n + 1 + self.extra.fetch_add(1, Ordering::Relaxed)
+        };
+        indexes.insert(path.to_path_buf(), index);
+        index
+    }
+
+    /// Record image `index` in the store (before anyone hears of it: a crash after this still
+    /// lists it), then announce a final one to the live channel, once.
+    fn record(&self, index: usize, image: &SavedImage) {
+        // The engine inspects what it saved; the service's own probe covers what it does not
+        // recognise.
+        let probe = files::probe(&image.path);
+        let record = ImageRecord {
+            index,
+            path: image.path.display().to_string(),
+            bytes: image.bytes as u64,
+            sha256: image.sha256.clone(),
+            width: image.width.or(probe.width),
+            height: image.height.or(probe.height),
+            format: image
+                .format
+                .clone()
+                .unwrap_or_else(|| probe.format.to_string()),
+            revised_prompt: image.revised_prompt.clone(),
+        };
+        if let Err(e) = self.service.store.add_image(&self.id, &record) {
+            self.service.log.line(&format!("job {}: {e}", self.id));
+            return;
+        }
+        if image.partial == Some(true) {
+            // The engine reports a streamed preview as a saved partial file; a stream wants it
+            // as base64, read back only when someone listens.
+            if self.service.has_listeners(&self.id) {
+                if let Ok(bytes) = std::fs::read(&image.path) {
+                    let b64 = base64::engine::general_purpose::STANDARD.encode(bytes);
+                    self.service.publish(
+                        &self.id,
+                        Live::Partial {
+                            image: index,
+                            b64: Arc::new(b64),
+                        },
+                    );
+                }
+            }
+        } else if lock(&self.announced).insert(index) {
+            self.service.publish(&self.id, Live::Saved(record));
+        }
+    }
+
+    /// A run's final images (bytes, hash and revised prompt as they ended up).
+    fn record_final(&self, run: usize, result: &JobResult) {
+        for (i, image) in result.images.iter().enumerate() {
+            let index = self.index_for(&image.path, run, i);
+            let mut image = image.clone();
+            image.partial = None;
+            self.record(index, &image);
+        }
+    }
+}
+
+struct RunSink {
+    progress: Arc<Progress>,
+    /// This run's first image is image `run + 1`.
+    run: usize,
+}
+
+impl EventSink for RunSink {
+    fn event(&self, event: &Event) {
+        let p = &self.progress;
+        match event {
+            Event::AttemptStarted { .. } => {
+                p.attempts.fetch_add(1, Ordering::Relaxed);
+            }
+            Event::PartialImage { index, b64 } => {
+                let image = if *index == 0 {
+                    self.run + 1
+                } else {
+                    p.n + *index
+                };
+                p.service.publish(
+                    &p.id,
+                    Live::Partial {
+                        image,
+                        b64: b64.clone(),
+                    },
+                );
+            }
+            Event::ImageSaved { index, image } => {
+                let index = p.index_for(&image.path, self.run, *index);
+                p.record(index, image);
+            }
+            _ => {}
+        }
+    }
+}
+
+/// The engine job for run `run` of `request`. One run names its files `<k>.<ext>` by their
+/// real format (`Naming::Index`); with `n` > 1 the runs share the folder, so run `r` writes
+/// exactly `<r+1>.<requested ext>`.
+fn job_spec(
+    service: &Service,
+    id: &str,
+    request: &ImageRequest,
+    run: usize,
+    mask: Option<String>,
+) -> JobSpec {
+    let dir = files::artifacts_dir(&service.config.data_dir, id);
+    let mut job = service.defaults.clone();
+    job.prompt = request.prompt.clone();
+    job.references = request
+        .images
+        .iter()
+        .map(|r| Reference::classify(r))
+        .collect();
+    if request.n > 1 {
+        let ext = match request.output_format.as_deref() {
+            Some("jpeg") => "jpg",
+            Some("webp") => "webp",
+            _ => "png",
+        };
+        job.output = Some(dir.join(format!("{}.{ext}", run + 1)).display().to_string());
+    } else {
+        job.output = None;
+        job.naming = Naming::Index;
+    }
+    job.out_dir = dir;
+    if let Some(secs) = request.timeout_sec {
+        job.timeout_ms = job.timeout_ms.min((secs * 1000.0).ceil() as u64).max(1);
+    }
+    openai::apply_controls(request, mask, &mut job);
+    job
+}
+
+/// The job's mask as a file: a data URL is written to its inputs folder; a path stays.
+fn mask_file(service: &Service, id: &str, request: &ImageRequest) -> Result<Option<String>, Error> {
+    let Some(mask) = &request.mask else {
+        return Ok(None);
+    };
+    let Some(rest) = mask.strip_prefix("data:") else {
+        return Ok(Some(mask.clone()));
+    };
+    let b64 = rest
+        .split_once(";base64,")
+        .map(|(_, data)| data)
+        .ok_or_else(|| {
+            Error::Input("mask: a data URL must be base64 (data:image/png;base64,...)".into())
+        })?;
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(b64.trim())
+        .map_err(|e| Error::Input(format!("mask: the data URL is not valid base64: {e}")))?;
+    let dir = files::inputs_dir(&service.config.data_dir, id);
+    std::fs::create_dir_all(&dir).map_err(|e| Error::io("Cannot keep the mask", e))?;
+    let path = dir.join(format!("mask.{}", files::extension_for(&bytes)));
+    std::fs::write(&path, bytes).map_err(|e| Error::io("Cannot keep the mask", e))?;
+    Ok(Some(path.display().to_string()))
+}
+
+enum Outcome {
+    Finished(Vec<crate::error::Result<JobResult>>),
+    Cancelled,
+    Stopped,
+    TimedOut(f64),
+}
+
+async fn run_job(service: &Arc<Service>, id: &str) {
+    let row = match service.store.get(id) {
+        Ok(Some(row)) => row,
+        Ok(None) => return,
+        Err(e) => {
+            service.log.line(&format!("job {id}: {e}"));
+            return;
+        }
+    };
+    let request: ImageRequest = match serde_json::from_value(row.request.clone()) {
+        Ok(r) => r,
+        Err(e) => {
+            let error = JobError {
+                message: format!("The stored request cannot be read: {e}"),
+                kind: "server_error".into(),
+                code: "io".into(),
+            };
+            finish(service, id, store::FAILED, Some(&error), 0);
+            return;
+        }
+    };
+    let cancel = CancellationToken::new();
+    // Registered before the state changes, so a DELETE in between finds the token.
+    lock(&service.running).insert(id.to_string(), cancel.clone());
+    match service.store.start(id, store::now_ms()) {
+        Ok(true) => {}
+        Ok(false) => {
+            // Cancelled while queued.
+            lock(&service.running).remove(id);
+            return;
+        }
+        Err(e) => {
+            lock(&service.running).remove(id);
+            service.log.line(&format!("job {id}: {e}"));
+            return;
+        }
+    }
+    service.log.line(&format!("job {id} running"));
+
+    let mask = match mask_file(service, id, &request) {
+        Ok(mask) => mask,
+        Err(err) => {
+            lock(&service.running).remove(id);
+            finish(
+                service,
+                id,
+                store::FAILED,
+                Some(&openai::job_error(&err).1),
+                0,
+            );
+            return;
+        }
+    };
+    let n = request.n.max(1) as usize;
+    let progress = Arc::new(Progress {
+        service: service.clone(),
+        id: id.to_string(),
+        n,
+        attempts: AtomicU32::new(0),
+        extra: AtomicUsize::new(0),
+        indexes: Mutex::new(HashMap::new()),
+        announced: Mutex::new(HashSet::new()),
+    });
+    let runs = (0..n).map(|run| {
+        let job = job_spec(service, id, &request, run, mask.clone());
+        let sink = Arc::new(RunSink {
+            progress: progress.clone(),
+            run,
+        });
+        let engine = service.engine.clone();
+        let token = cancel.child_token();
+        let progress = progress.clone();
+        async move {
+            let result = engine.run(job, sink, token).await;
+            if let Ok(result) = &result {
+                progress.record_final(run, result);
+            }
+            result
+        }
+    });
+    let all = futures::future::join_all(runs);
+    let timeout = async {
+        match request.timeout_sec {
+            Some(secs) => tokio::time::sleep(Duration::from_secs_f64(secs)).await,
+            None => std::future::pending().await,
+        }
+    };
+    // Biased: a run that returns `Cancelled` because the token fired must not win over it.
+    let outcome = tokio::select! {
+        biased;
+        _ = cancel.cancelled() => Outcome::Cancelled,
+        _ = service.stop.cancelled() => Outcome::Stopped,
+        _ = timeout => Outcome::TimedOut(request.timeout_sec.unwrap_or_default()),
+        results = all => Outcome::Finished(results),
+    };
+    let attempts = progress.attempts.load(Ordering::Relaxed);
+    let (status, error) = match outcome {
+        Outcome::Finished(results) => match results.iter().find_map(|r| r.as_ref().err()) {
+            None => (store::COMPLETED, None),
+            Some(err) => (store::FAILED, Some(openai::job_error(err).1)),
+        },
+        Outcome::Cancelled => (
+            store::CANCELLED,
+            Some(JobError {
+                message: "The job was cancelled; images saved before that are listed.".into(),
+                kind: "cancelled".into(),
+                code: "cancelled".into(),
+            }),
+        ),
+        Outcome::Stopped => (
+            store::FAILED,
+            Some(JobError {
+                message: "The service stopped before this job finished; images saved before that are listed.".into(),
+                kind: "server_error".into(),
+                code: "service_stopped".into(),
+            }),
+        ),
+        Outcome::TimedOut(secs) => (
+            store::FAILED,
+            Some(openai::job_error(&Error::Timeout(format!("The job did not finish within timeout_sec {secs}."))).1),
+        ),
+    };
+    finish(service, id, status, error.as_ref(), attempts);
+}
+
+/// Commit the final state, then tell everyone: the log, waiters, the callback.
+pub(crate) fn finish(
+    service: &Arc<Service>,
+    id: &str,
+    status: &str,
+    error: Option<&JobError>,
+    attempts: u32,
+) {
+    match service
+        .store
+        .finish(id, status, error, attempts, store::now_ms())
+    {
+        Ok(true) => {
+            let detail = error.map(|e| format!(" ({})", e.code)).unwrap_or_default();
+            service.log.line(&format!("job {id} {status}{detail}"));
+        }
+        Ok(false) => {}
+        Err(e) => service.log.line(&format!("job {id}: {e}")),
+    }
+    lock(&service.running).remove(id);
+    service.close_live(id);
+    callbacks::on_finished(service, id);
+}
+
+/// `DELETE /v1/jobs/{id}`: a queued job is cancelled at once; a running one is stopped and its
+/// worker records the cancellation. False when the job is already finished.
+pub(crate) fn cancel(service: &Arc<Service>, id: &str) -> bool {
+    if let Some(token) = lock(&service.running).get(id) {
+        token.cancel();
+        return true;
+    }
+    if service.queue.remove(id) {
+        let error = JobError {
+            message: "The job was cancelled before it started.".into(),
+            kind: "cancelled".into(),
+            code: "cancelled".into(),
+        };
+        finish(service, id, store::CANCELLED, Some(&error), 0);
+        return true;
+    }
+    false
+}
