@@ -193,7 +193,7 @@ pub(crate) struct Refresher<'a> {
     pub refresh_url: &'a str,
     pub enabled: bool,
     pub user_agent: &'a str,
-    pub http: &'a reqwest::Client,
+    pub http: &'a crate::backend::HttpClient,
     pub locks: &'a LockRegistry,
     pub delays: &'a AuthDelays,
     pub progress: Reporter,
@@ -472,7 +472,8 @@ impl Refresher<'_> {
     ) -> Result<Refreshed> {
         let refresh_token = auth.refresh_token.clone().unwrap_or_default();
         let (status, body) =
-            oauth::post(self.http, self.refresh_url, self.user_agent, &refresh_token).await?;
+            oauth::post(&self.http.get()?, self.refresh_url, self.user_agent, &refresh_token)
+                .await?;
 
         if (200..300).contains(&status) {
             let response: Value = serde_json::from_str(&body).map_err(|_| {

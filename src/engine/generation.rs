@@ -175,7 +175,7 @@ impl<'a> Generation<'a> {
             .verbose(&format!("request_id: {}", state.request_id));
 
         let jar = &mut self.cookies;
-        let client = &self.engine.inner().http;
+        let client = &self.engine.inner().http.get()?;
         let progress = self.progress.clone();
         let block_on = self.engine.inner().test_block_on_event.as_deref();
         let (content, prompt, image_urls) = (&self.content, &job.prompt, &self.image_urls);

@@ -109,7 +109,7 @@ impl EngineSettings {
 pub(crate) struct Inner {
     pub(crate) env: Environment,
     pub(crate) base_url: String,
-    pub(crate) http: reqwest::Client,
+    pub(crate) http: crate::backend::HttpClient,
     pub(crate) user_agent: String,
     pub(crate) codex_version: String,
     pub(crate) auth: AuthManager,
@@ -135,9 +135,7 @@ impl std::fmt::Debug for Engine {
 
 impl Engine {
     pub fn new(settings: EngineSettings) -> Result<Engine> {
-        let http = reqwest::Client::builder()
-            .build()
-            .map_err(|e| Error::Io(format!("Cannot create the HTTP client: {e}")))?;
+        let http = crate::backend::HttpClient::default();
         let codex_version = request::codex_version(&settings.env);
         let user_agent = request::user_agent(&settings.env, &codex_version);
         let auth = AuthManager::new(
@@ -305,6 +303,7 @@ impl Engine {
             let response = self
                 .inner
                 .http
+                .get()?
                 .get(&url)
                 .headers(headers)
                 .send()
