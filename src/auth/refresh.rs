@@ -471,9 +471,13 @@ impl Refresher<'_> {
         store_lock: StoreLock,
     ) -> Result<Refreshed> {
         let refresh_token = auth.refresh_token.clone().unwrap_or_default();
-        let (status, body) =
-            oauth::post(&self.http.get()?, self.refresh_url, self.user_agent, &refresh_token)
-                .await?;
+        let (status, body) = oauth::post(
+            &self.http.get()?,
+            self.refresh_url,
+            self.user_agent,
+            &refresh_token,
+        )
+        .await?;
 
         if (200..300).contains(&status) {
             let response: Value = serde_json::from_str(&body).map_err(|_| {
