@@ -985,3 +985,29 @@ async fn stdout_carries_only_json_rpc_and_diagnostics_go_to_stderr() {
         "{stderr}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn count_jobs_with_the_same_call_id_get_files_of_their_own() {
+    // `serving` answers every job with the call id `ig_1`, in the same second.
+    let server = serving(real_png(64, 64, false));
+    let mut sandbox = authed_sandbox();
+    let mcp = start(&mut sandbox, &server, &["--quiet"]).await;
+    let result = mcp
+        .call(
+            "generate_image",
+            json!({"prompt": "twins", "count": 3, "return_image": "none"}),
+        )
+        .await;
+    assert_eq!(result.is_error, Some(false), "{:?}", texts(&result));
+    let mut paths: Vec<String> = structured_images(&result)
+        .iter()
+        .map(|e| e["path"].as_str().unwrap().to_string())
+        .collect();
+    paths.sort();
+    paths.dedup();
+    assert_eq!(paths.len(), 3, "three distinct files: {paths:?}");
+    for path in &paths {
+        assert!(Path::new(path).exists(), "{path}");
+    }
+    mcp.stop().await;
+}

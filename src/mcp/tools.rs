@@ -418,10 +418,17 @@ impl ImagenServer {
         let jobs_ct = ctx.ct.child_token();
         let _cancel_on_drop = jobs_ct.clone().drop_guard();
         let mut running = Vec::with_capacity(request.count);
-        for _ in 0..request.count {
+        // The jobs of one call start in the same second and the backend's call ids need not
+        // differ, so the SPEC's automatic names could collide: as `--count` does, job k is
+        // named `codex-imagen-<time>-<k>-<n>.<ext>`.
+        let stamp = chrono::Utc::now().format("%Y%m%d-%H%M%SZ").to_string();
+        for k in 1..=request.count {
             let engine = self.engine.clone();
             let sink = reporter.sink();
-            let spec = self.job_spec(&request);
+            let mut spec = self.job_spec(&request);
+            if request.count > 1 {
+                spec.naming = crate::engine::job::Naming::Stem(format!("codex-imagen-{stamp}-{k}"));
+            }
             let cancel = jobs_ct.child_token();
             let task = tokio::spawn({
                 let sink = sink.clone();
