@@ -39,6 +39,9 @@ use job::{JobResult, JobSpec, RefreshReport};
 pub const DEFAULT_BASE_URL: &str = "https://chatgpt.com/backend-api/codex";
 pub const DEFAULT_REFRESH_URL: &str = "https://auth.openai.com/oauth/token";
 
+/// How long `--usage` waits for the backend's answer.
+const USAGE_TIMEOUT: Duration = Duration::from_secs(60);
+
 /// How long the engine waits between tries. The defaults are the SPEC's; tests shorten them so
 /// the suite does not sleep.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -306,9 +309,17 @@ impl Engine {
                 .get()?
                 .get(&url)
                 .headers(headers)
+                // A quota look-up is one small JSON answer: it must not hang a script.
+                .timeout(USAGE_TIMEOUT)
                 .send()
                 .await
-                .map_err(|e| Error::Transport(crate::backend::transport_message(&e)))?;
+                .map_err(|e| match e.is_timeout() {
+                    true => Error::Timeout(format!(
+                        "{url} did not answer within {} s.",
+                        USAGE_TIMEOUT.as_secs()
+                    )),
+                    false => Error::Transport(crate::backend::transport_message(&e)),
+                })?;
             let status = response.status().as_u16();
             if status == 401 && !refreshed && self.auth().settings().refresh {
                 let (fresh, _) = self
