@@ -21,7 +21,6 @@
 //!   record is an error and the caller should fall back to a sidecar, as for any embed error.
 
 use std::ffi::OsString;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, SecondsFormat, Utc};
@@ -205,43 +204,12 @@ pub(crate) fn write_sidecar(image_path: &Path, record: &Value) -> Result<PathBuf
         source: std::io::Error::other(e),
     })?;
     text.push('\n');
-    write_atomic(&target, text.as_bytes())?;
-    Ok(target)
-}
-
-/// Temp file next to the target (same filesystem, so rename is atomic), named with a fresh
-/// uuid so concurrent jobs writing the same sidecar never share a temp file.
-fn write_atomic(target: &Path, data: &[u8]) -> Result<(), MetadataError> {
-    let io_err = |path: &Path, source| MetadataError::Io {
-        path: path.display().to_string(),
+    // Synced before the rename: a crash right after it must not leave an empty record.
+    super::replace_file(&target, &[text.as_bytes()], true).map_err(|source| MetadataError::Io {
+        path: target.display().to_string(),
         source,
-    };
-    let dir = target.parent().filter(|p| !p.as_os_str().is_empty());
-    let file_name = target
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "sidecar.json".to_string());
-    let temp_name = format!(".{file_name}.{}.tmp", uuid::Uuid::new_v4().simple());
-    let temp = match dir {
-        Some(d) => d.join(temp_name),
-        None => PathBuf::from(temp_name),
-    };
-    let result = (|| {
-        let mut f = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(&temp)?;
-        f.write_all(data)?;
-        // Without this a crash right after rename can leave an empty file on some filesystems.
-        f.sync_all()?;
-        drop(f);
-        std::fs::rename(&temp, target)
-    })();
-    if let Err(e) = result {
-        let _ = std::fs::remove_file(&temp);
-        return Err(io_err(target, e));
-    }
-    Ok(())
+    })?;
+    Ok(target)
 }
 
 #[derive(Debug, PartialEq, Eq)]
