@@ -49,7 +49,8 @@ pub fn sniff_mime(bytes: &[u8], path: &std::path::Path) -> Option<&'static str> 
     }
 }
 
-fn is_url(value: &str) -> bool {
+/// An `http(s)://` or `data:image/...` URL (case-insensitive prefix).
+pub(crate) fn is_url(value: &str) -> bool {
     let lower = value.get(..11).unwrap_or(value).to_ascii_lowercase();
     lower.starts_with("data:image/")
         || lower.starts_with("http://")

@@ -146,12 +146,7 @@ fn run_many(config: &Config, engine: Engine, many: config::Many) -> Result<i32> 
     let mut template = config.job.clone();
     if many.batch.is_none() {
         template.prompt = read_prompt(&config.prompt, &config.env)?;
-        if template.prompt.trim().is_empty() {
-            return Err(Error::Usage(
-                "Prompt is required. Pass it positionally, with --prompt, or with --prompt-file."
-                    .into(),
-            ));
-        }
+        template.require_prompt()?;
     }
     let source = many.batch.as_deref().map(batch::BatchSource::from_arg);
     let opts = batch::BatchOptions {
@@ -282,12 +277,6 @@ async fn run_online(
     }
 
     let prompt = read_prompt(&config.prompt, &config.env)?;
-    if prompt.trim().is_empty() {
-        return Err(Error::Usage(
-            "Prompt is required. Pass it positionally, with --prompt, or with --prompt-file."
-                .into(),
-        ));
-    }
     let mut job = config.job.clone();
     job.prompt = prompt;
     let result = engine.run_prepared(&ctx, prepared, &job, progress).await?;

@@ -46,6 +46,8 @@ pub(crate) struct Generation<'a> {
     /// The `--mask` PNG as a `data:` URL, already checked.
     mask: Option<String>,
     progress: Reporter,
+    /// The engine's environment with the job's base directory, for the output plan.
+    job_env: crate::paths::Environment,
     /// ChatGPT Cloudflare cookies remembered during the run (SPEC §10.3); never persisted.
     cookies: CookieJar,
 }
@@ -76,6 +78,7 @@ impl<'a> Generation<'a> {
             image_urls: references.iter().map(|r| r.image_url.clone()).collect(),
             mask,
             progress,
+            job_env: engine.environment().clone().with_cwd(job.base_dir.clone()),
             cookies: CookieJar::default(),
         }
     }
@@ -153,12 +156,7 @@ impl<'a> Generation<'a> {
         };
         self.auth = self.engine.auth().latest(self.ctx, &self.auth);
         let identity = self.engine.identity_for(&self.auth);
-        let env = self
-            .engine
-            .environment()
-            .clone()
-            .with_cwd(job.base_dir.clone());
-        let plan = OutputPlan::new(job.output.clone(), job.out_dir.clone(), &env)
+        let plan = OutputPlan::new(job.output.clone(), job.out_dir.clone(), &self.job_env)
             .with_naming(job.naming.clone());
         let mut state = AttemptState::new(plan.clone(), self.progress.clone());
         self.progress

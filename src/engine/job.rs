@@ -43,11 +43,7 @@ pub enum Reference {
 impl Reference {
     /// How `--input-ref` reads a value: a URL by its prefix, anything else a path.
     pub fn classify(item: &str) -> Reference {
-        let lower = item.get(..11).unwrap_or(item).to_ascii_lowercase();
-        if lower.starts_with("data:image/")
-            || lower.starts_with("http://")
-            || lower.starts_with("https://")
-        {
+        if crate::backend::references::is_url(item) {
             Reference::Url(item.to_string())
         } else {
             Reference::Path(item.to_string())
@@ -115,6 +111,17 @@ pub struct JobSpec {
 }
 
 impl JobSpec {
+    /// A job needs a prompt that is not blank: the same usage error for every front-end.
+    pub(crate) fn require_prompt(&self) -> crate::error::Result<()> {
+        if self.prompt.trim().is_empty() {
+            return Err(crate::error::Error::Usage(
+                "Prompt is required. Pass it positionally, with --prompt, or with --prompt-file."
+                    .into(),
+            ));
+        }
+        Ok(())
+    }
+
     /// A job with the CLI's defaults.
     pub fn new(prompt: impl Into<String>, out_dir: PathBuf, base_dir: PathBuf) -> Self {
         JobSpec {

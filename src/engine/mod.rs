@@ -224,12 +224,7 @@ impl Engine {
         job: &JobSpec,
         progress: &Reporter,
     ) -> Result<JobResult> {
-        if job.prompt.trim().is_empty() {
-            return Err(Error::Usage(
-                "Prompt is required. Pass it positionally, with --prompt, or with --prompt-file."
-                    .into(),
-            ));
-        }
+        job.require_prompt()?;
         let PreparedAuth {
             mut auth,
             mut refresh,

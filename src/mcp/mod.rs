@@ -76,10 +76,7 @@ fn serve(args: Args) -> Result<i32> {
         verbose,
         heartbeat,
     };
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| Error::Io(format!("Cannot start the async runtime: {e}")))?;
+    let runtime = crate::cli::runtime()?;
     let outcome = runtime.block_on(async {
         tokio::select! {
             served = server::serve_stdio(engine.clone(), defaults) => Ok(served),
