@@ -18,20 +18,20 @@
 //! then streams `response.created`, one `response.output_item.done` and a `response.completed`
 //! that repeats the image, in 16 KiB chunks, as the real backend does.
 
+mod support;
+
 use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::net::TcpListener;
+use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use base64::Engine;
 use serde_json::json;
+use support::{binary, launcher, read_report, read_request, wire, Sandbox, LAUNCHER_REPORT};
 
 const MIB: usize = 1 << 20;
-const PIECE: usize = 16 * 1024;
-const LAUNCHER_REPORT: &str = "CODEX_IMAGEN_BENCH_LAUNCHER_REPORT";
 
 /// Image bytes with a PNG signature, distinct per seed.
 fn png(seed: u64, len: usize) -> Vec<u8> {
@@ -59,49 +59,14 @@ fn response(seed: u64, image_len: usize) -> Vec<Vec<u8>> {
         json!({"type": "response.completed", "response": {"id": "resp", "status": "completed",
             "output": [call]}}),
     ];
-    let mut pieces = vec![b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\n\
-transfer-encoding: chunked\r\n\r\n"
-        .to_vec()];
-    for event in &events {
-        let kind = event["type"].as_str().unwrap_or("message");
-        let text = format!("event: {kind}\ndata: {event}\n\n");
-        for piece in text.as_bytes().chunks(PIECE) {
-            let mut framed = format!("{:x}\r\n", piece.len()).into_bytes();
-            framed.extend_from_slice(piece);
-            framed.extend_from_slice(b"\r\n");
-            pieces.push(framed);
-        }
-    }
-    pieces.push(b"0\r\n\r\n".to_vec());
-    pieces
-}
-
-fn read_request(stream: &mut TcpStream) -> bool {
-    let mut buf = Vec::new();
-    let mut tmp = [0u8; 16384];
-    loop {
-        let mut headers = [httparse::EMPTY_HEADER; 64];
-        let mut req = httparse::Request::new(&mut headers);
-        if let Ok(httparse::Status::Complete(head)) = req.parse(&buf) {
-            let length: usize = req
-                .headers
-                .iter()
-                .find(|h| h.name.eq_ignore_ascii_case("content-length"))
-                .and_then(|h| std::str::from_utf8(h.value).ok()?.trim().parse().ok())
-                .unwrap_or(0);
-            while buf.len() < head + length {
-                match stream.read(&mut tmp) {
-                    Ok(0) | Err(_) => return false,
-                    Ok(n) => buf.extend_from_slice(&tmp[..n]),
-                }
-            }
-            return true;
-        }
-        match stream.read(&mut tmp) {
-            Ok(0) | Err(_) => return false,
-            Ok(n) => buf.extend_from_slice(&tmp[..n]),
-        }
-    }
+    let events: Vec<Vec<u8>> = events
+        .iter()
+        .map(|event| {
+            let kind = event["type"].as_str().unwrap_or("message");
+            format!("event: {kind}\ndata: {event}\n\n").into_bytes()
+        })
+        .collect();
+    wire(&events)
 }
 
 /// A backend answering every request after `delay` with one image of `image_len` bytes.
@@ -139,88 +104,6 @@ fn start_server(delay: Duration, image_len: usize) -> (String, Arc<AtomicUsize>)
     (url, served)
 }
 
-struct Sandbox {
-    dir: PathBuf,
-}
-
-impl Sandbox {
-    fn new() -> Sandbox {
-        let nanos = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_nanos())
-            .unwrap_or(0);
-        let dir = std::env::temp_dir().join(format!(
-            "codex-imagen-batch-bench-{}-{nanos}",
-            std::process::id()
-        ));
-        let home = dir.join("home");
-        std::fs::create_dir_all(home.join(".codex")).expect("create bench HOME");
-        std::fs::create_dir_all(dir.join("work")).expect("create bench work dir");
-        let b64url = |s: &str| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(s);
-        // Unsigned JWT, expiring in 2100: no refresh is ever due.
-        let access = format!(
-            "{}.{}.sig",
-            b64url(r#"{"alg":"none"}"#),
-            b64url(r#"{"exp":4102444800}"#)
-        );
-        let auth = json!({"auth_mode": "chatgpt", "OPENAI_API_KEY": null,
-            "tokens": {"id_token": "id.token.value", "access_token": access,
-                "refresh_token": "refresh-bench", "account_id": "acct-bench"},
-            "last_refresh": "2026-11-20T10:00:00.000Z"});
-        std::fs::write(home.join(".codex/auth.json"), auth.to_string()).expect("write auth.json");
-        Sandbox { dir }
-    }
-
-    fn command(&self, program: &Path) -> Command {
-        let mut cmd = Command::new(program);
-        cmd.env_clear()
-            .env("HOME", self.dir.join("home"))
-            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-            .current_dir(self.dir.join("work"))
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null());
-        // Passed through for allocator experiments (`MALLOC_ARENA_MAX=2 cargo bench ...`).
-        if let Some(arenas) = std::env::var_os("MALLOC_ARENA_MAX") {
-            cmd.env("MALLOC_ARENA_MAX", arenas);
-        }
-        cmd
-    }
-}
-
-impl Drop for Sandbox {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
-fn binary() -> PathBuf {
-    std::env::var_os("CODEX_IMAGEN_BENCH_BIN")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_codex-imagen")))
-}
-
-/// This bench re-run as a small process that spawns its argv and reports the child's exit code
-/// and `ru_maxrss` (KiB) from `wait4`.
-fn launcher(report: &Path) -> ! {
-    let argv: Vec<std::ffi::OsString> = std::env::args_os().skip(1).collect();
-    let mut cmd = Command::new(&argv[0]);
-    cmd.args(&argv[1..]).env_remove(LAUNCHER_REPORT);
-    let child = cmd.spawn().expect("spawn codex-imagen");
-    let mut status = 0;
-    // SAFETY: plain syscall on our own child; both out-params are valid for writes.
-    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    let pid = unsafe { libc::wait4(child.id() as libc::pid_t, &mut status, 0, &mut usage) };
-    assert_eq!(pid, child.id() as libc::pid_t, "wait4 failed");
-    let code = if libc::WIFEXITED(status) {
-        libc::WEXITSTATUS(status)
-    } else {
-        -1
-    };
-    std::fs::write(report, format!("{code} {}", usage.ru_maxrss)).expect("write report");
-    std::process::exit(0);
-}
-
 /// Run the binary with `args` through the launcher: (wall, exit code, peak RSS in KiB).
 fn measured_run(sandbox: &Sandbox, args: &[String]) -> (Duration, i32, u64) {
     let report = sandbox.dir.join("report");
@@ -230,13 +113,8 @@ fn measured_run(sandbox: &Sandbox, args: &[String]) -> (Duration, i32, u64) {
     let status = cmd.status().expect("run the launcher");
     let wall = start.elapsed();
     assert!(status.success(), "launcher failed: {status}");
-    let text = std::fs::read_to_string(&report).expect("launcher report");
-    let mut fields = text
-        .split_whitespace()
-        .map(|w| w.parse::<i64>().unwrap_or(-1));
-    let code = fields.next().unwrap_or(-1) as i32;
-    let rss = fields.next().unwrap_or(0) as u64;
-    (wall, code, rss)
+    let fields = read_report(&report);
+    (wall, fields[2] as i32, fields[5] as u64)
 }
 
 fn jobs_file(sandbox: &Sandbox, name: &str, n: usize) -> String {
@@ -267,7 +145,7 @@ fn main() {
         "cpus: {}",
         std::thread::available_parallelism().map_or(0, |n| n.get())
     );
-    let sandbox = Sandbox::new();
+    let sandbox = Sandbox::new("codex-imagen-batch-bench");
     let work = sandbox.dir.join("work");
 
     // 1. 40 jobs, 1 s each, --jobs 4.

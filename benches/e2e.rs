@@ -27,19 +27,23 @@
 //! `CODEX_IMAGEN_BENCH_RUNS` (runs per scenario), `CODEX_IMAGEN_BENCH_WRAP` (a command prefix,
 //! e.g. `valgrind --tool=callgrind`), `CODEX_IMAGEN_BENCH_STDERR` (print each run's stderr).
 
+mod support;
+
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use base64::Engine;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
+use support::{
+    binary, launcher, monotonic_ns, read_request, wire, Sandbox, LAUNCHER_REPORT, PIECE,
+};
 
 const MIB: usize = 1 << 20;
-const PIECE: usize = 16 * 1024;
 
 // ---------------------------------------------------------------------------------------------
 // Scenarios
@@ -199,56 +203,9 @@ fn events(images: &[Image], shape: Shape) -> Vec<Vec<u8>> {
     out
 }
 
-/// The whole HTTP response as the pieces the server writes: the head, then every event cut in
-/// 16 KiB pieces, each framed as one chunk, then the last chunk.
-fn wire(events: &[Vec<u8>]) -> Vec<Vec<u8>> {
-    let mut pieces = vec![b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\n\
-transfer-encoding: chunked\r\ncache-control: no-cache\r\n\r\n"
-        .to_vec()];
-    for event in events {
-        for piece in event.chunks(PIECE) {
-            let mut framed = format!("{:x}\r\n", piece.len()).into_bytes();
-            framed.extend_from_slice(piece);
-            framed.extend_from_slice(b"\r\n");
-            pieces.push(framed);
-        }
-    }
-    pieces.push(b"0\r\n\r\n".to_vec());
-    pieces
-}
-
 // ---------------------------------------------------------------------------------------------
 // The loopback server
 // ---------------------------------------------------------------------------------------------
-
-/// Read one request (head and Content-Length body) so the client is never cut off mid-send.
-fn read_request(stream: &mut TcpStream) -> bool {
-    let mut buf = Vec::new();
-    let mut tmp = [0u8; 16384];
-    loop {
-        let mut headers = [httparse::EMPTY_HEADER; 64];
-        let mut req = httparse::Request::new(&mut headers);
-        if let Ok(httparse::Status::Complete(head)) = req.parse(&buf) {
-            let length: usize = req
-                .headers
-                .iter()
-                .find(|h| h.name.eq_ignore_ascii_case("content-length"))
-                .and_then(|h| std::str::from_utf8(h.value).ok()?.trim().parse().ok())
-                .unwrap_or(0);
-            while buf.len() < head + length {
-                match stream.read(&mut tmp) {
-                    Ok(0) | Err(_) => return false,
-                    Ok(n) => buf.extend_from_slice(&tmp[..n]),
-                }
-            }
-            return true;
-        }
-        match stream.read(&mut tmp) {
-            Ok(0) | Err(_) => return false,
-            Ok(n) => buf.extend_from_slice(&tmp[..n]),
-        }
-    }
-}
 
 /// Before `response.completed` is written, wait for the saved files and note their identity.
 struct RepeatProbe {
@@ -330,53 +287,6 @@ fn serve_one(
 // Running the binary
 // ---------------------------------------------------------------------------------------------
 
-struct Sandbox {
-    dir: PathBuf,
-}
-
-impl Sandbox {
-    fn new() -> Sandbox {
-        let nanos = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_nanos())
-            .unwrap_or(0);
-        let dir =
-            std::env::temp_dir().join(format!("codex-imagen-bench-{}-{nanos}", std::process::id()));
-        let home = dir.join("home");
-        std::fs::create_dir_all(home.join(".codex")).expect("create bench HOME");
-        std::fs::create_dir_all(dir.join("work")).expect("create bench work dir");
-        let b64url = |s: &str| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(s);
-        // Unsigned JWT, expiring in 2100: no refresh is ever due.
-        let access = format!(
-            "{}.{}.sig",
-            b64url(r#"{"alg":"none"}"#),
-            b64url(
-                r#"{"exp":4102444800,"https://api.openai.com/auth":{"chatgpt_account_id":"acct-bench"}}"#
-            )
-        );
-        let auth = json!({"auth_mode": "chatgpt", "OPENAI_API_KEY": null,
-            "tokens": {"id_token": "id.token.value", "access_token": access,
-                "refresh_token": "refresh-bench", "account_id": "acct-bench"},
-            "last_refresh": "2026-11-20T10:00:00.000Z"});
-        std::fs::write(home.join(".codex/auth.json"), auth.to_string()).expect("write auth.json");
-        Sandbox { dir }
-    }
-}
-
-impl Drop for Sandbox {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
-/// The binary cargo built for this bench, or `CODEX_IMAGEN_BENCH_BIN` (to compare another build
-/// under the same server and checks).
-fn binary() -> PathBuf {
-    std::env::var_os("CODEX_IMAGEN_BENCH_BIN")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_codex-imagen")))
-}
-
 /// `CODEX_IMAGEN_BENCH_WRAP`, e.g. `valgrind --tool=callgrind`: run the binary under a
 /// profiler (the figures are then the profiler's, not the binary's).
 fn wrapper() -> Option<Vec<String>> {
@@ -406,57 +316,6 @@ struct Measured {
     stdout: String,
     stderr: String,
     code: i32,
-}
-
-/// `CLOCK_MONOTONIC` in ns: the clock `Instant` uses, but readable in two processes (the server
-/// here, the launcher that reaps the binary) and comparable between them.
-fn monotonic_ns() -> u64 {
-    // SAFETY: clock_gettime writes the timespec it is given.
-    let mut ts: libc::timespec = unsafe { std::mem::zeroed() };
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
-    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
-}
-
-/// Set for the launcher: where it writes its report.
-const LAUNCHER_REPORT: &str = "CODEX_IMAGEN_BENCH_LAUNCHER_REPORT";
-
-/// The launcher: this bench binary re-run in a small process that spawns the command in its
-/// argv, reaps it with `wait4` and reports `wall_ns exit_ns status user_us sys_us maxrss_kib`.
-///
-/// Why a launcher: Linux keeps the RSS high-water mark of the memory a process had before
-/// `exec` (`setmax_mm_hiwater_rss` in `exec_mmap`, even for `vfork`), so a binary spawned
-/// straight from this process would report this process's peak (over 150 MiB of payloads)
-/// as its own `ru_maxrss`. Spawned from the launcher, it inherits the launcher's ~2 MiB.
-fn launcher(report: &Path) -> ! {
-    let argv: Vec<std::ffi::OsString> = std::env::args_os().skip(1).collect();
-    let mut cmd = Command::new(&argv[0]);
-    cmd.args(&argv[1..]).env_remove(LAUNCHER_REPORT);
-    let start = monotonic_ns();
-    let child = cmd.spawn().expect("spawn codex-imagen");
-    let mut status = 0;
-    // SAFETY: plain syscall on our own child; both out-params are valid for writes.
-    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    let pid = unsafe { libc::wait4(child.id() as libc::pid_t, &mut status, 0, &mut usage) };
-    let exited = monotonic_ns();
-    assert_eq!(pid, child.id() as libc::pid_t, "wait4 failed");
-    let code = if libc::WIFEXITED(status) {
-        libc::WEXITSTATUS(status)
-    } else {
-        -1
-    };
-    let micros = |t: libc::timeval| t.tv_sec as u64 * 1_000_000 + t.tv_usec as u64;
-    std::fs::write(
-        report,
-        format!(
-            "{} {exited} {code} {} {} {}",
-            exited - start,
-            micros(usage.ru_utime),
-            micros(usage.ru_stime),
-            usage.ru_maxrss
-        ),
-    )
-    .expect("write launcher report");
-    std::process::exit(0);
 }
 
 /// Run the binary (through the launcher) and return its figures and exit time (monotonic ns).
@@ -723,7 +582,7 @@ fn main() {
         std::thread::available_parallelism().map_or(0, |n| n.get()),
         PIECE / 1024
     );
-    let sandbox = Sandbox::new();
+    let sandbox = Sandbox::new("codex-imagen-bench");
     let started = Instant::now();
     let mut rows = Vec::new();
     for mut sc in scenarios() {

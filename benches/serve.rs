@@ -17,6 +17,8 @@
 //! 2 cores as the service, so figures include its own cost. Everything stays on 127.0.0.1 and
 //! every loop is bounded in time and count.
 
+mod support;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -102,18 +104,7 @@ impl Service {
     fn start(bin: &Path, backend: &str, extra: &[&str]) -> Service {
         let dir = tempfile::tempdir().expect("temp dir");
         let home = dir.path().join("home");
-        std::fs::create_dir_all(home.join(".codex")).expect("HOME");
-        let b64url = |s: &str| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(s);
-        let access = format!(
-            "{}.{}.sig",
-            b64url(r#"{"alg":"none"}"#),
-            b64url(
-                r#"{"exp":4102444800,"https://api.openai.com/auth":{"chatgpt_account_id":"acct-bench"}}"#
-            )
-        );
-        let auth = json!({"tokens": {"access_token": access, "refresh_token": "r",
-            "account_id": "acct-bench"}, "last_refresh": "2026-11-20T10:00:00.000Z"});
-        std::fs::write(home.join(".codex/auth.json"), auth.to_string()).expect("auth.json");
+        support::write_bench_auth(&home);
         let data = dir.path().join("data");
         // A free port, so the service can run `--quiet` (its log is not part of the figures).
         let port = TcpListener::bind("127.0.0.1:0")
