@@ -55,7 +55,8 @@ enum Answer {
     Fail,
     /// The subscription's usage limit (HTTP 429 `usage_limit_reached`).
     Quota,
-    /// One image saved, then silence until the client goes away.
+    /// One image saved, then half of a `response.completed` repeating it at 300 KiB (so its
+    /// base64 is being decoded to a temporary file), then silence until the client goes away.
     ImageThenHang,
 }
 
@@ -85,10 +86,16 @@ fn backend(server: &Server, rule: impl Fn(&str) -> Answer + Send + 'static) -> A
         match rule(&prompt) {
             Answer::Fail => Reply::json(400, &json!({"error": {"message": "bad prompt"}})),
             Answer::Quota => Reply::json(429, &usage_limit_body()),
-            Answer::ImageThenHang => Reply::sse()
-                .event(&created())
-                .event(&image_done(&id, &png))
-                .step(Step::Hang),
+            Answer::ImageThenHang => {
+                let large = png_bytes(n, 300 * 1024);
+                let text = sse_event(&completed(&[(&id, &large)]));
+                let half = text.as_bytes()[..text.len() / 2].to_vec();
+                Reply::sse()
+                    .event(&created())
+                    .event(&image_done(&id, &png))
+                    .step(Step::Chunk(half))
+                    .step(Step::Hang)
+            }
             Answer::Image(ms) => {
                 let now = state.open.fetch_add(1, Ordering::SeqCst) + 1;
                 state.max_open.fetch_max(now, Ordering::SeqCst);
@@ -835,6 +842,12 @@ fn a_second_signal_cancels_running_jobs_and_keeps_their_images() {
     assert!(wait_for(Duration::from_secs(10), || seen.prompts().len()
         == 2
         && count_pngs(&dir) == 2));
+    // Both repeats are being decoded to temporary files when the signals come.
+    assert!(wait_for(Duration::from_secs(10), || files_named(
+        &dir, ".tmp"
+    )
+    .len()
+        == 2));
     signal(&child, libc::SIGTERM);
     std::thread::sleep(Duration::from_millis(300));
     signal(&child, libc::SIGTERM);

@@ -692,8 +692,10 @@ fn the_hard_watchdog_exits_124_when_the_attempt_cannot_settle() {
 fn the_watchdog_line_shows_even_with_quiet_and_saved_images_stay() {
     // The forced-exit line is what an agent sees when a run is cut short: it is always printed.
     // As in the Node tool, the forced exit is 124 even when an image was already saved.
+    // The image is large, so the repeat in `response.completed` is being decoded to a
+    // temporary file when the thread blocks: the forced exit removes that file too.
     let server = Server::start();
-    let png = png_bytes(12, 100);
+    let png = png_bytes(12, LARGE);
     server.enqueue(
         RESPONSES_PATH,
         Reply::sse()
@@ -711,7 +713,13 @@ fn the_watchdog_line_shows_even_with_quiet_and_saved_images_stay() {
         run.stderr, "codex-imagen: forced exit 10000ms after timeout; fetch did not settle\n",
         "{run}"
     );
-    assert_eq!(only_png(&run, &sandbox), png);
+    assert!(only_png(&run, &sandbox) == png);
+    assert_eq!(
+        file_names(&default_out_dir(&sandbox)).len(),
+        1,
+        "no temporary file is left: {:?}",
+        file_names(&default_out_dir(&sandbox))
+    );
     assert!(run.elapsed < Duration::from_secs(20), "{run}");
 }
 
@@ -808,4 +816,117 @@ fn a_connection_broken_after_response_completed_is_still_a_success() {
     let run = sandbox.run(&with_server(&sargs, &["--no-retry", "a cat"]));
     assert_eq!(run.code, 0, "{run}");
     assert_eq!(std::fs::read(run.stdout.trim()).unwrap(), png);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Large images, decoded to disk as they stream in (src/output/spill.rs)
+// ---------------------------------------------------------------------------------------------
+
+/// Large enough to be lifted out of its event and decoded to a temporary file as it arrives.
+const LARGE: usize = 300 * 1024;
+
+#[test]
+fn a_large_image_with_bad_base64_fails_as_a_small_one_does_and_leaves_no_file() {
+    use base64::Engine;
+    let good = b64(&png_bytes(4, LARGE));
+    let mut bad = good.clone();
+    // Padding inside the text: invalid at that offset for a whole-text decode.
+    bad.replace_range(200_001..200_002, "=");
+    let whole = base64::engine::general_purpose::STANDARD
+        .decode(&bad)
+        .unwrap_err();
+    let server = Server::start();
+    let event = json!({"type": "response.output_item.done", "output_index": 0, "item": {
+        "type": "image_generation_call", "id": "ig_bad", "status": "completed", "result": bad}});
+    server.enqueue(
+        RESPONSES_PATH,
+        Reply::sse()
+            .event(&created())
+            .event_in_pieces(&event, 16 * 1024)
+            .end(),
+    );
+    let sandbox = authed_sandbox();
+    let run = run_against(&sandbox, &server, &["x", "--no-retry"]);
+    assert_eq!(run.code, 1, "{run}");
+    assert_eq!(
+        last_line(&run),
+        format!("Error: Image call ig_bad returned base64 that does not decode: {whole}"),
+        "{run}"
+    );
+    assert!(whole.to_string().contains("200001"), "{whole}");
+    assert_eq!(
+        file_names(&default_out_dir(&sandbox)),
+        Vec::<String>::new(),
+        "no image, no temporary file"
+    );
+}
+
+#[test]
+fn a_stream_broken_inside_a_large_image_leaves_no_temporary_file() {
+    let server = Server::start();
+    let text = sse_event(&image_done("ig_1", &png_bytes(5, LARGE)));
+    let half = &text.as_bytes()[..text.len() / 2];
+    let mut chunk = format!("{:x}\r\n", half.len()).into_bytes();
+    chunk.extend_from_slice(half);
+    chunk.extend_from_slice(b"\r\n");
+    server.enqueue(
+        RESPONSES_PATH,
+        Reply::sse()
+            .event(&created())
+            .step(Step::Raw(chunk))
+            .sleep_ms(50),
+    );
+    let sandbox = authed_sandbox();
+    let run = run_against(&sandbox, &server, &["x", "--no-retry"]);
+    assert_eq!(run.code, 1, "{run}");
+    assert_eq!(run.stdout, "", "{run}");
+    assert_eq!(
+        file_names(&default_out_dir(&sandbox)),
+        Vec::<String>::new(),
+        "{run}"
+    );
+}
+
+#[test]
+fn large_images_land_at_their_names_with_previews_replaced_and_repeats_not_rewritten() {
+    let server = Server::start();
+    let preview = png_bytes(6, LARGE / 2);
+    let first = png_bytes(7, LARGE);
+    let second = png_bytes(8, LARGE + 1);
+    server.enqueue(
+        RESPONSES_PATH,
+        Reply::sse()
+            .event(&created())
+            .event_in_pieces(&partial_image("ig_1", &preview), 5000)
+            .event_in_pieces(&image_done("ig_1", &first), 16 * 1024)
+            .event_in_pieces(&image_done("ig_2", &second), 16 * 1024)
+            .event_in_pieces(
+                &completed(&[("ig_1", &first), ("ig_2", &second)]),
+                16 * 1024,
+            )
+            .end(),
+    );
+    let sandbox = authed_sandbox();
+    let run = run_against(
+        &sandbox,
+        &server,
+        &["x", "-o", "new/dir/pic.png", "--json", "--verbose"],
+    );
+    assert_eq!(run.code, 0, "{run}");
+    let dir = sandbox.work().join("new/dir");
+    assert_eq!(file_names(&dir), vec!["pic-1.png", "pic-2.png"], "{run}");
+    assert!(std::fs::read(dir.join("pic-1.png")).unwrap() == first);
+    assert!(std::fs::read(dir.join("pic-2.png")).unwrap() == second);
+    let json = run.json();
+    assert_eq!(json["images"][0]["sha256"], sha256_hex(&first));
+    assert_eq!(json["images"][0]["bytes"], first.len());
+    assert_eq!(json["images"][0]["format"], "png");
+    assert_eq!(json["images"][1]["sha256"], sha256_hex(&second));
+    assert_eq!(
+        run.stderr
+            .matches("repeated unchanged; not rewritten")
+            .count(),
+        2,
+        "{run}"
+    );
 }

@@ -7,14 +7,17 @@ use std::collections::HashMap;
 
 use serde_json::{Map, Value};
 
+use super::sse::Lifted;
+use crate::output::ImageData;
+
 /// One `image_generation_call` as found in a single payload.
-#[derive(Debug, Default, Clone, PartialEq)]
+#[derive(Debug, Default, PartialEq)]
 pub struct CallUpdate {
     pub id: Option<String>,
     pub status: Option<String>,
     pub revised_prompt: Option<String>,
     pub partial: Option<bool>,
-    pub result: Option<String>,
+    pub result: Option<ImageData>,
 }
 
 /// The merged state of one call across every event so far (without its base64 text).
@@ -27,8 +30,9 @@ pub struct CallState {
     pub has_result: bool,
 }
 
-/// Every image call in a payload, consuming it. `payload_type` decides the default `partial`.
-pub fn extract(payload: Value, payload_type: &str) -> Vec<CallUpdate> {
+/// Every image call in a payload, consuming it. `payload_type` decides the default `partial`;
+/// `lifted` holds the images of the payload's event that were decoded to disk as it streamed.
+pub fn extract(payload: Value, payload_type: &str, lifted: &mut Lifted) -> Vec<CallUpdate> {
     let finalish =
         payload_type == "response.output_item.done" || payload_type == "response.completed";
     let mut found: Vec<Map<String, Value>> = Vec::new();
@@ -47,7 +51,7 @@ pub fn extract(payload: Value, payload_type: &str) -> Vec<CallUpdate> {
                         status: Some("partial_image".to_string()),
                         revised_prompt: None,
                         partial: Some(true),
-                        result: Some(b64),
+                        result: Some(lifted.claim(b64)),
                     });
                 }
             }
@@ -64,7 +68,7 @@ pub fn extract(payload: Value, payload_type: &str) -> Vec<CallUpdate> {
                 .get("partial")
                 .and_then(Value::as_bool)
                 .or(Some(!finalish)),
-            result: take_string(&mut obj, "result"),
+            result: take_string(&mut obj, "result").map(|b64| lifted.claim(b64)),
         })
         .collect();
     calls.extend(partial_call);
@@ -167,15 +171,19 @@ mod tests {
             {"type": "image_generation_call", "id": "ig_1", "status": "completed", "result": "AAAA"},
             {"nested": [{"type": "image_generation_call", "id": "ig_2", "result": "BBBB", "partial": true}]}
         ]}});
-        let calls = extract(payload, "response.completed");
+        let calls = extract(payload, "response.completed", &mut Lifted::default());
         assert_eq!(calls.len(), 2);
         assert_eq!(calls[0].id.as_deref(), Some("ig_1"));
         assert_eq!(calls[0].partial, Some(false));
-        assert_eq!(calls[0].result.as_deref(), Some("AAAA"));
+        assert_eq!(
+            calls[0].result.as_ref().and_then(ImageData::inline),
+            Some("AAAA")
+        );
         assert_eq!(calls[1].partial, Some(true));
         let added = extract(
             json!({"item": {"type": "image_generation_call", "id": "x"}}),
             "response.output_item.added",
+            &mut Lifted::default(),
         );
         assert_eq!(added[0].partial, Some(true));
     }
@@ -184,7 +192,11 @@ mod tests {
     fn partial_image_events_become_partial_calls() {
         let payload = json!({"type": "response.image_generation_call.partial_image",
             "item_id": "ig_1", "partial_image_b64": "AAAA", "partial_image_index": 0});
-        let calls = extract(payload, "response.image_generation_call.partial_image");
+        let calls = extract(
+            payload,
+            "response.image_generation_call.partial_image",
+            &mut Lifted::default(),
+        );
         assert_eq!(
             calls,
             vec![CallUpdate {
@@ -192,7 +204,7 @@ mod tests {
                 status: Some("partial_image".into()),
                 revised_prompt: None,
                 partial: Some(true),
-                result: Some("AAAA".into()),
+                result: Some(ImageData::Inline("AAAA".into())),
             }]
         );
     }
@@ -205,7 +217,7 @@ mod tests {
             status: Some("completed".into()),
             revised_prompt: Some("rp".into()),
             partial: Some(false),
-            result: Some("x".into()),
+            result: Some(ImageData::Inline("x".into())),
         };
         tracker.merge(&first);
         let later = CallUpdate {

@@ -19,7 +19,7 @@ use super::{http_error, post_json};
 use crate::engine::controls::ImageControls;
 use crate::engine::events::Reporter;
 use crate::error::{Error, Result};
-use crate::output::{self, OutputPlan};
+use crate::output::{self, ImageData, OutputPlan};
 
 /// The event type an Images response is recorded as, so the retry policy and the messages treat
 /// "a JSON answer without image data" the same way for both backends.
@@ -171,7 +171,7 @@ pub fn response_metadata(payload: &Value) -> Value {
 
 /// Every `data[i]` with base64 (`b64_json`, else `result`) as a completed, final call, keyed
 /// and named by its id (`image`, `image-2`, ... when it has none).
-pub fn image_calls(payload: Value) -> Vec<(String, CallState, String)> {
+pub fn image_calls(payload: Value) -> Vec<(String, CallState, ImageData)> {
     let Value::Object(mut top) = payload else {
         return Vec::new();
     };
@@ -210,7 +210,7 @@ pub fn image_calls(payload: Value) -> Vec<(String, CallState, String)> {
             partial: Some(false),
             has_result: true,
         };
-        calls.push((id, state, b64));
+        calls.push((id, state, ImageData::Inline(b64)));
     }
     calls
 }
@@ -284,8 +284,8 @@ mod tests {
         let calls = image_calls(payload);
         let ids: Vec<&str> = calls.iter().map(|(k, _, _)| k.as_str()).collect();
         assert_eq!(ids, vec!["image", "image-2", "img_9"]);
-        assert_eq!(calls[0].2, "AAAA");
-        assert_eq!(calls[1].2, "BBBB");
+        assert_eq!(calls[0].2.inline(), Some("AAAA"));
+        assert_eq!(calls[1].2.inline(), Some("BBBB"));
         assert_eq!(calls[0].1.revised_prompt.as_deref(), Some("rp1"));
         assert_eq!(calls[0].1.status.as_deref(), Some("completed"));
         assert_eq!(calls[0].1.partial, Some(false));

@@ -106,7 +106,7 @@ pub async fn run(
         return Ok(());
     }
 
-    let mut events = sse::events(response.bytes_stream());
+    let mut events = sse::events_spilling_to(response.bytes_stream(), req.plan.spill_target());
     while let Some(item) = events.next().await {
         match item {
             Ok(event) => {

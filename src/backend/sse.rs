@@ -26,13 +26,16 @@
 mod lift;
 
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
 use futures::Stream;
 use serde_json::Value;
 
-use lift::{DataBuf, Lifted};
+use crate::output::spill::SpillTarget;
+use lift::DataBuf;
+pub use lift::Lifted;
 
 /// One dispatched event.
 #[derive(Debug)]
@@ -56,6 +59,12 @@ impl Event {
         let mut value = serde_json::from_str::<Value>(&self.data)?;
         self.lifted.restore(&mut value);
         Ok(value)
+    }
+
+    /// The lifted strings left after [`Event::take_json`]: those decoded to disk, for
+    /// [`Lifted::claim`].
+    pub fn into_lifted(self) -> Lifted {
+        self.lifted
     }
 
     /// The data as sent.
@@ -117,6 +126,8 @@ pub struct Parser {
     value: Vec<u8>,
     event_type: Vec<u8>,
     data: DataBuf,
+    /// Where long strings are decoded to disk ([`lift`]).
+    spill: Option<Arc<SpillTarget>>,
 }
 
 const BOM: &[u8] = b"\xEF\xBB\xBF";
@@ -131,11 +142,23 @@ impl Default for Parser {
             value: Vec::new(),
             event_type: Vec::new(),
             data: DataBuf::default(),
+            spill: None,
         }
     }
 }
 
 impl Parser {
+    /// A parser whose long base64 strings are decoded into files in `target` as they arrive
+    /// ([`crate::output::spill`]), so an image in flight costs a few KiB instead of its size.
+    pub fn spilling_to(target: SpillTarget) -> Self {
+        let spill = Arc::new(target);
+        Parser {
+            data: DataBuf::new(Some(spill.clone())),
+            spill: Some(spill),
+            ..Parser::default()
+        }
+    }
+
     /// Parse from `buf` until an event is dispatched or `buf` is used up. Returns how many bytes
     /// were consumed and the event, if one was dispatched; call again with the rest.
     pub fn feed(
@@ -272,7 +295,7 @@ impl Parser {
     }
 
     fn dispatch(&mut self) -> Option<Result<Event, std::string::FromUtf8Error>> {
-        let mut data = std::mem::take(&mut self.data);
+        let mut data = std::mem::replace(&mut self.data, DataBuf::new(self.spill.clone()));
         let event_type = std::mem::take(&mut self.event_type);
         if data.is_empty() {
             return None;
@@ -344,6 +367,7 @@ where
 }
 
 /// Turn a body byte stream into SSE events.
+#[cfg_attr(not(test), allow(dead_code))]
 pub fn events<S, E>(body: S) -> Events<S>
 where
     S: Stream<Item = Result<Bytes, E>> + Unpin,
@@ -353,6 +377,17 @@ where
         parser: Parser::default(),
         chunk: Bytes::new(),
         done: false,
+    }
+}
+
+/// [`events`] with long base64 strings (images) decoded into files in `target` as they arrive.
+pub fn events_spilling_to<S, E>(body: S, target: SpillTarget) -> Events<S>
+where
+    S: Stream<Item = Result<Bytes, E>> + Unpin,
+{
+    Events {
+        parser: Parser::spilling_to(target),
+        ..events(body)
     }
 }
 

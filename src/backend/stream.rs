@@ -9,10 +9,11 @@ use super::errors::{self, BackendError};
 use super::sse;
 use crate::engine::events::Reporter;
 use crate::error::{Error, Result};
+use crate::output::ImageData;
 
-/// Receives each merged image call; `result` is the base64 text the current event carried.
+/// Receives each merged image call; `result` is the image data the current event carried.
 pub trait CallSink {
-    fn on_call(&mut self, key: &str, state: &CallState, result: Option<String>) -> Result<()>;
+    fn on_call(&mut self, key: &str, state: &CallState, result: Option<ImageData>) -> Result<()>;
 }
 
 /// `type`, else `event`, else `item.type`, else `object` (JavaScript `typeof` for non-objects).
@@ -86,8 +87,8 @@ impl EventProcessor {
         }
         match event.take_json() {
             Ok(payload) => {
-                drop(event);
-                self.on_payload(payload, sink)
+                let mut lifted = event.into_lifted();
+                self.on_lifted_payload(payload, &mut lifted, sink)
             }
             Err(_) => {
                 self.record_type(format!("unparsed:{}", event.event));
@@ -119,13 +120,23 @@ impl EventProcessor {
 
     /// One parsed payload (a stream event, or the whole `--no-stream` response).
     pub fn on_payload(&mut self, payload: Value, sink: &mut dyn CallSink) -> Result<()> {
+        self.on_lifted_payload(payload, &mut sse::Lifted::default(), sink)
+    }
+
+    /// [`Self::on_payload`] for an event whose images may be decoded to disk already.
+    fn on_lifted_payload(
+        &mut self,
+        payload: Value,
+        lifted: &mut sse::Lifted,
+        sink: &mut dyn CallSink,
+    ) -> Result<()> {
         let kind = payload_type(&payload);
         self.progress.verbose(&format!("event: {kind}"));
         self.record_type(kind.clone());
         self.backend_errors
             .extend(errors::from_payload(&payload, &kind));
         self.collect_answer(&payload, &kind);
-        for update in calls::extract(payload, &kind) {
+        for update in calls::extract(payload, &kind, lifted) {
             let (key, state) = self.tracker.merge(&update);
             sink.on_call(&key, &state, update.result)?;
         }
@@ -218,11 +229,11 @@ impl EventProcessor {
 /// Collects calls with results for saving at the end (`--no-stream`).
 #[derive(Debug, Default)]
 pub struct CollectedCalls {
-    pub calls: Vec<(String, CallState, String)>,
+    pub calls: Vec<(String, CallState, ImageData)>,
 }
 
 impl CallSink for CollectedCalls {
-    fn on_call(&mut self, key: &str, state: &CallState, result: Option<String>) -> Result<()> {
+    fn on_call(&mut self, key: &str, state: &CallState, result: Option<ImageData>) -> Result<()> {
         match self.calls.iter_mut().find(|(k, _, _)| k == key) {
             Some(entry) => {
                 entry.1 = state.clone();
@@ -279,7 +290,7 @@ mod tests {
         });
         assert_eq!(sink.calls.len(), 1);
         assert_eq!(sink.calls[0].0, "ig_1");
-        assert!(sink.calls[0].2 == b64);
+        assert!(sink.calls[0].2.inline() == Some(b64.as_str()));
         assert_eq!(
             p.seen_event_types,
             vec!["response.output_item.done", "unparsed:message"]

@@ -157,7 +157,8 @@ impl<'a> Generation<'a> {
         self.auth = self.engine.auth().latest(self.ctx, &self.auth);
         let identity = self.engine.identity_for(&self.auth);
         let plan = OutputPlan::new(job.output.clone(), job.out_dir.clone(), &self.job_env)
-            .with_naming(job.naming.clone());
+            .with_naming(job.naming.clone())
+            .with_temp_files(self.engine.inner().temp_files.clone());
         let mut state = AttemptState::new(plan.clone(), self.progress.clone());
         self.progress
             .info(&format!("codex-imagen: POST {endpoint}"));

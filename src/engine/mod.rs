@@ -117,6 +117,8 @@ pub(crate) struct Inner {
     pub(crate) codex_version: String,
     pub(crate) auth: AuthManager,
     pub(crate) delays: Delays,
+    /// Images being decoded to disk right now ([`crate::output::spill`]).
+    pub(crate) temp_files: crate::output::spill::TempFiles,
     /// Debug builds only: the SSE event type that blocks the job's thread (proves the CLI's
     /// hard watchdog), from `CODEX_IMAGEN_TEST_BLOCK_ON_EVENT`.
     pub(crate) test_block_on_event: Option<String>,
@@ -162,6 +164,7 @@ impl Engine {
                 codex_version,
                 auth,
                 delays: settings.delays,
+                temp_files: Default::default(),
                 test_block_on_event,
             }),
         })
@@ -185,10 +188,12 @@ impl Engine {
         &self.inner.auth
     }
 
-    /// Remove every lock file a refresh holds right now. For a forced exit (the CLI's watchdog),
-    /// when the job's own guards will never run.
+    /// Remove every lock file a refresh holds right now, and every temporary file of an image
+    /// still streaming in. For a forced exit (the CLI's watchdog), when the jobs' own guards
+    /// will never run.
     pub fn release_locks(&self) {
         self.inner.auth.locks().release_all();
+        self.inner.temp_files.remove_all();
     }
 
     /// Run one job to its end. When `cancel` fires, the job stops at once (its request is

@@ -15,6 +15,8 @@
 //!   positive only means metadata goes to a sidecar instead of the file; a false negative could
 //!   lead to rewriting (and so invalidating) a signed image.
 
+use std::borrow::Cow;
+
 use serde::Serialize;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
@@ -93,20 +95,41 @@ const PNG_SIGNATURE: &[u8; 8] = b"\x89PNG\r\n\x1a\n";
 
 /// Cheap: header walks only, whatever the file size.
 pub(crate) fn inspect(bytes: &[u8]) -> ImageInfo {
-    let Some(format) = ImageFormat::detect(bytes) else {
+    let size = imagesize::blob_size(bytes).ok();
+    inspect_source(bytes, size)
+}
+
+/// [`inspect`] for a file on disk, read at the headers' offsets: an image saved straight from
+/// the stream ([`super::spill`]) is never loaded whole. Unreadable gives the default.
+pub(crate) fn inspect_file(path: &std::path::Path) -> ImageInfo {
+    let Ok(file) = std::fs::File::open(path) else {
         return ImageInfo::default();
     };
-    let (width, height) = match imagesize::blob_size(bytes) {
-        Ok(size) => (
+    let Ok(len) = file.metadata().map(|m| m.len() as usize) else {
+        return ImageInfo::default();
+    };
+    let size = imagesize::reader_size(std::io::BufReader::with_capacity(16 * 1024, &file)).ok();
+    inspect_source(&FileSource { file, len }, size)
+}
+
+fn inspect_source<S: Source + ?Sized>(src: &S, size: Option<imagesize::ImageSize>) -> ImageInfo {
+    let Some(format) = src
+        .get(0, 12.min(src.len()))
+        .and_then(|h| ImageFormat::detect(&h))
+    else {
+        return ImageInfo::default();
+    };
+    let (width, height) = match size {
+        Some(size) => (
             u32::try_from(size.width).ok(),
             u32::try_from(size.height).ok(),
         ),
-        Err(_) => (None, None),
+        None => (None, None),
     };
     let (has_alpha, c2pa) = match format {
-        ImageFormat::Png => png_alpha_c2pa(bytes),
-        ImageFormat::Jpeg => (Some(false), jpeg_c2pa(bytes)),
-        ImageFormat::Webp => webp_alpha_c2pa(bytes),
+        ImageFormat::Png => png_alpha_c2pa(src),
+        ImageFormat::Jpeg => (Some(false), jpeg_c2pa(src)),
+        ImageFormat::Webp => webp_alpha_c2pa(src),
     };
     ImageInfo {
         format: Some(format),
@@ -115,6 +138,67 @@ pub(crate) fn inspect(bytes: &[u8]) -> ImageInfo {
         has_alpha,
         c2pa,
     }
+}
+
+/// What the walkers read from: a slice, or a file read at offsets.
+trait Source {
+    fn len(&self) -> usize;
+    /// `len` bytes at `at`; `None` when they are not all there.
+    fn get(&self, at: usize, len: usize) -> Option<Cow<'_, [u8]>>;
+
+    fn byte(&self, at: usize) -> Option<u8> {
+        self.get(at, 1).map(|b| b[0])
+    }
+}
+
+impl Source for [u8] {
+    fn len(&self) -> usize {
+        <[u8]>::len(self)
+    }
+
+    fn get(&self, at: usize, len: usize) -> Option<Cow<'_, [u8]>> {
+        <[u8]>::get(self, at..at.checked_add(len)?).map(Cow::Borrowed)
+    }
+}
+
+struct FileSource {
+    file: std::fs::File,
+    len: usize,
+}
+
+impl Source for FileSource {
+    fn len(&self) -> usize {
+        self.len
+    }
+
+    fn get(&self, at: usize, len: usize) -> Option<Cow<'_, [u8]>> {
+        if at.checked_add(len)? > self.len {
+            return None;
+        }
+        let mut buf = vec![0u8; len];
+        read_exact_at(&self.file, &mut buf, at as u64).ok()?;
+        Some(Cow::Owned(buf))
+    }
+}
+
+#[cfg(unix)]
+fn read_exact_at(file: &std::fs::File, buf: &mut [u8], offset: u64) -> std::io::Result<()> {
+    std::os::unix::fs::FileExt::read_exact_at(file, buf, offset)
+}
+
+#[cfg(windows)]
+fn read_exact_at(file: &std::fs::File, mut buf: &mut [u8], mut offset: u64) -> std::io::Result<()> {
+    use std::os::windows::fs::FileExt;
+    while !buf.is_empty() {
+        match file.seek_read(buf, offset)? {
+            0 => return Err(std::io::ErrorKind::UnexpectedEof.into()),
+            n => {
+                buf = &mut buf[n..];
+                offset += n as u64;
+            }
+        }
+    }
+    Ok(())
 }
 
 fn be32(b: &[u8]) -> usize {
@@ -127,16 +211,16 @@ fn le32(b: &[u8]) -> usize {
 
 /// Walks PNG chunks: alpha from IHDR colour type 4/6 or a tRNS chunk; C2PA from `caBX`.
 /// Walks to IEND because `caBX` may come after the image data.
-fn png_alpha_c2pa(bytes: &[u8]) -> (Option<bool>, bool) {
+fn png_alpha_c2pa<S: Source + ?Sized>(src: &S) -> (Option<bool>, bool) {
     let mut alpha = None;
     let mut c2pa = false;
     let mut pos = PNG_SIGNATURE.len();
-    while let Some(header) = bytes.get(pos..pos + 8) {
-        let len = be32(header);
+    while let Some(header) = src.get(pos, 8) {
+        let len = be32(&header);
         let kind = &header[4..8];
         match kind {
             b"IHDR" => {
-                alpha = bytes.get(pos + 8 + 9).map(|ct| matches!(ct, 4 | 6));
+                alpha = src.byte(pos + 8 + 9).map(|ct| matches!(ct, 4 | 6));
             }
             b"tRNS" => alpha = Some(true),
             b"caBX" => c2pa = true,
@@ -153,14 +237,14 @@ fn png_alpha_c2pa(bytes: &[u8]) -> (Option<bool>, bool) {
 }
 
 /// Walks JPEG marker segments up to the first scan; C2PA lives in APP11 segments before it.
-fn jpeg_c2pa(bytes: &[u8]) -> bool {
+fn jpeg_c2pa<S: Source + ?Sized>(src: &S) -> bool {
     let mut pos = 2; // after SOI
     loop {
         // Fill bytes (0xFF runs) may precede a marker.
-        while bytes.get(pos) == Some(&0xFF) && bytes.get(pos + 1) == Some(&0xFF) {
+        while src.byte(pos) == Some(0xFF) && src.byte(pos + 1) == Some(0xFF) {
             pos += 1;
         }
-        let (Some(&0xFF), Some(&marker)) = (bytes.get(pos), bytes.get(pos + 1)) else {
+        let (Some(0xFF), Some(marker)) = (src.byte(pos), src.byte(pos + 1)) else {
             return false;
         };
         pos += 2;
@@ -171,7 +255,7 @@ fn jpeg_c2pa(bytes: &[u8]) -> bool {
             0x01 | 0xD0..=0xD7 => continue,
             _ => {}
         }
-        let Some(len_bytes) = bytes.get(pos..pos + 2) else {
+        let Some(len_bytes) = src.get(pos, 2) else {
             return false;
         };
         let len = usize::from(u16::from_be_bytes([len_bytes[0], len_bytes[1]]));
@@ -179,16 +263,23 @@ fn jpeg_c2pa(bytes: &[u8]) -> bool {
             return false;
         }
         if marker == 0xEB {
-            let end = (pos + len).min(bytes.len());
-            if let Some(content) = bytes.get(pos + 2..end) {
-                if is_jumbf_app11(content) {
-                    return true;
+            let end = (pos + len).min(src.len());
+            // Only the start of the segment matters (see `is_jumbf_app11`).
+            let n = end.saturating_sub(pos + 2).min(JUMBF_HEAD);
+            if end >= pos + 2 {
+                if let Some(content) = src.get(pos + 2, n) {
+                    if is_jumbf_app11(&content) {
+                        return true;
+                    }
                 }
             }
         }
         pos += len;
     }
 }
+
+/// How far into an APP11 segment [`is_jumbf_app11`] looks.
+const JUMBF_HEAD: usize = 32;
 
 /// JPEG XT box packaging: "JP" common identifier, 2-byte instance, 4-byte sequence, then a
 /// JUMBF superbox (LBox, TBox = `jumb`). The 'jumb' search is bounded to the first packet
@@ -197,24 +288,24 @@ fn is_jumbf_app11(content: &[u8]) -> bool {
     if !content.starts_with(b"JP") {
         return false;
     }
-    let head = &content[..content.len().min(32)];
+    let head = &content[..content.len().min(JUMBF_HEAD)];
     head.windows(4).any(|w| w == b"jumb")
 }
 
 /// Walks the RIFF chunks of a WebP: alpha from VP8X flags, the VP8L header bit, or `false` for
 /// lossy VP8 without VP8X (it cannot carry alpha); C2PA from a `C2PA` chunk.
-fn webp_alpha_c2pa(bytes: &[u8]) -> (Option<bool>, bool) {
+fn webp_alpha_c2pa<S: Source + ?Sized>(src: &S) -> (Option<bool>, bool) {
     let mut alpha = None;
     let mut vp8x_alpha = None;
     let mut c2pa = false;
     let mut pos = 12;
-    while let Some(header) = bytes.get(pos..pos + 8) {
+    while let Some(header) = src.get(pos, 8) {
         let len = le32(&header[4..8]);
         let data_start = pos + 8;
         match &header[0..4] {
-            b"VP8X" => vp8x_alpha = bytes.get(data_start).map(|flags| flags & 0x10 != 0),
+            b"VP8X" => vp8x_alpha = src.byte(data_start).map(|flags| flags & 0x10 != 0),
             // 0x2F signature, then 14+14 bits of size and the alpha_is_used bit (bit 28).
-            b"VP8L" if alpha.is_none() => alpha = bytes.get(data_start + 4).map(|b| b & 0x10 != 0),
+            b"VP8L" if alpha.is_none() => alpha = src.byte(data_start + 4).map(|b| b & 0x10 != 0),
             b"VP8 " if alpha.is_none() => alpha = Some(false),
             b"C2PA" => c2pa = true,
             _ => {}
@@ -484,6 +575,36 @@ mod tests {
         let info = inspect(&png);
         assert_eq!(info.width, Some(1024));
         assert!(start.elapsed() < std::time::Duration::from_millis(50));
+    }
+
+    #[test]
+    fn a_file_is_inspected_as_its_bytes_are() {
+        let tmp = tempfile::tempdir().unwrap();
+        let png = encode(rgba(20, 10), image::ImageFormat::Png);
+        let jpeg = encode(rgb(16, 8), image::ImageFormat::Jpeg);
+        let webp = encode(rgba(4, 4), image::ImageFormat::WebP);
+        for (i, bytes) in [
+            with_png_c2pa(&png),
+            png.clone(),
+            png[..30].to_vec(),
+            with_jpeg_c2pa(&jpeg),
+            jpeg,
+            with_webp_c2pa(&webp),
+            webp,
+            b"GIF89a".to_vec(),
+            Vec::new(),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let path = tmp.path().join(format!("{i}.img"));
+            std::fs::write(&path, &bytes).unwrap();
+            assert_eq!(inspect_file(&path), inspect(&bytes), "fixture {i}");
+        }
+        assert_eq!(
+            inspect_file(&tmp.path().join("missing")),
+            ImageInfo::default()
+        );
     }
 
     #[test]

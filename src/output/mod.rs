@@ -14,6 +14,7 @@
 pub(crate) mod inspect;
 pub(crate) mod metadata;
 pub(crate) mod provenance;
+pub(crate) mod spill;
 
 use std::hash::Hasher;
 use std::io::Write;
@@ -77,8 +78,15 @@ impl SavedImage {
         image
     }
 
+    fn refresh_inspection_from_file(&mut self) {
+        self.set_inspection(inspect::inspect_file(&self.path));
+    }
+
     fn refresh_inspection(&mut self, bytes: &[u8]) {
-        let info = inspect::inspect(bytes);
+        self.set_inspection(inspect::inspect(bytes));
+    }
+
+    fn set_inspection(&mut self, info: inspect::ImageInfo) {
         self.format = info.format.map(|f| f.as_str().to_string());
         self.width = info.width;
         self.height = info.height;
@@ -102,6 +110,7 @@ pub struct OutputPlan {
     out_dir: PathBuf,
     timestamp: String,
     naming: Naming,
+    temps: spill::TempFiles,
 }
 
 impl OutputPlan {
@@ -115,6 +124,7 @@ impl OutputPlan {
             out_dir,
             timestamp: chrono::Utc::now().format("%Y%m%d-%H%M%SZ").to_string(),
             naming: Naming::Spec,
+            temps: spill::TempFiles::default(),
         }
     }
 
@@ -128,6 +138,28 @@ impl OutputPlan {
     fn exact_file(&self) -> Option<PathBuf> {
         let (typed, resolved) = self.output.as_ref()?;
         (!looks_like_directory(typed)).then(|| resolved.clone())
+    }
+
+    /// Live spill files are recorded in `temps` (the engine's), for a forced exit.
+    pub(crate) fn with_temp_files(mut self, temps: spill::TempFiles) -> Self {
+        self.temps = temps;
+        self
+    }
+
+    /// Where a large image is decoded while it streams in ([`spill`]): the directory every
+    /// image of this plan is saved in, so saving it is a rename.
+    pub(crate) fn spill_target(&self) -> spill::SpillTarget {
+        let dir = match self.exact_file() {
+            Some(file) => file
+                .parent()
+                .map(Path::to_path_buf)
+                .unwrap_or_else(|| PathBuf::from(".")),
+            None => self.auto_dir(),
+        };
+        spill::SpillTarget {
+            dir,
+            temps: self.temps.clone(),
+        }
     }
 
     fn auto_dir(&self) -> PathBuf {
@@ -270,12 +302,107 @@ fn numbered(file: &Path, index: usize, total: Option<usize>, ext: &str) -> PathB
 }
 
 pub fn decode_base64(b64: &str, call_id: Option<&str>) -> Result<Vec<u8>> {
-    B64.decode(b64.trim_end()).map_err(|err| {
-        Error::InvalidImage(format!(
-            "Image call {} returned base64 that does not decode: {err}",
-            call_id.unwrap_or("(no id)")
-        ))
-    })
+    B64.decode(b64.trim_end())
+        .map_err(|err| invalid_base64(call_id, &err))
+}
+
+fn invalid_base64(call_id: Option<&str>, err: &base64::DecodeError) -> Error {
+    Error::InvalidImage(format!(
+        "Image call {} returned base64 that does not decode: {err}",
+        call_id.unwrap_or("(no id)")
+    ))
+}
+
+/// One image's data as the backend sent it: its base64 text, or (for a large image streamed
+/// in) already decoded to a temporary file beside the output ([`spill`]).
+#[derive(Debug, PartialEq)]
+pub enum ImageData {
+    Inline(String),
+    Spilled(spill::Spill),
+}
+
+impl From<String> for ImageData {
+    fn from(b64: String) -> Self {
+        ImageData::Inline(b64)
+    }
+}
+
+impl ImageData {
+    fn fingerprint(&self) -> Fingerprint {
+        match self {
+            ImageData::Inline(b64) => Fingerprint::of(b64),
+            ImageData::Spilled(spill) => spill.fingerprint(),
+        }
+    }
+
+    /// The base64 text, for tests of what was received.
+    #[cfg(test)]
+    pub fn inline(&self) -> Option<&str> {
+        match self {
+            ImageData::Inline(b64) => Some(b64),
+            ImageData::Spilled(_) => None,
+        }
+    }
+}
+
+/// A spilled image that did not decode or could not be written fails as the same image held
+/// in memory would: the decode error first, then the write error for `path`.
+fn spill_errors(spill: &mut spill::Spill, call_id: Option<&str>) -> Result<()> {
+    if let Some(err) = spill.decode_error() {
+        return Err(invalid_base64(call_id, err));
+    }
+    Ok(())
+}
+
+fn spill_write_errors(spill: &mut spill::Spill, path: &Path) -> Result<()> {
+    match spill.take_io_error() {
+        Some(err) => Err(Error::io(
+            format!("Cannot write image {}", path.display()),
+            err,
+        )),
+        None => Ok(()),
+    }
+}
+
+/// Put one image at the path `place` chooses for its format (atomically), and describe it.
+/// Nothing is placed unless the whole image decoded.
+fn store_image<F>(data: ImageData, call_id: Option<&str>, mut place: F) -> Result<SavedImage>
+where
+    F: FnMut(Option<ImageFormat>) -> Result<PathBuf>,
+{
+    match data {
+        ImageData::Inline(b64) => {
+            let mut written = None;
+            let Decoded { bytes, sha256 } = decode_image(&b64, call_id, |parts| {
+                // The magic bytes are at the start of the first part.
+                let format = parts.first().and_then(|p| ImageFormat::detect(p));
+                let path = place(format)?;
+                write_atomic_parts(&path, parts)?;
+                written = Some(path);
+                Ok(())
+            })?;
+            drop(b64);
+            let Some(path) = written else {
+                // `decode_image` returns Ok only after `with_bytes` ran and succeeded.
+                return Err(Error::Io("image was decoded but not written".to_string()));
+            };
+            Ok(SavedImage::new(path, &bytes, sha256))
+        }
+        ImageData::Spilled(mut spill) => {
+            spill_errors(&mut spill, call_id)?;
+            let path = place(ImageFormat::detect(spill.head()))?;
+            spill_write_errors(&mut spill, &path)?;
+            let sha256 = spill.sha256().to_string();
+            let len = spill.len();
+            spill
+                .persist(&path)
+                .map_err(|err| Error::io(format!("Cannot write image {}", path.display()), err))?;
+            let mut image = SavedImage::new(path, &[], sha256);
+            image.bytes = len;
+            image.refresh_inspection_from_file();
+            Ok(image)
+        }
+    }
 }
 
 pub fn sha256_hex(bytes: &[u8]) -> String {
@@ -488,8 +615,13 @@ impl StreamingSaver {
         self.images
     }
 
-    /// React to one merged call. `result` is the base64 text this event carried, if any.
-    pub fn on_call(&mut self, key: &str, state: &CallState, result: Option<String>) -> Result<()> {
+    /// React to one merged call. `result` is the image data this event carried, if any.
+    pub fn on_call(
+        &mut self,
+        key: &str,
+        state: &CallState,
+        result: Option<ImageData>,
+    ) -> Result<()> {
         let progress = self.progress.clone();
         let position = self.entries.iter().position(|e| e.key == key);
         match (position, result) {
@@ -498,8 +630,8 @@ impl StreamingSaver {
                 self.images[i].refresh_metadata(state);
                 Ok(())
             }
-            (Some(i), Some(b64)) => {
-                let fingerprint = Fingerprint::of(&b64);
+            (Some(i), Some(data)) => {
+                let fingerprint = data.fingerprint();
                 if fingerprint == self.entries[i].b64 {
                     self.skipped_repeats += 1;
                     self.images[i].refresh_metadata(state);
@@ -509,21 +641,43 @@ impl StreamingSaver {
                     ));
                     return Ok(());
                 }
-                let Decoded { bytes, sha256: sha } =
-                    decode_image(&b64, state.id.as_deref(), |_| Ok(()))?;
-                drop(b64);
                 let path = self.images[i].path.clone();
-                let changed = sha != self.images[i].sha256;
+                let changed = match data {
+                    ImageData::Inline(b64) => {
+                        let Decoded { bytes, sha256: sha } =
+                            decode_image(&b64, state.id.as_deref(), |_| Ok(()))?;
+                        drop(b64);
+                        let changed = sha != self.images[i].sha256;
+                        if changed {
+                            write_atomic(&path, &bytes)?;
+                        }
+                        let image = &mut self.images[i];
+                        image.bytes = bytes.len();
+                        image.sha256 = sha;
+                        image.refresh_inspection(&bytes);
+                        changed
+                    }
+                    ImageData::Spilled(mut spill) => {
+                        spill_errors(&mut spill, state.id.as_deref())?;
+                        let changed = spill.sha256() != self.images[i].sha256;
+                        let image = &mut self.images[i];
+                        image.bytes = spill.len();
+                        image.sha256 = spill.sha256().to_string();
+                        if changed {
+                            spill_write_errors(&mut spill, &path)?;
+                            spill.persist(&path).map_err(|err| {
+                                Error::io(format!("Cannot write image {}", path.display()), err)
+                            })?;
+                            image.refresh_inspection_from_file();
+                        }
+                        changed
+                    }
+                };
                 if changed {
-                    write_atomic(&path, &bytes)?;
                     self.writes += 1;
                 }
                 self.entries[i].b64 = fingerprint;
-                let image = &mut self.images[i];
-                image.bytes = bytes.len();
-                image.sha256 = sha;
-                image.refresh_inspection(&bytes);
-                image.refresh_metadata(state);
+                self.images[i].refresh_metadata(state);
                 if changed {
                     progress.info(&format!(
                         "codex-imagen: updated image {}: {}",
@@ -533,18 +687,16 @@ impl StreamingSaver {
                 }
                 Ok(())
             }
-            (None, Some(b64)) => self.save_new(key, state, b64),
+            (None, Some(data)) => self.save_new(key, state, data),
             (None, None) => Ok(()),
         }
     }
 
-    fn save_new(&mut self, key: &str, state: &CallState, b64: String) -> Result<()> {
+    fn save_new(&mut self, key: &str, state: &CallState, data: ImageData) -> Result<()> {
         let progress = self.progress.clone();
         let index = self.images.len();
-        let mut written = None;
-        let Decoded { bytes, sha256 } = decode_image(&b64, state.id.as_deref(), |parts| {
-            // The magic bytes are at the start of the first part.
-            let format = parts.first().and_then(|p| ImageFormat::detect(p));
+        let fingerprint = data.fingerprint();
+        let mut image = store_image(data, state.id.as_deref(), |format| {
             self.renumber_first_for_multi()?;
             let path = self
                 .plan
@@ -552,18 +704,9 @@ impl StreamingSaver {
             if let Some(warning) = self.plan.extension_warning(&path, format) {
                 self.progress.warn(&warning);
             }
-            write_atomic_parts(&path, parts)?;
-            // Here, while the hash of a large image is still running on the other core.
-            written = Some((path, Fingerprint::of(&b64)));
-            Ok(())
+            Ok(path)
         })?;
-        drop(b64);
-        let Some((path, fingerprint)) = written else {
-            // `decode_image` returns Ok only after `with_bytes` ran and succeeded.
-            return Err(Error::Io("image was decoded but not written".to_string()));
-        };
         self.writes += 1;
-        let mut image = SavedImage::new(path, &bytes, sha256);
         image.refresh_metadata(state);
         progress.emit(Event::ImageSaved {
             index,
@@ -611,7 +754,7 @@ impl StreamingSaver {
 }
 
 impl crate::backend::stream::CallSink for StreamingSaver {
-    fn on_call(&mut self, key: &str, state: &CallState, result: Option<String>) -> Result<()> {
+    fn on_call(&mut self, key: &str, state: &CallState, result: Option<ImageData>) -> Result<()> {
         StreamingSaver::on_call(self, key, state, result)
     }
 }
@@ -619,28 +762,19 @@ impl crate::backend::stream::CallSink for StreamingSaver {
 /// Save every image of a complete (non-streamed) response, with the total known.
 pub fn save_all(
     plan: &OutputPlan,
-    calls: Vec<(String, CallState, String)>,
+    calls: Vec<(String, CallState, ImageData)>,
     progress: &Reporter,
 ) -> Result<Vec<SavedImage>> {
     let total = calls.len();
     let mut images = Vec::with_capacity(total);
-    for (index, (_key, state, b64)) in calls.into_iter().enumerate() {
-        let mut written = None;
-        let Decoded { bytes, sha256 } = decode_image(&b64, state.id.as_deref(), |parts| {
-            let format = parts.first().and_then(|p| ImageFormat::detect(p));
+    for (index, (_key, state, data)) in calls.into_iter().enumerate() {
+        let mut image = store_image(data, state.id.as_deref(), |format| {
             let path = plan.path_for_format(state.id.as_deref(), index, Some(total), format);
             if let Some(warning) = plan.extension_warning(&path, format) {
                 progress.warn(&warning);
             }
-            write_atomic_parts(&path, parts)?;
-            written = Some(path);
-            Ok(())
+            Ok(path)
         })?;
-        drop(b64);
-        let Some(path) = written else {
-            return Err(Error::Io("image was decoded but not written".to_string()));
-        };
-        let mut image = SavedImage::new(path, &bytes, sha256);
         image.refresh_metadata(&state);
         progress.emit(Event::ImageSaved {
             index,

@@ -14,7 +14,12 @@
 //! escaped NUL and carries a random tag, so no string the backend sends is mistaken for one.
 //! A string that turns out to hold anything else is put back in the text as it was.
 
+use std::sync::Arc;
+
 use serde_json::Value;
+
+use crate::output::spill::{Spill, SpillTarget, SpillWriter};
+use crate::output::ImageData;
 
 /// Strings shorter than this stay in the text: lifting pays off only for image data.
 pub const LIFT_MIN: usize = 64 * 1024;
@@ -23,11 +28,44 @@ pub const LIFT_MIN: usize = 64 * 1024;
 #[derive(Debug)]
 pub struct DataBuf {
     text: Vec<u8>,
-    lifted: Vec<Vec<u8>>,
+    lifted: Vec<LiftBuf>,
     /// Where each placeholder sits in `text`, and how long it is.
     placeholders: Vec<(usize, usize)>,
     state: Lex,
     tag: u64,
+    /// Where lifted strings are decoded to disk as they stream in ([`crate::output::spill`]);
+    /// `None` keeps them in memory.
+    spill: Option<Arc<SpillTarget>>,
+}
+
+/// One string being lifted: kept as text, or decoded to disk.
+#[derive(Debug)]
+enum LiftBuf {
+    Text(Vec<u8>),
+    Spill(Box<SpillWriter>),
+}
+
+impl LiftBuf {
+    fn push(&mut self, bytes: &[u8]) {
+        match self {
+            LiftBuf::Text(buf) => buf.extend_from_slice(bytes),
+            LiftBuf::Spill(writer) => writer.push(bytes),
+        }
+    }
+
+    fn into_text(self) -> Vec<u8> {
+        match self {
+            LiftBuf::Text(buf) => buf,
+            LiftBuf::Spill(writer) => (*writer).into_text(),
+        }
+    }
+}
+
+/// A lifted string once its event is complete.
+#[derive(Debug)]
+enum LiftedString {
+    Text(String),
+    Spilled(Spill),
 }
 
 /// Where the lexer is, as far as JSON strings go. Nothing else of JSON matters here: outside a
@@ -55,11 +93,20 @@ impl Default for DataBuf {
             placeholders: Vec::new(),
             state: Lex::Outside,
             tag: fastrand::u64(..),
+            spill: None,
         }
     }
 }
 
 impl DataBuf {
+    /// A buffer whose lifted strings are decoded into files in `spill` as they arrive.
+    pub fn new(spill: Option<Arc<SpillTarget>>) -> Self {
+        DataBuf {
+            spill,
+            ..DataBuf::default()
+        }
+    }
+
     pub fn is_empty(&self) -> bool {
         self.text.is_empty()
     }
@@ -84,7 +131,15 @@ impl DataBuf {
                     self.text.extend_from_slice(&bytes[..n]);
                     bytes = &bytes[n..];
                     if self.text.len() - start >= LIFT_MIN {
-                        self.lifted.push(self.text.split_off(start));
+                        let text = self.text.split_off(start);
+                        let spill = self.spill.as_deref().and_then(SpillWriter::create);
+                        self.lifted.push(match spill {
+                            Some(mut writer) => {
+                                writer.push(&text);
+                                LiftBuf::Spill(Box::new(writer))
+                            }
+                            None => LiftBuf::Text(text),
+                        });
                         self.state = Lex::Lifting;
                     } else if !bytes.is_empty() {
                         // The closing quote or another character: either way, an ordinary string.
@@ -112,7 +167,7 @@ impl DataBuf {
                 Lex::Lifting => {
                     let n = base64_prefix(bytes);
                     if let Some(buf) = self.lifted.last_mut() {
-                        buf.extend_from_slice(&bytes[..n]);
+                        buf.push(&bytes[..n]);
                     }
                     bytes = &bytes[n..];
                     match bytes.first() {
@@ -135,7 +190,7 @@ impl DataBuf {
     /// Put the string being lifted back into the text, as an ordinary string.
     fn unlift(&mut self) {
         if let Some(buf) = self.lifted.pop() {
-            self.text.extend_from_slice(&buf);
+            self.text.extend_from_slice(&buf.into_text());
         }
         self.state = Lex::Plain { escaped: false };
     }
@@ -155,7 +210,16 @@ impl DataBuf {
         if self.state == Lex::Lifting {
             self.unlift();
         }
-        let strings = self.lifted.into_iter().map(|buf| Some(utf8(buf))).collect();
+        let strings = self
+            .lifted
+            .into_iter()
+            .map(|buf| {
+                Some(match buf {
+                    LiftBuf::Text(buf) => LiftedString::Text(utf8(buf)),
+                    LiftBuf::Spill(writer) => LiftedString::Spilled((*writer).finish()),
+                })
+            })
+            .collect();
         let lifted = Lifted {
             tag: self.tag,
             strings,
@@ -196,12 +260,14 @@ fn base64_prefix(bytes: &[u8]) -> usize {
         .unwrap_or(bytes.len() - n)
 }
 
-/// The strings lifted out of one event's text.
+/// The strings lifted out of one event's text. Strings decoded to disk stay here after
+/// [`Lifted::restore`]: their placeholder is what the `Value` holds, and [`Lifted::claim`]
+/// trades it for the image. Those never claimed remove their files when this is dropped.
 #[derive(Debug, Default)]
 pub struct Lifted {
     tag: u64,
     /// Taken as they are put back.
-    strings: Vec<Option<String>>,
+    strings: Vec<Option<LiftedString>>,
     #[cfg_attr(not(test), allow(dead_code))]
     placeholders: Vec<(usize, usize)>,
 }
@@ -216,9 +282,28 @@ impl Lifted {
         index.parse().ok()
     }
 
+    /// The in-memory string behind placeholder `s` (spilled strings stay).
     fn take(&mut self, s: &str) -> Option<String> {
         let index = self.index_of(s)?;
-        self.strings.get_mut(index)?.take()
+        let slot = self.strings.get_mut(index)?;
+        match slot.take()? {
+            LiftedString::Text(text) => Some(text),
+            spilled => {
+                *slot = Some(spilled);
+                None
+            }
+        }
+    }
+
+    /// The image data a string of the restored `Value` stands for: the spilled image behind a
+    /// placeholder, else the string itself.
+    pub fn claim(&mut self, s: String) -> ImageData {
+        let slot = self.index_of(&s).and_then(|i| self.strings.get_mut(i));
+        match slot.and_then(Option::take) {
+            Some(LiftedString::Spilled(spill)) => ImageData::Spilled(spill),
+            Some(LiftedString::Text(text)) => ImageData::Inline(text),
+            None => ImageData::Inline(s),
+        }
     }
 
     /// Move every lifted string back to where its placeholder is in `value`.
@@ -260,7 +345,8 @@ impl Lifted {
             .enumerate()
         {
             out.push_str(&text[from..at]);
-            if let Some(s) = self.strings.get_mut(index).and_then(Option::take) {
+            if let Some(LiftedString::Text(s)) = self.strings.get_mut(index).and_then(Option::take)
+            {
                 out.push_str(&s);
             }
             from = at + len;
@@ -360,6 +446,78 @@ mod tests {
         let mut value: Value = serde_json::from_str(&text).unwrap();
         lifted.restore(&mut value);
         assert_eq!(value, serde_json::from_str::<Value>(json).unwrap());
+    }
+
+    fn spill_lift(dir: &std::path::Path, text: &[u8], size: usize) -> (String, Lifted) {
+        let target = SpillTarget {
+            dir: dir.to_path_buf(),
+            temps: Default::default(),
+        };
+        let mut buf = DataBuf::new(Some(Arc::new(target)));
+        for piece in text.chunks(size) {
+            buf.push(piece);
+        }
+        buf.finish()
+    }
+
+    fn files(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+        std::fs::read_dir(dir)
+            .map(|rd| rd.map(|e| e.unwrap().path()).collect())
+            .unwrap_or_default()
+    }
+
+    #[test]
+    fn with_a_spill_directory_images_are_decoded_to_disk_and_claimed() {
+        use base64::Engine;
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("out");
+        let image: Vec<u8> = (0..LIFT_MIN * 2).map(|i| (i % 251) as u8).collect();
+        let b64 = base64::engine::general_purpose::STANDARD.encode(&image);
+        let json = format!(r#"{{"item":{{"result":"{b64}","n":"short"}},"other":"{b64}"}}"#);
+        for size in [1000, 16 * 1024, json.len()] {
+            let (text, mut lifted) = spill_lift(&dir, json.as_bytes(), size);
+            assert!(text.len() < 200, "piece size {size}");
+            assert_eq!(files(&dir).len(), 2, "both strings are on disk");
+            let mut value: Value = serde_json::from_str(&text).unwrap();
+            lifted.restore(&mut value);
+            assert_eq!(value["item"]["n"], "short");
+            let Some(Value::String(placeholder)) = value["item"].get_mut("result").map(Value::take)
+            else {
+                panic!("the placeholder stays in the value");
+            };
+            let ImageData::Spilled(spill) = lifted.claim(placeholder) else {
+                panic!("claimed as a spilled image");
+            };
+            assert_eq!(spill.len(), image.len());
+            assert_eq!(spill.sha256(), crate::output::sha256_hex(&image));
+            assert!(matches!(lifted.claim("plain".into()), ImageData::Inline(s) if s == "plain"));
+            drop(spill);
+            drop(lifted);
+            assert!(
+                files(&dir).is_empty(),
+                "unclaimed and dropped spills leave no file"
+            );
+        }
+    }
+
+    #[test]
+    fn a_spilled_string_that_is_not_base64_after_all_goes_back_into_the_text() {
+        let tmp = tempfile::tempdir().unwrap();
+        let long_spaced = format!("{} {}", "QUJD".repeat(LIFT_MIN), "B");
+        let odd_length = format!("{}xyz=", "QUJD".repeat(LIFT_MIN));
+        let unterminated = format!("{{\"a\":\"{}", "A".repeat(LIFT_MIN * 2 + 3));
+        for json in [
+            format!(r#"{{"a":"{long_spaced}"}}"#),
+            format!(r#"{{"a":"{odd_length}\n"}}"#),
+            unterminated,
+        ] {
+            for size in [7, 4096, json.len()] {
+                let (text, lifted) = spill_lift(tmp.path(), json.as_bytes(), size);
+                assert!(text == json, "piece size {size}");
+                assert!(lifted.strings.is_empty());
+                assert!(files(tmp.path()).is_empty());
+            }
+        }
     }
 
     #[test]

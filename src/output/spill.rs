@@ -1,0 +1,598 @@
+//! Image base64 decoded to disk while it streams in.
+//!
+//! An image arrives as one JSON string of 8–40 MB of base64 inside one SSE event. Held whole,
+//! each image in flight costs its base64 text plus its decoded bytes (about 2.3× the image), so
+//! a batch with four 8 MiB images in flight peaked at 55–81 MiB. Instead, once a string grows
+//! past the lifting threshold ([`crate::backend::sse`]'s lifter), its text goes to a
+//! [`SpillWriter`] chunk by chunk as the network delivers it: each whole base64 quad is decoded
+//! at once, SHA-256'd and written to a temporary file beside where the image will be saved, and
+//! only a handful of characters are ever held. When the string ends, the [`Spill`] is the image:
+//! its length, digest, first bytes (the format) and a fingerprint of its text (to recognise the
+//! repeat in `response.completed` without keeping either copy). Saving it is a rename, so no
+//! reader sees half an image; a spill that is never saved removes its file when dropped.
+//!
+//! Decoding follows the whole-text decode exactly ([`super::decode_base64`]): a lifted string
+//! holds only base64 alphabet characters and `=`, every quad but the last must be four alphabet
+//! characters, and the last one (kept back until the string ends) is decoded by the same engine,
+//! so an invalid text fails with the same error and offset as decoding it in one piece would.
+//! The text is recoverable too: the decoded quads re-encode to exactly the characters they came
+//! from, and everything else is kept as text ([`Spill::into_text`]).
+
+use std::collections::HashSet;
+use std::hash::Hasher;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use base64::Engine;
+
+use super::{Fingerprint, B64};
+
+/// Decoded bytes gathered before each write: about 250 KiB of base64.
+const WRITE_BLOCK: usize = 192 * 1024;
+
+/// How many decoded bytes are kept for format detection.
+const HEAD: usize = 64;
+
+/// The spill files of one engine that exist right now, so a forced exit (the CLI's watchdog,
+/// which never runs the jobs' destructors) can remove them: [`TempFiles::remove_all`].
+#[derive(Debug, Clone, Default)]
+pub(crate) struct TempFiles {
+    live: Arc<Mutex<HashSet<PathBuf>>>,
+}
+
+impl TempFiles {
+    fn add(&self, path: &Path) {
+        if let Ok(mut live) = self.live.lock() {
+            live.insert(path.to_path_buf());
+        }
+    }
+
+    fn forget(&self, path: &Path) {
+        if let Ok(mut live) = self.live.lock() {
+            live.remove(path);
+        }
+    }
+
+    /// Remove every spill file not yet saved or dropped.
+    pub(crate) fn remove_all(&self) {
+        if let Ok(mut live) = self.live.lock() {
+            for path in live.drain() {
+                let _ = std::fs::remove_file(path);
+            }
+        }
+    }
+
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.live.lock().map(|l| l.len()).unwrap_or(0)
+    }
+}
+
+/// A temporary file that is removed when dropped, unless it was moved into place.
+#[derive(Debug)]
+struct TempFile {
+    path: PathBuf,
+    kept: bool,
+    registry: TempFiles,
+}
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        if !self.kept {
+            let _ = std::fs::remove_file(&self.path);
+        }
+        self.registry.forget(&self.path);
+    }
+}
+
+/// Where an attempt's spill files go: the directory its images are saved in, and the engine's
+/// record of live spill files.
+#[derive(Debug, Clone)]
+pub(crate) struct SpillTarget {
+    pub(crate) dir: PathBuf,
+    pub(crate) temps: TempFiles,
+}
+
+/// A lifted string being decoded to disk.
+pub(crate) struct SpillWriter {
+    temp: TempFile,
+    file: std::fs::File,
+    /// Decoded bytes not written yet (after a write error: every byte not in the file).
+    out: Vec<u8>,
+    /// Text not decoded yet: the last quad and any part quad (at most 7 characters), or,
+    /// after a decode error, everything from the failing quad on.
+    tail: Vec<u8>,
+    /// Characters decoded (always whole quads until `finish`).
+    decoded_chars: usize,
+    /// Decoded bytes hashed so far.
+    decoded_len: usize,
+    /// How many bytes at the start of `out` are hashed already (after a write error).
+    out_hashed: usize,
+    head: Vec<u8>,
+    sha256: ring::digest::Context,
+    text_hash: std::collections::hash_map::DefaultHasher,
+    text_len: usize,
+    error: Option<base64::DecodeError>,
+    io_error: Option<std::io::Error>,
+}
+
+impl std::fmt::Debug for SpillWriter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SpillWriter")
+            .field("path", &self.temp.path)
+            .field("text_len", &self.text_len)
+            .field("error", &self.error)
+            .finish_non_exhaustive()
+    }
+}
+
+fn round_up4(n: usize) -> usize {
+    n.div_ceil(4) * 4
+}
+
+impl SpillWriter {
+    /// A spill file in `target`'s directory (created when missing). `None` when that cannot
+    /// be done: the caller keeps the text in memory instead, and saving reports the problem
+    /// as before.
+    pub(crate) fn create(target: &SpillTarget) -> Option<SpillWriter> {
+        let dir = &target.dir;
+        std::fs::create_dir_all(dir).ok()?;
+        let path = dir.join(crate::paths::unique_temp_name("image"));
+        target.temps.add(&path);
+        let temp = TempFile {
+            path,
+            kept: false,
+            registry: target.temps.clone(),
+        };
+        let file = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&temp.path)
+            .ok()?;
+        Some(SpillWriter {
+            temp,
+            file,
+            out: Vec::with_capacity(WRITE_BLOCK + 64 * 1024),
+            tail: Vec::new(),
+            decoded_chars: 0,
+            decoded_len: 0,
+            out_hashed: 0,
+            head: Vec::with_capacity(HEAD),
+            sha256: ring::digest::Context::new(&ring::digest::SHA256),
+            text_hash: Default::default(),
+            text_len: 0,
+            error: None,
+            io_error: None,
+        })
+    }
+
+    /// More characters of the string (base64 alphabet and `=` only: the lifter's rule).
+    pub(crate) fn push(&mut self, text: &[u8]) {
+        if text.is_empty() {
+            return;
+        }
+        self.text_hash.write(text);
+        self.text_len += text.len();
+        if self.error.is_some() {
+            self.tail.extend_from_slice(text);
+            return;
+        }
+        // Every quad that ends 4 or more characters before the end seen so far is not the
+        // text's last quad, whatever follows: decode those, keep the rest.
+        let decodable = (self.tail.len() + text.len()).saturating_sub(4) / 4 * 4;
+        if decodable == 0 {
+            self.tail.extend_from_slice(text);
+            return;
+        }
+        let mut text = text;
+        let mut left = decodable;
+        if !self.tail.is_empty() {
+            // Complete the kept quads from `text` (a few characters), and decode them.
+            let k = round_up4(self.tail.len()).min(decodable);
+            let mut small = std::mem::take(&mut self.tail);
+            if k < small.len() {
+                self.decode_quads(&small[..k]);
+                self.tail.extend_from_slice(&small[k..]);
+                self.tail.extend_from_slice(text);
+                return;
+            }
+            let take = k - small.len();
+            small.extend_from_slice(&text[..take]);
+            text = &text[take..];
+            self.decode_quads(&small);
+            if self.error.is_some() {
+                self.tail.extend_from_slice(text);
+                return;
+            }
+            left -= k;
+        }
+        self.decode_quads(&text[..left]);
+        self.tail.extend_from_slice(&text[left..]);
+    }
+
+    /// Decode whole quads that are not the text's last. A `=` in them is the first invalid
+    /// byte (nothing but the alphabet and `=` reaches here), as the whole-text decode reports
+    /// it. On an error, the quads from the failing one on are kept as text.
+    fn decode_quads(&mut self, quads: &[u8]) {
+        debug_assert!(quads.len().is_multiple_of(4));
+        let (good, bad) = match memchr::memchr(b'=', quads) {
+            Some(at) => quads.split_at(at / 4 * 4),
+            None => (quads, &[][..]),
+        };
+        if !good.is_empty() {
+            let start = self.out.len();
+            self.out.resize(start + good.len() / 4 * 3, 0);
+            match B64.decode_slice(good, &mut self.out[start..]) {
+                Ok(n) => {
+                    self.out.truncate(start + n);
+                    self.decoded_chars += good.len();
+                    self.keep_head(start);
+                    if self.out.len() >= WRITE_BLOCK {
+                        self.flush();
+                    }
+                }
+                Err(err) => {
+                    // Not for alphabet-only whole quads; kept as text all the same.
+                    self.out.truncate(start);
+                    self.error = Some(shift(err, self.decoded_chars));
+                    self.tail.extend_from_slice(quads);
+                    return;
+                }
+            }
+        }
+        if !bad.is_empty() {
+            let at = memchr::memchr(b'=', bad).unwrap_or(0);
+            self.error = Some(base64::DecodeError::InvalidByte(
+                self.decoded_chars + at,
+                b'=',
+            ));
+            self.tail.extend_from_slice(bad);
+        }
+    }
+
+    fn keep_head(&mut self, from: usize) {
+        if self.head.len() < HEAD {
+            let n = (HEAD - self.head.len()).min(self.out.len() - from);
+            self.head.extend_from_slice(&self.out[from..from + n]);
+        }
+    }
+
+    /// Hash and write the decoded bytes gathered so far. After a write error they stay here.
+    fn flush(&mut self) {
+        let fresh = &self.out[self.out_hashed..];
+        self.sha256.update(fresh);
+        self.decoded_len += fresh.len();
+        self.out_hashed = self.out.len();
+        if self.io_error.is_some() {
+            return;
+        }
+        let mut written = 0;
+        while written < self.out.len() {
+            match self.file.write(&self.out[written..]) {
+                Ok(0) => {
+                    self.io_error = Some(std::io::ErrorKind::WriteZero.into());
+                    break;
+                }
+                Ok(n) => written += n,
+                Err(err) if err.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(err) => {
+                    self.io_error = Some(err);
+                    break;
+                }
+            }
+        }
+        self.out.drain(..written);
+        self.out_hashed -= written;
+    }
+
+    /// The string did not end as an image string after all: its text as it came, to go back
+    /// into the event's text. Whole quads re-encode to exactly the characters they came from.
+    pub(crate) fn into_text(mut self) -> Vec<u8> {
+        let _ = self.file.flush();
+        let mut bytes = std::fs::read(&self.temp.path).unwrap_or_default();
+        bytes.extend_from_slice(&self.out);
+        let quads = self.decoded_chars / 4 * 3;
+        let mut text = base64::engine::general_purpose::STANDARD
+            .encode(&bytes[..quads.min(bytes.len())])
+            .into_bytes();
+        text.extend_from_slice(&self.tail);
+        text
+    }
+
+    /// The string ended: decode its last quad and close the file.
+    pub(crate) fn finish(mut self) -> Spill {
+        if self.error.is_none() {
+            let tail = std::mem::take(&mut self.tail);
+            let start = self.out.len();
+            self.out
+                .resize(start + base64::decoded_len_estimate(tail.len()), 0);
+            match B64.decode_slice(&tail, &mut self.out[start..]) {
+                Ok(n) => {
+                    self.out.truncate(start + n);
+                    self.keep_head(start);
+                }
+                Err(err) => {
+                    self.out.truncate(start);
+                    self.error = Some(shift(err, self.decoded_chars));
+                }
+            }
+        }
+        self.flush();
+        let sha256 = super::hex(self.sha256.finish().as_ref());
+        Spill {
+            temp: self.temp,
+            len: self.decoded_len,
+            sha256,
+            head: self.head,
+            fingerprint: Fingerprint {
+                len: self.text_len,
+                hash: self.text_hash.finish(),
+            },
+            error: self.error,
+            io_error: self.io_error,
+        }
+    }
+}
+
+/// An error of decoding a piece that starts `offset` characters into the text, as decoding the
+/// whole text reports it.
+fn shift(err: base64::DecodeSliceError, offset: usize) -> base64::DecodeError {
+    use base64::DecodeError::*;
+    let err = match err {
+        base64::DecodeSliceError::DecodeError(err) => err,
+        // The output always has room (`decoded_len_estimate`); reported as a length error.
+        base64::DecodeSliceError::OutputSliceTooSmall => return InvalidLength(offset),
+    };
+    match err {
+        InvalidByte(at, byte) => InvalidByte(at + offset, byte),
+        InvalidLength(len) => InvalidLength(len + offset),
+        InvalidLastSymbol(at, byte) => InvalidLastSymbol(at + offset, byte),
+        InvalidPadding => InvalidPadding,
+    }
+}
+
+/// A whole image string, decoded to a temporary file.
+#[derive(Debug)]
+pub(crate) struct Spill {
+    temp: TempFile,
+    /// Decoded bytes.
+    len: usize,
+    sha256: String,
+    head: Vec<u8>,
+    fingerprint: Fingerprint,
+    error: Option<base64::DecodeError>,
+    io_error: Option<std::io::Error>,
+}
+
+impl PartialEq for Spill {
+    fn eq(&self, other: &Self) -> bool {
+        self.temp.path == other.temp.path
+    }
+}
+
+impl Spill {
+    pub(crate) fn len(&self) -> usize {
+        self.len
+    }
+
+    pub(crate) fn sha256(&self) -> &str {
+        &self.sha256
+    }
+
+    /// The first decoded bytes: enough for the magic number.
+    pub(crate) fn head(&self) -> &[u8] {
+        &self.head
+    }
+
+    pub(super) fn fingerprint(&self) -> Fingerprint {
+        self.fingerprint
+    }
+
+    /// The decode error, as decoding the whole text would report it.
+    pub(crate) fn decode_error(&self) -> Option<&base64::DecodeError> {
+        self.error.as_ref()
+    }
+
+    /// Writing the temporary file failed.
+    pub(crate) fn take_io_error(&mut self) -> Option<std::io::Error> {
+        self.io_error.take()
+    }
+
+    #[cfg(test)]
+    pub(crate) fn temp_path(&self) -> &Path {
+        &self.temp.path
+    }
+
+    /// Move the image into place at `path` (same directory, so a rename): atomic, and it
+    /// replaces what was there. On failure the temporary file is removed.
+    pub(crate) fn persist(mut self, path: &Path) -> std::io::Result<()> {
+        std::fs::rename(&self.temp.path, path)?;
+        self.temp.kept = true;
+        self.temp.registry.forget(&self.temp.path);
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use base64::engine::general_purpose::STANDARD;
+
+    fn dir() -> tempfile::TempDir {
+        tempfile::tempdir().unwrap()
+    }
+
+    fn target(dir: &Path) -> SpillTarget {
+        SpillTarget {
+            dir: dir.to_path_buf(),
+            temps: TempFiles::default(),
+        }
+    }
+
+    fn spill_in_pieces(dir: &Path, text: &[u8], size: usize) -> Spill {
+        let mut writer = SpillWriter::create(&target(dir)).unwrap();
+        for piece in text.chunks(size.max(1)) {
+            writer.push(piece);
+        }
+        writer.finish()
+    }
+
+    fn bytes(n: usize, seed: usize) -> Vec<u8> {
+        (0..n).map(|i| (i * 31 + i / 7 + seed) as u8).collect()
+    }
+
+    #[test]
+    fn decodes_hashes_and_fingerprints_as_the_whole_text_in_any_pieces() {
+        let dir = dir();
+        for n in [0, 1, 2, 3, 4, 5, 100, WRITE_BLOCK + 7, 3 * WRITE_BLOCK] {
+            let image = bytes(n, n);
+            let padded = STANDARD.encode(&image);
+            for text in [padded.clone(), padded.trim_end_matches('=').to_string()] {
+                for size in [1, 2, 3, 5, 7, 4096, 16 * 1024 + 1, text.len().max(1)] {
+                    if n > 1000 && size < 1000 {
+                        continue;
+                    }
+                    let spill = spill_in_pieces(dir.path(), text.as_bytes(), size);
+                    assert!(spill.decode_error().is_none(), "n {n} size {size}");
+                    assert_eq!(spill.len(), n);
+                    assert_eq!(spill.sha256(), crate::output::sha256_hex(&image));
+                    assert_eq!(spill.head(), &image[..image.len().min(HEAD)]);
+                    assert_eq!(spill.fingerprint(), Fingerprint::of(&text));
+                    let written = std::fs::read(spill.temp_path()).unwrap();
+                    assert!(written == image, "n {n} size {size}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn invalid_text_fails_with_the_whole_decode_error() {
+        let dir = dir();
+        let good = STANDARD.encode(bytes(3000, 1));
+        let mut cases: Vec<String> = vec![
+            format!("{good}A"),
+            format!("{good}AB="),
+            format!("{good}A==="),
+            format!("{good}===="),
+            format!("{good}AB=A"),
+            "A".to_string(),
+            "=".to_string(),
+            "AB=C".to_string(),
+            "AAA=AAAA".to_string(),
+            // Non-zero trailing bits in the last symbol.
+            "AB==".replace('B', "F"),
+            "AAF=".to_string(),
+        ];
+        for at in [
+            0,
+            1,
+            2,
+            3,
+            4,
+            100,
+            2001,
+            good.len() - 5,
+            good.len() - 4,
+            good.len() - 1,
+        ] {
+            let mut text = good.clone().into_bytes();
+            text[at] = b'=';
+            cases.push(String::from_utf8(text).unwrap());
+            let mut text = good.clone().into_bytes();
+            text[at] = b'=';
+            text[at + 1..].iter_mut().take(2).for_each(|b| *b = b'=');
+            cases.push(String::from_utf8(text).unwrap());
+        }
+        for text in cases {
+            let whole = B64.decode(&text);
+            for size in [1, 3, 4, 5, 13, 1000, text.len()] {
+                let spill = spill_in_pieces(dir.path(), text.as_bytes(), size);
+                match &whole {
+                    Ok(decoded) => {
+                        assert!(spill.decode_error().is_none(), "{text:.40} size {size}");
+                        assert!(&std::fs::read(spill.temp_path()).unwrap() == decoded);
+                    }
+                    Err(err) => assert_eq!(
+                        spill.decode_error(),
+                        Some(err),
+                        "{:?} at size {size}",
+                        &text[text.len().saturating_sub(12)..]
+                    ),
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_writer_gives_back_its_text_exactly() {
+        let dir = dir();
+        let good = STANDARD.encode(bytes(WRITE_BLOCK * 2, 3));
+        let mut with_pad_inside = good.clone();
+        with_pad_inside.insert_str(5000, "==");
+        for text in [
+            good.clone(),
+            good.trim_end_matches('=').to_string(),
+            with_pad_inside,
+        ] {
+            for size in [7, 16 * 1024, text.len()] {
+                let mut writer = SpillWriter::create(&target(dir.path())).unwrap();
+                for piece in text.as_bytes().chunks(size) {
+                    writer.push(piece);
+                }
+                let path = writer.temp.path.clone();
+                assert!(writer.into_text() == text.as_bytes(), "size {size}");
+                assert!(!path.exists(), "the file goes with the writer");
+            }
+        }
+    }
+
+    #[test]
+    fn a_spill_is_renamed_into_place_or_removed() {
+        let dir = dir();
+        let text = STANDARD.encode(b"an image");
+        let kept = spill_in_pieces(dir.path(), text.as_bytes(), 3);
+        let target = dir.path().join("x.png");
+        kept.persist(&target).unwrap();
+        assert_eq!(std::fs::read(&target).unwrap(), b"an image");
+        let dropped = spill_in_pieces(dir.path(), text.as_bytes(), 3);
+        drop(dropped);
+        let names: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names, vec![std::ffi::OsString::from("x.png")]);
+    }
+
+    #[test]
+    fn no_writer_when_the_directory_cannot_be_made() {
+        let dir = dir();
+        let file = dir.path().join("a-file");
+        std::fs::write(&file, b"x").unwrap();
+        assert!(SpillWriter::create(&target(&file.join("sub"))).is_none());
+    }
+
+    #[test]
+    fn live_spill_files_are_known_until_saved_or_dropped_and_can_be_removed_at_once() {
+        let dir = dir();
+        let target = target(dir.path());
+        let text = STANDARD.encode(b"an image");
+        let mut writers: Vec<SpillWriter> = (0..3)
+            .map(|_| SpillWriter::create(&target).unwrap())
+            .collect();
+        writers.iter_mut().for_each(|w| w.push(text.as_bytes()));
+        assert_eq!(target.temps.len(), 3);
+        let saved = writers.pop().unwrap().finish();
+        saved.persist(&dir.path().join("a.png")).unwrap();
+        drop(writers.pop());
+        assert_eq!(target.temps.len(), 1);
+        // A forced exit: the last writer's destructor never runs.
+        std::mem::forget(writers.pop());
+        target.temps.remove_all();
+        let names: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names, vec![std::ffi::OsString::from("a.png")]);
+    }
+}
