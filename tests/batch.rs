@@ -1004,3 +1004,82 @@ fn image_controls_come_from_the_command_line_and_lines_override_them() {
     );
     assert_eq!(seen.prompts().len(), sent);
 }
+
+#[cfg(target_os = "linux")]
+#[test]
+fn on_a_terminal_one_bar_counts_the_jobs_and_each_running_job_shows_its_stage() {
+    let server = Server::start();
+    let seen = backend(&server, |_| Answer::Image(700));
+    let mut sandbox = authed_sandbox();
+    sandbox.env("TERM", "xterm-256color");
+    write(&sandbox, "b.txt", "a\nb\nc\n");
+    let sargs = server_args(&server);
+    let (code, screen) = run_on_terminal(
+        &sandbox,
+        &with_server(
+            &sargs,
+            &["--batch", "b.txt", "--out-dir", "out", "--jobs", "2"],
+        ),
+    );
+    assert_eq!(code, Some(0), "{screen:?}");
+    assert_eq!(seen.prompts().len(), 3);
+    // The overall bar: done of total, failed and running counts, an ETA.
+    assert!(
+        screen.contains("/3 done, 0 failed, 2 running (ETA "),
+        "{screen:?}"
+    );
+    assert!(screen.contains("3/3 done"), "{screen:?}");
+    // A line per running job, with its stage while the backend thinks.
+    for id in ["line-1", "line-2", "line-3"] {
+        assert!(
+            screen.contains(&format!("[{id}] accepted")),
+            "{id}: {screen:?}"
+        );
+        assert!(
+            screen.contains(&format!("codex-imagen: [{id}] saved image 1: ")),
+            "saved paths print above the bars: {screen:?}"
+        );
+    }
+    // Drawn and redrawn in place, not the plain lines meant for logs.
+    assert!(screen.contains("\u{1b}["), "{screen:?}");
+    assert!(
+        !screen.contains("codex-imagen: batch 1/3 done"),
+        "{screen:?}"
+    );
+}
+
+#[cfg(target_os = "linux")]
+#[test]
+fn a_terminal_that_cannot_draw_bars_gets_the_plain_lines() {
+    // No TERM (cron with a tty, some containers): indicatif would hide its bars, and with them
+    // the saved and failed lines printed above them.
+    let server = Server::start();
+    let _seen = backend(&server, |prompt| {
+        if prompt == "bad" {
+            Answer::Fail
+        } else {
+            Answer::Image(0)
+        }
+    });
+    let sandbox = authed_sandbox();
+    write(&sandbox, "b.txt", "a\nbad\n");
+    let sargs = server_args(&server);
+    let (code, screen) = run_on_terminal(
+        &sandbox,
+        &with_server(&sargs, &["--batch", "b.txt", "--out-dir", "out"]),
+    );
+    assert_eq!(code, Some(1), "{screen:?}");
+    assert!(
+        screen.contains("codex-imagen: [line-1] saved image 1: "),
+        "{screen:?}"
+    );
+    assert!(
+        screen.contains("codex-imagen: [line-2] failed: "),
+        "{screen:?}"
+    );
+    assert!(
+        screen.contains("codex-imagen: batch 2/2 done, 1 failed"),
+        "{screen:?}"
+    );
+    assert!(!screen.contains("\u{1b}["), "{screen:?}");
+}

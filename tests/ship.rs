@@ -167,45 +167,6 @@ fn regex_like_seconds(text: &str) -> bool {
     })
 }
 
-/// Run the binary with stderr on a new pseudo-terminal; the exit code and what the terminal got.
-#[cfg(target_os = "linux")]
-fn run_on_terminal(sandbox: &Sandbox, args: &[&str]) -> (Option<i32>, String) {
-    use std::io::Read;
-    use std::os::fd::{FromRawFd, OwnedFd};
-
-    let (mut master, mut slave) = (0, 0);
-    // SAFETY: openpty fills two new descriptors that we then own.
-    let rc = unsafe {
-        libc::openpty(
-            &mut master,
-            &mut slave,
-            std::ptr::null_mut(),
-            std::ptr::null(),
-            std::ptr::null(),
-        )
-    };
-    assert_eq!(rc, 0, "openpty");
-    let slave = unsafe { OwnedFd::from_raw_fd(slave) };
-    let mut master = unsafe { std::fs::File::from_raw_fd(master) };
-    let mut cmd = sandbox.command(args);
-    cmd.stderr(std::process::Stdio::from(slave));
-    let child = cmd.spawn().unwrap();
-    drop(cmd);
-    let reader = std::thread::spawn(move || {
-        let mut all = Vec::new();
-        let mut buf = [0u8; 4096];
-        while let Ok(n) = master.read(&mut buf) {
-            if n == 0 {
-                break;
-            }
-            all.extend_from_slice(&buf[..n]);
-        }
-        String::from_utf8_lossy(&all).into_owned()
-    });
-    let output = child.wait_with_output().unwrap();
-    (output.status.code(), reader.join().unwrap())
-}
-
 #[cfg(target_os = "linux")]
 #[test]
 fn on_a_terminal_the_live_line_is_the_progress_and_step_lines_need_verbose() {

@@ -113,9 +113,13 @@ impl BatchIo {
             stdout: SharedWriter::new(std::io::stdout()),
             stderr: SharedWriter::new(std::io::stderr()),
             stdin: Box::new(std::io::stdin()),
+            // indicatif hides its target on a terminal it cannot drive (no `TERM`, or
+            // `dumb`), and a hidden target would swallow the lines printed above the bars:
+            // such a terminal gets the plain lines instead.
             bars: std::io::stderr()
                 .is_terminal()
-                .then(ProgressDrawTarget::stderr),
+                .then(ProgressDrawTarget::stderr)
+                .filter(|target| !target.is_hidden()),
         }
     }
 }
