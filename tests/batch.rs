@@ -670,8 +670,16 @@ fn a_batch_killed_with_sigkill_resumes_without_repeating_finished_jobs() {
             .count()
     };
     assert!(wait_for(Duration::from_secs(20), || finished() >= 3));
+    let pid = child.id();
     child.kill().unwrap(); // SIGKILL
     child.wait().unwrap();
+    // What a kill in the middle of a large image leaves: its half-decoded spill file. The
+    // next run in that directory removes it (its process is gone and it is no longer written).
+    let spill = out(&sandbox).join(format!(".image.{pid}.1796000000000.0123456789ab.tmp"));
+    let file = std::fs::File::create(&spill).unwrap();
+    file.set_modified(std::time::SystemTime::now() - Duration::from_secs(3600))
+        .unwrap();
+    drop(file);
 
     // Whatever the moment, the file is JSON Lines but for at most a torn last line.
     let text = std::fs::read_to_string(&results_path).unwrap();

@@ -381,10 +381,12 @@ where
 }
 
 /// [`events`] with long base64 strings (images) decoded into files in `target` as they arrive.
+/// Spill files a killed run left in that directory are removed first (once per process).
 pub fn events_spilling_to<S, E>(body: S, target: SpillTarget) -> Events<S>
 where
     S: Stream<Item = Result<Bytes, E>> + Unpin,
 {
+    target.temps.sweep_once(&target.dir);
     Events {
         parser: Parser::spilling_to(target),
         ..events(body)

@@ -39,9 +39,59 @@ const HEAD: usize = 64;
 #[derive(Debug, Clone, Default)]
 pub(crate) struct TempFiles {
     live: Arc<Mutex<HashSet<PathBuf>>>,
+    /// Directories already swept for files a killed run left ([`TempFiles::sweep_once`]).
+    swept: Arc<Mutex<HashSet<PathBuf>>>,
+}
+
+/// A spill file whose process is gone and that has not been written to for this long was left
+/// by a run that was killed (SIGKILL, a crash, a power cut): nothing will ever rename it. The
+/// age guards against a live writer on another host sharing the directory (its pid means
+/// nothing here), as a spill in progress is written to continuously and renamed at once.
+const STALE_AFTER: std::time::Duration = std::time::Duration::from_secs(10 * 60);
+
+/// The process id in a spill file's name, `.image.<pid>.<ms>.<random>.tmp`.
+fn spill_pid(name: &str) -> Option<i64> {
+    let rest = name.strip_prefix(".image.")?.strip_suffix(".tmp")?;
+    let mut parts = rest.split('.');
+    let pid = parts.next()?.parse().ok()?;
+    let (_ms, _random, None) = (parts.next()?, parts.next()?, parts.next()) else {
+        return None;
+    };
+    Some(pid)
 }
 
 impl TempFiles {
+    /// Remove the spill files a killed run left in `dir`, once per directory per process, so
+    /// they do not pile up across reruns (a batch resumed after SIGKILL, say).
+    pub(crate) fn sweep_once(&self, dir: &Path) {
+        let first = match self.swept.lock() {
+            Ok(mut swept) => swept.insert(dir.to_path_buf()),
+            Err(_) => false,
+        };
+        if !first {
+            return;
+        }
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return;
+        };
+        let own = i64::from(std::process::id());
+        for entry in entries.flatten() {
+            let name = entry.file_name();
+            let Some(pid) = name.to_str().and_then(spill_pid) else {
+                continue;
+            };
+            let old = entry
+                .metadata()
+                .and_then(|m| m.modified())
+                .ok()
+                .and_then(|modified| modified.elapsed().ok())
+                .is_some_and(|age| age > STALE_AFTER);
+            if pid != own && old && !crate::auth::lock::pid_alive(pid) {
+                let _ = std::fs::remove_file(entry.path());
+            }
+        }
+    }
+
     fn add(&self, path: &Path) {
         if let Ok(mut live) = self.live.lock() {
             live.insert(path.to_path_buf());
@@ -570,6 +620,38 @@ mod tests {
         let file = dir.path().join("a-file");
         std::fs::write(&file, b"x").unwrap();
         assert!(SpillWriter::create(&target(&file.join("sub"))).is_none());
+    }
+
+    #[test]
+    fn stale_spill_files_of_dead_processes_are_swept_once_per_directory() {
+        let dir = dir();
+        let temps = TempFiles::default();
+        // A pid that cannot be alive, and ours.
+        let dead = i64::from(i32::MAX);
+        let own = std::process::id();
+        let make = |name: &str, age_secs: u64| {
+            let path = dir.path().join(name);
+            let file = std::fs::File::create(&path).unwrap();
+            let when = std::time::SystemTime::now() - std::time::Duration::from_secs(age_secs);
+            file.set_modified(when).unwrap();
+            path
+        };
+        let stale = make(&format!(".image.{dead}.1.abc.tmp"), 3600);
+        let young = make(&format!(".image.{dead}.1.def.tmp"), 10);
+        let ours = make(&format!(".image.{own}.1.abc.tmp"), 3600);
+        let other = make(&format!(".pic.png.{dead}.1.abc.tmp"), 3600);
+        let image = make("a.png", 3600);
+        temps.sweep_once(dir.path());
+        assert!(!stale.exists());
+        for kept in [&young, &ours, &other, &image] {
+            assert!(kept.exists(), "{}", kept.display());
+        }
+        let again = make(&format!(".image.{dead}.2.abc.tmp"), 3600);
+        temps.sweep_once(dir.path());
+        assert!(again.exists(), "once per directory per process");
+        assert_eq!(spill_pid(".image.12.3.x.tmp"), Some(12));
+        assert_eq!(spill_pid(".image.12.3.tmp"), None);
+        assert_eq!(spill_pid(".image.12.3.x.y.tmp"), None);
     }
 
     #[test]
