@@ -865,15 +865,12 @@ fn a_large_image_with_bad_base64_fails_as_a_small_one_does_and_leaves_no_file() 
 fn a_stream_broken_inside_a_large_image_leaves_no_temporary_file() {
     let server = Server::start();
     let text = sse_event(&image_done("ig_1", &png_bytes(5, LARGE)));
-    let half = &text.as_bytes()[..text.len() / 2];
-    let mut chunk = format!("{:x}\r\n", half.len()).into_bytes();
-    chunk.extend_from_slice(half);
-    chunk.extend_from_slice(b"\r\n");
+    let half = text.as_bytes()[..text.len() / 2].to_vec();
     server.enqueue(
         RESPONSES_PATH,
         Reply::sse()
             .event(&created())
-            .step(Step::Raw(chunk))
+            .step(Step::Chunk(half))
             .sleep_ms(50),
     );
     let sandbox = authed_sandbox();
