@@ -968,3 +968,40 @@ async fn a_chunked_body_over_64_mib_is_413() {
     let log = svc.log();
     assert!(log.contains("POST /v1/jobs 413"), "{log}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn finished_rows_past_the_ttl_are_forgotten_at_start_and_their_files_stay() {
+    let server = Server::start();
+    let png = png_bytes(9, 1500);
+    scripted_backend(&server, png.clone());
+    let sandbox = authed_sandbox();
+    let data = sandbox.path("data");
+    let mut svc = Svc::start(&sandbox, &server, &data, &[]);
+    let (status, job) = post_json(&svc.url("/v1/jobs"), &json!({"prompt": "keep me"})).await;
+    assert_eq!(status, 202, "{job}");
+    let id = job["id"].as_str().unwrap().to_string();
+    let job = job_until(&svc, &id, finished).await;
+    assert_eq!(job["status"], "completed", "{job}");
+    let path = PathBuf::from(job["images"][0]["path"].as_str().unwrap());
+    assert_eq!(svc.terminate(), 0);
+
+    // Within the TTL, a restart keeps the row.
+    let mut svc = Svc::start(&sandbox, &server, &data, &["--job-ttl", "1h"]);
+    let (status, _) = get_json(&svc.url(&format!("/v1/jobs/{id}"))).await;
+    assert_eq!(status, 200);
+    assert_eq!(svc.terminate(), 0);
+
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let svc = Svc::start(&sandbox, &server, &data, &["--job-ttl", "1s"]);
+    let (status, body) = get_json(&svc.url(&format!("/v1/jobs/{id}"))).await;
+    assert_eq!(status, 404, "{body}");
+    assert!(
+        svc.log().contains("1 expired job rows removed"),
+        "{}",
+        svc.log()
+    );
+    assert!(
+        std::fs::read(&path).unwrap() == png,
+        "files are never deleted"
+    );
+}
