@@ -1091,3 +1091,35 @@ fn a_terminal_that_cannot_draw_bars_gets_the_plain_lines() {
     );
     assert!(!screen.contains("\u{1b}["), "{screen:?}");
 }
+
+#[test]
+fn a_job_warning_is_one_line_naming_the_job() {
+    let mut png = Vec::new();
+    image::DynamicImage::ImageRgb8(image::RgbImage::new(16, 8))
+        .write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png)
+        .unwrap();
+    let server = Server::start();
+    server.handle(move |_| image_stream(&[("ig_1", &png)]));
+    let sandbox = authed_sandbox();
+    write(
+        &sandbox,
+        "b.jsonl",
+        "{\"id\": \"wide\", \"prompt\": \"a\", \"size\": \"1536x1024\"}\n",
+    );
+    let run = run_against(
+        &sandbox,
+        &server,
+        &["--batch", "b.jsonl", "--out-dir", "out"],
+    );
+    assert_eq!(run.code, 0, "{run}");
+    let warnings: Vec<&str> = run
+        .stderr
+        .lines()
+        .filter(|l| l.contains("warning"))
+        .collect();
+    assert_eq!(
+        warnings,
+        ["codex-imagen: [wide] warning: requested 1536x1024, the backend returned 16x8"],
+        "{run}"
+    );
+}

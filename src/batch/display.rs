@@ -182,7 +182,12 @@ impl Display {
         ));
     }
 
+    /// `text` is the engine's warning line, which carries its own `codex-imagen: warning: `.
     pub(crate) fn warning(&self, id: &str, text: &str) {
+        let text = text
+            .strip_prefix("codex-imagen: warning: ")
+            .or_else(|| text.strip_prefix("codex-imagen: "))
+            .unwrap_or(text);
         self.note(&format!("codex-imagen: [{id}] warning: {text}"));
     }
 
