@@ -10,6 +10,11 @@
 //! while this one decodes and writes; and a byte-identical repeat (`response.completed` repeats
 //! every image) is recognised by a SipHash fingerprint of its base64 text (3.6 GB/s) instead of
 //! a second SHA-256, without decoding it.
+//!
+//! That describes an image held in memory as base64 ([`ImageData::Inline`]: the Images endpoint,
+//! `--no-stream`, small images). A large image streamed in arrives already decoded to a
+//! temporary file beside its destination ([`ImageData::Spilled`], [`spill`]), hashed and
+//! fingerprinted on the way, and saving it is a rename.
 
 pub(crate) mod inspect;
 pub(crate) mod metadata;

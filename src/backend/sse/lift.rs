@@ -13,6 +13,14 @@
 //! too, so the text parses exactly when the original does. The placeholder starts with an
 //! escaped NUL and carries a random tag, so no string the backend sends is mistaken for one.
 //! A string that turns out to hold anything else is put back in the text as it was.
+//!
+//! With a spill target (the Responses stream, [`DataBuf::new`]), a lifted string is not kept at
+//! all: its characters go to a [`SpillWriter`] as they arrive, which decodes them into a
+//! temporary file beside the output ([`crate::output::spill`]), so an image in flight costs a
+//! few hundred KiB whatever its size. Such a string stays a placeholder in the restored
+//! `Value`; [`Lifted::claim`] trades the placeholder for the image ([`ImageData::Spilled`]).
+//! Putting a spilled string back in the text (it was not base64 after all) re-encodes what was
+//! decoded, which gives back exactly the characters that came.
 
 use std::sync::Arc;
 
