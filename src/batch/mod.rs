@@ -20,7 +20,7 @@ pub(crate) mod run;
 pub(crate) mod signals;
 
 use std::{
-    io::{IsTerminal, Read},
+    io::Read,
     path::{Path, PathBuf},
     sync::{Arc, Mutex},
     time::Instant,
@@ -113,13 +113,10 @@ impl BatchIo {
             stdout: SharedWriter::new(std::io::stdout()),
             stderr: SharedWriter::new(std::io::stderr()),
             stdin: Box::new(std::io::stdin()),
-            // indicatif hides its target on a terminal it cannot drive (no `TERM`, or
-            // `dumb`), and a hidden target would swallow the lines printed above the bars:
-            // such a terminal gets the plain lines instead.
-            bars: std::io::stderr()
-                .is_terminal()
-                .then(ProgressDrawTarget::stderr)
-                .filter(|target| !target.is_hidden()),
+            // indicatif hides its target when stderr is not a terminal it can drive (a pipe,
+            // a file, no `TERM`, `dumb`), and a hidden target would swallow the lines printed
+            // above the bars: all of those get the plain lines instead.
+            bars: Some(ProgressDrawTarget::stderr()).filter(|target| !target.is_hidden()),
         }
     }
 }
