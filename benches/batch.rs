@@ -29,27 +29,15 @@ use std::time::{Duration, Instant};
 
 use base64::Engine;
 use serde_json::json;
-use support::{binary, launcher, read_report, read_request, wire, Sandbox, LAUNCHER_REPORT};
+use support::{
+    binary, launcher, noise_png, read_report, read_request, wire, Sandbox, LAUNCHER_REPORT,
+};
 
 const MIB: usize = 1 << 20;
 
-/// Image bytes with a PNG signature, distinct per seed.
-fn png(seed: u64, len: usize) -> Vec<u8> {
-    let mut bytes = vec![0x89, b'P', b'N', b'G', 0x0d, 0x0a, 0x1a, 0x0a];
-    let mut x = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
-    while bytes.len() < len {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        bytes.extend_from_slice(&x.to_le_bytes());
-    }
-    bytes.truncate(len);
-    bytes
-}
-
 /// The whole HTTP response for one image, as the pieces the server writes.
 fn response(seed: u64, image_len: usize) -> Vec<Vec<u8>> {
-    let b64 = base64::engine::general_purpose::STANDARD.encode(png(seed, image_len));
+    let b64 = base64::engine::general_purpose::STANDARD.encode(noise_png(seed, image_len));
     let id = format!("ig_{seed}");
     let call = json!({"type": "image_generation_call", "id": id, "status": "completed",
         "revised_prompt": "bench", "result": b64});
@@ -104,8 +92,24 @@ fn start_server(delay: Duration, image_len: usize) -> (String, Arc<AtomicUsize>)
     (url, served)
 }
 
+/// `--batch <file> --jobs 4 --out-dir <dir> --quiet --json` against `url`.
+fn batch_args<'a>(file: &'a str, dir: &'a str, url: &'a str) -> [&'a str; 10] {
+    [
+        "--batch",
+        file,
+        "--jobs",
+        "4",
+        "--out-dir",
+        dir,
+        "--quiet",
+        "--json",
+        "--base-url",
+        url,
+    ]
+}
+
 /// Run the binary with `args` through the launcher: (wall, exit code, peak RSS in KiB).
-fn measured_run(sandbox: &Sandbox, args: &[String]) -> (Duration, i32, u64) {
+fn measured_run(sandbox: &Sandbox, args: &[&str]) -> (Duration, i32, u64) {
     let report = sandbox.dir.join("report");
     let mut cmd = sandbox.command(&std::env::current_exe().expect("bench executable"));
     cmd.arg(binary()).args(args).env(LAUNCHER_REPORT, &report);
@@ -151,21 +155,7 @@ fn main() {
     // 1. 40 jobs, 1 s each, --jobs 4.
     let (url, served) = start_server(Duration::from_secs(1), 64 * 1024);
     let file = jobs_file(&sandbox, "jobs.jsonl", 40);
-    let args: Vec<String> = [
-        "--batch",
-        &file,
-        "--jobs",
-        "4",
-        "--out-dir",
-        "batch",
-        "--quiet",
-        "--json",
-        "--base-url",
-        &url,
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
+    let args = batch_args(&file, "batch", &url);
     let (batch_wall, code, batch_rss) = measured_run(&sandbox, &args);
     assert_eq!(code, 0, "batch run failed");
     assert_eq!(count_files(&work.join("batch"), "png"), 40);
@@ -199,35 +189,18 @@ fn main() {
         let (url, _) = start_server(Duration::from_millis(500), image_len);
         let dir = format!("big-{image_len}");
         let file = jobs_file(&sandbox, "big.jsonl", 4);
-        let args: Vec<String> = [
-            "--batch",
-            &file,
-            "--jobs",
-            "4",
-            "--out-dir",
-            &dir,
-            "--quiet",
-            "--json",
-            "--base-url",
-            &url,
-        ]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
+        let args = batch_args(&file, &dir, &url);
         let (wall, code, rss) = measured_run(&sandbox, &args);
         assert_eq!(code, 0, "{label} batch failed");
         assert_eq!(count_files(&work.join(&dir), "png"), 4);
-        let one: Vec<String> = [
+        let one = [
             "one image",
             "--out-dir",
             &dir,
             "--quiet",
             "--base-url",
             &url,
-        ]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
+        ];
         let (_, code, one_rss) = measured_run(&sandbox, &one);
         assert_eq!(code, 0, "{label} one-shot failed");
         rss_rows.push((label, wall, rss, one_rss));

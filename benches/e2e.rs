@@ -40,7 +40,7 @@ use base64::Engine;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 use support::{
-    binary, launcher, monotonic_ns, read_request, wire, Sandbox, LAUNCHER_REPORT, PIECE,
+    binary, launcher, monotonic_ns, noise_png, read_request, wire, Sandbox, LAUNCHER_REPORT, PIECE,
 };
 
 const MIB: usize = 1 << 20;
@@ -133,17 +133,7 @@ struct Image {
 /// A PNG signature followed by noise (compressed PNG data is noise to base64), sized so that
 /// its base64 text is exactly `b64_len` characters (a multiple of 4).
 fn image(seed: u64, b64_len: usize) -> Image {
-    let len = b64_len / 4 * 3;
-    let mut bytes = Vec::with_capacity(len);
-    bytes.extend_from_slice(&[0x89, b'P', b'N', b'G', 0x0d, 0x0a, 0x1a, 0x0a]);
-    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    while bytes.len() < len {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        bytes.extend_from_slice(&x.to_le_bytes());
-    }
-    bytes.truncate(len);
+    let bytes = noise_png(seed, b64_len / 4 * 3);
     let b64 = base64::engine::general_purpose::STANDARD.encode(&bytes);
     assert_eq!(b64.len(), b64_len);
     Image {

@@ -290,31 +290,8 @@ fn start_backend() -> String {
     addr
 }
 
-fn backend_reply(stream: TcpStream, png: &str) {
-    let mut reader = BufReader::new(match stream.try_clone() {
-        Ok(s) => s,
-        Err(_) => return,
-    });
-    let mut writer = stream;
-    let mut length = 0usize;
-    let mut line = String::new();
-    loop {
-        line.clear();
-        if reader.read_line(&mut line).unwrap_or(0) == 0 {
-            return;
-        }
-        let trimmed = line.trim_end();
-        if trimmed.is_empty() {
-            break;
-        }
-        if let Some((k, v)) = trimmed.split_once(':') {
-            if k.eq_ignore_ascii_case("content-length") {
-                length = v.trim().parse().unwrap_or(0);
-            }
-        }
-    }
-    let mut body = vec![0; length];
-    if reader.read_exact(&mut body).is_err() {
+fn backend_reply(mut stream: TcpStream, png: &str) {
+    if !support::read_request(&mut stream) {
         return;
     }
     std::thread::sleep(BACKEND_DELAY);
@@ -335,5 +312,5 @@ fn backend_reply(stream: TcpStream, png: &str) {
         "HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{sse}",
         sse.len()
     );
-    let _ = writer.write_all(reply.as_bytes());
+    let _ = stream.write_all(reply.as_bytes());
 }

@@ -42,6 +42,22 @@ transfer-encoding: chunked\r\ncache-control: no-cache\r\n\r\n"
     pieces
 }
 
+/// A PNG signature followed by noise (compressed PNG data is noise to base64), `len` bytes,
+/// distinct per `seed`.
+pub fn noise_png(seed: u64, len: usize) -> Vec<u8> {
+    let mut bytes = Vec::with_capacity(len + 8);
+    bytes.extend_from_slice(&[0x89, b'P', b'N', b'G', 0x0d, 0x0a, 0x1a, 0x0a]);
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    while bytes.len() < len {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        bytes.extend_from_slice(&x.to_le_bytes());
+    }
+    bytes.truncate(len);
+    bytes
+}
+
 /// Read one request (head and Content-Length body) so the client is never cut off mid-send.
 pub fn read_request(stream: &mut TcpStream) -> bool {
     let mut buf = Vec::new();
