@@ -165,12 +165,7 @@ fn smoke_with(
     let run = run_command(cmd);
     assert_eq!(run.code, 0, "{run}");
     let report = run.json();
-    let keys: Vec<&str> = report
-        .as_object()
-        .unwrap()
-        .keys()
-        .map(String::as_str)
-        .collect();
+    let keys = object_keys(&report);
     assert_eq!(keys, SMOKE_KEYS, "{run}");
     // Pretty JSON with a 2-space indent and a trailing newline.
     let pretty = serde_json::to_string_pretty(&report).unwrap();

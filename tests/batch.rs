@@ -494,12 +494,7 @@ fn results_lines_and_the_summary_say_what_happened() {
     let dir = out(&sandbox);
     let records = results(&dir.join("results.jsonl"));
     assert_eq!(records.len(), 2);
-    let keys: Vec<&str> = records[0]
-        .as_object()
-        .unwrap()
-        .keys()
-        .map(String::as_str)
-        .collect();
+    let keys = object_keys(&records[0]);
     assert_eq!(
         keys,
         [
@@ -579,12 +574,7 @@ fn results_lines_and_the_summary_say_what_happened() {
     );
     assert_eq!(run.code, 1, "{run}");
     let summary = run.json();
-    let keys: Vec<&str> = summary
-        .as_object()
-        .unwrap()
-        .keys()
-        .map(String::as_str)
-        .collect();
+    let keys = object_keys(&summary);
     assert_eq!(
         keys,
         [
@@ -1094,10 +1084,10 @@ fn a_terminal_that_cannot_draw_bars_gets_the_plain_lines() {
 
 #[test]
 fn a_job_warning_is_one_line_naming_the_job() {
-    let mut png = Vec::new();
-    image::DynamicImage::ImageRgb8(image::RgbImage::new(16, 8))
-        .write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png)
-        .unwrap();
+    let png = encode(
+        image::DynamicImage::ImageRgb8(image::RgbImage::new(16, 8)),
+        image::ImageFormat::Png,
+    );
     let server = Server::start();
     server.handle(move |_| image_stream(&[("ig_1", &png)]));
     let sandbox = authed_sandbox();

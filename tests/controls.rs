@@ -6,7 +6,6 @@
 
 mod support;
 
-use std::io::Cursor;
 use std::path::PathBuf;
 
 use serde_json::{json, Value};
@@ -14,12 +13,6 @@ use support::*;
 
 const GENERATIONS: &str = "/backend-api/codex/images/generations";
 const EDITS: &str = "/backend-api/codex/images/edits";
-
-fn encode(img: image::DynamicImage, format: image::ImageFormat) -> Vec<u8> {
-    let mut out = Cursor::new(Vec::new());
-    img.write_to(&mut out, format).unwrap();
-    out.into_inner()
-}
 
 fn rgb(w: u32, h: u32) -> image::DynamicImage {
     image::DynamicImage::ImageRgb8(image::RgbImage::from_pixel(w, h, image::Rgb([20, 40, 90])))
@@ -439,12 +432,7 @@ fn json_describes_what_came_back() {
         assert_eq!(run.code, 0, "{run}");
         let json = run.json();
         let image = &json["images"][0];
-        let keys: Vec<&str> = image
-            .as_object()
-            .unwrap()
-            .keys()
-            .map(String::as_str)
-            .collect();
+        let keys = object_keys(image);
         assert_eq!(
             keys,
             [
@@ -469,12 +457,7 @@ fn json_describes_what_came_back() {
         assert_eq!(image["has_alpha"], alpha);
         assert_eq!(image["c2pa"], c2pa);
         assert_eq!(json["requested"], json!({"quality": "high"}));
-        let top: Vec<&str> = json
-            .as_object()
-            .unwrap()
-            .keys()
-            .map(String::as_str)
-            .collect();
+        let top = object_keys(&json);
         assert_eq!(top.last(), Some(&"requested"));
     }
 }

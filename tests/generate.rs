@@ -12,15 +12,6 @@ use std::sync::{Arc, Mutex};
 use serde_json::{json, Value};
 use support::*;
 
-fn keys(value: &Value) -> Vec<&str> {
-    value
-        .as_object()
-        .expect("a JSON object")
-        .keys()
-        .map(String::as_str)
-        .collect()
-}
-
 fn is_uuid_v4(text: &str) -> bool {
     let b = text.as_bytes();
     b.len() == 36
@@ -560,7 +551,7 @@ fn the_request_body_and_headers_follow_codex() {
     assert_eq!(request.path, RESPONSES_PATH);
     let body = request.json();
     assert_eq!(
-        keys(&body),
+        object_keys(&body),
         vec![
             "model",
             "instructions",
@@ -1145,7 +1136,7 @@ fn json_summary_has_the_spec_keys_in_order() {
     assert!(run.stdout.ends_with("}\n"), "{run}");
     let json = run.json();
     assert_eq!(
-        keys(&json),
+        object_keys(&json),
         vec![
             "request_id",
             "session_id",
@@ -1190,7 +1181,7 @@ fn json_summary_has_the_spec_keys_in_order() {
     for (i, (id, bytes)) in [("ig_a", &a), ("ig_b", &b)].iter().enumerate() {
         let image = &json["images"][i];
         assert_eq!(
-            keys(image),
+            object_keys(image),
             vec![
                 "path",
                 "decodedPath",

@@ -761,7 +761,7 @@ async fn image_usage_is_the_usage_report() {
     let result = mcp.call("image_usage", json!({})).await;
     assert_eq!(result.is_error, Some(false), "{:?}", texts(&result));
     let report = result.structured_content.clone().unwrap();
-    let keys: Vec<&String> = report.as_object().unwrap().keys().collect();
+    let keys = object_keys(&report);
     assert_eq!(
         keys,
         [

@@ -889,9 +889,9 @@ fn smoke_reports_a_failed_fence_as_refresh_failed_with_no_token_and_prints_the_f
             Value::Null,
             "{layout:?}"
         );
-        let keys: Vec<&String> = report.as_object().unwrap().keys().collect();
+        let keys = object_keys(&report);
         assert_eq!(
-            keys.last().unwrap().as_str(),
+            *keys.last().unwrap(),
             "credential_state",
             "after the existing keys"
         );
@@ -1008,6 +1008,6 @@ fn refresh_only_json_reports_the_credential_state_after_the_existing_keys() {
     assert_eq!(run.code, 0, "{run}");
     let report = run.json();
     assert_eq!(report["credential_state"], "ok");
-    let keys: Vec<&String> = report.as_object().unwrap().keys().collect();
-    assert_eq!(keys.last().unwrap().as_str(), "credential_state");
+    let keys = object_keys(&report);
+    assert_eq!(*keys.last().unwrap(), "credential_state");
 }

@@ -77,7 +77,7 @@ fn sidecar_records_the_prompt_references_controls_and_the_image() {
         "the image is untouched"
     );
     let record = sidecar_of(&path);
-    let keys: Vec<&String> = record.as_object().unwrap().keys().collect();
+    let keys = object_keys(&record);
     assert_eq!(
         keys,
         [

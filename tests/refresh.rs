@@ -74,9 +74,15 @@ fn an_expired_codex_token_is_refreshed_and_every_other_field_kept() {
     assert_eq!(token_req.header("accept"), Some("application/json"));
 
     let after = read_json(&path);
-    let keys = |v: &Value| v.as_object().unwrap().keys().cloned().collect::<Vec<_>>();
-    assert_eq!(keys(&after), keys(&before), "top-level key order kept");
-    assert_eq!(keys(&after["tokens"]), keys(&before["tokens"]));
+    assert_eq!(
+        object_keys(&after),
+        object_keys(&before),
+        "top-level key order kept"
+    );
+    assert_eq!(
+        object_keys(&after["tokens"]),
+        object_keys(&before["tokens"])
+    );
     assert_eq!(after["zz_unknown"], before["zz_unknown"]);
     assert_eq!(after["tokens"]["refresh_token"], "refresh-1");
     assert_eq!(after["tokens"]["id_token"], "id-1");
@@ -157,12 +163,12 @@ fn an_openclaw_refresh_touches_only_the_selected_profile() {
         before["profiles"]["anthropic:default"]
     );
     assert_eq!(after["usageStats"], before["usageStats"]);
-    let keys: Vec<&String> = after.as_object().unwrap().keys().collect();
+    let keys = object_keys(&after);
     assert_eq!(
         keys,
         vec!["version", "profiles", "usageStats", "zz_trailing"]
     );
-    let profile_keys: Vec<&String> = profile.as_object().unwrap().keys().collect();
+    let profile_keys = object_keys(profile);
     assert_eq!(
         profile_keys,
         vec![

@@ -75,12 +75,7 @@ fn a_500_then_success_reports_one_retry_in_the_json() {
     let json = run.json();
     assert_eq!(json["retry_attempts"], 1, "{run}");
     assert_eq!(json["retryAttempts"], 1, "{run}");
-    let keys: Vec<&str> = json
-        .as_object()
-        .unwrap()
-        .keys()
-        .map(String::as_str)
-        .collect();
+    let keys = object_keys(&json);
     assert_eq!(
         &keys[keys.len() - 3..],
         ["retry_attempts", "retryAttempts", "requested"],
@@ -950,12 +945,7 @@ fn typed_generation_posts_to_generations_and_reports_metadata() {
     );
     assert_eq!(run.code, 0, "{run}");
     let json = run.json();
-    let keys: Vec<&str> = json
-        .as_object()
-        .unwrap()
-        .keys()
-        .map(String::as_str)
-        .collect();
+    let keys = object_keys(&json);
     assert_eq!(
         keys,
         [
@@ -1095,12 +1085,7 @@ fn typed_edit_from_the_environment_sends_references_first() {
     assert_eq!(requests[0].path, EDITS);
     assert_images_headers(&requests[0]);
     let body = requests[0].json();
-    let keys: Vec<&str> = body
-        .as_object()
-        .unwrap()
-        .keys()
-        .map(String::as_str)
-        .collect();
+    let keys = object_keys(&body);
     assert_eq!(
         keys,
         ["images", "prompt", "background", "model", "quality", "size"]

@@ -32,7 +32,7 @@ fn usage_json_reports_each_window_and_null_for_one_not_sent() {
     let run = run_against(&sandbox, &server, &["--usage", "--json"]);
     assert_eq!(run.code, 0, "{run}");
     let report = run.json();
-    let keys: Vec<&String> = report.as_object().unwrap().keys().collect();
+    let keys = object_keys(&report);
     assert_eq!(
         keys,
         [

@@ -409,6 +409,23 @@ pub fn png_bytes(seed: u8, len: usize) -> Vec<u8> {
     bytes
 }
 
+/// The keys of a JSON object, in order.
+pub fn object_keys(value: &Value) -> Vec<&str> {
+    value
+        .as_object()
+        .expect("a JSON object")
+        .keys()
+        .map(String::as_str)
+        .collect()
+}
+
+/// A real image file in `format` (dimensions in its headers, unlike [`png_bytes`]).
+pub fn encode(img: image::DynamicImage, format: image::ImageFormat) -> Vec<u8> {
+    let mut out = std::io::Cursor::new(Vec::new());
+    img.write_to(&mut out, format).unwrap();
+    out.into_inner()
+}
+
 pub fn b64(bytes: &[u8]) -> String {
     use base64::Engine;
     base64::engine::general_purpose::STANDARD.encode(bytes)
