@@ -65,9 +65,20 @@ pub struct SavedImage {
 impl SavedImage {
     /// A new record for `bytes` written to `path`, annotated from the bytes' headers.
     fn new(path: PathBuf, bytes: &[u8], sha256: String) -> Self {
+        SavedImage::with_info(path, bytes.len(), sha256, inspect::inspect(bytes))
+    }
+
+    /// A new record for an image of `len` bytes moved into place at `path` (a [`spill::Spill`]),
+    /// annotated from the file's headers.
+    fn from_file(path: PathBuf, len: usize, sha256: String) -> Self {
+        let info = inspect::inspect_file(&path);
+        SavedImage::with_info(path, len, sha256, info)
+    }
+
+    fn with_info(path: PathBuf, len: usize, sha256: String, info: inspect::ImageInfo) -> Self {
         let mut image = SavedImage {
             path,
-            bytes: bytes.len(),
+            bytes: len,
             sha256,
             call_id: None,
             status: None,
@@ -79,7 +90,7 @@ impl SavedImage {
             has_alpha: None,
             c2pa: false,
         };
-        image.refresh_inspection(bytes);
+        image.set_inspection(info);
         image
     }
 
@@ -350,25 +361,6 @@ impl ImageData {
     }
 }
 
-/// A spilled image that did not decode or could not be written fails as the same image held
-/// in memory would: the decode error first, then the write error for `path`.
-fn spill_errors(spill: &mut spill::Spill, call_id: Option<&str>) -> Result<()> {
-    if let Some(err) = spill.decode_error() {
-        return Err(invalid_base64(call_id, err));
-    }
-    Ok(())
-}
-
-fn spill_write_errors(spill: &mut spill::Spill, path: &Path) -> Result<()> {
-    match spill.take_io_error() {
-        Some(err) => Err(Error::io(
-            format!("Cannot write image {}", path.display()),
-            err,
-        )),
-        None => Ok(()),
-    }
-}
-
 /// Put one image at the path `place` chooses for its format (atomically), and describe it.
 /// Nothing is placed unless the whole image decoded.
 fn store_image<F>(data: ImageData, call_id: Option<&str>, mut place: F) -> Result<SavedImage>
@@ -393,19 +385,12 @@ where
             };
             Ok(SavedImage::new(path, &bytes, sha256))
         }
-        ImageData::Spilled(mut spill) => {
-            spill_errors(&mut spill, call_id)?;
+        ImageData::Spilled(spill) => {
+            spill.check_decoded(call_id)?;
             let path = place(ImageFormat::detect(spill.head()))?;
-            spill_write_errors(&mut spill, &path)?;
-            let sha256 = spill.sha256().to_string();
-            let len = spill.len();
-            spill
-                .persist(&path)
-                .map_err(|err| Error::io(format!("Cannot write image {}", path.display()), err))?;
-            let mut image = SavedImage::new(path, &[], sha256);
-            image.bytes = len;
-            image.refresh_inspection_from_file();
-            Ok(image)
+            let (len, sha256) = (spill.len(), spill.sha256().to_string());
+            spill.persist(&path)?;
+            Ok(SavedImage::from_file(path, len, sha256))
         }
     }
 }
@@ -662,17 +647,14 @@ impl StreamingSaver {
                         image.refresh_inspection(&bytes);
                         changed
                     }
-                    ImageData::Spilled(mut spill) => {
-                        spill_errors(&mut spill, state.id.as_deref())?;
+                    ImageData::Spilled(spill) => {
+                        spill.check_decoded(state.id.as_deref())?;
                         let changed = spill.sha256() != self.images[i].sha256;
                         let image = &mut self.images[i];
                         image.bytes = spill.len();
                         image.sha256 = spill.sha256().to_string();
                         if changed {
-                            spill_write_errors(&mut spill, &path)?;
-                            spill.persist(&path).map_err(|err| {
-                                Error::io(format!("Cannot write image {}", path.display()), err)
-                            })?;
+                            spill.persist(&path)?;
                             image.refresh_inspection_from_file();
                         }
                         changed

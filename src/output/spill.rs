@@ -16,7 +16,7 @@
 //! characters, and the last one (kept back until the string ends) is decoded by the same engine,
 //! so an invalid text fails with the same error and offset as decoding it in one piece would.
 //! The text is recoverable too: the decoded quads re-encode to exactly the characters they came
-//! from, and everything else is kept as text ([`Spill::into_text`]).
+//! from, and everything else is kept as text ([`SpillWriter::into_text`]).
 
 use std::collections::HashSet;
 use std::hash::Hasher;
@@ -27,6 +27,7 @@ use std::sync::{Arc, Mutex};
 use base64::Engine;
 
 use super::{Fingerprint, B64};
+use crate::error::{Error, Result};
 
 /// Decoded bytes gathered before each write: about 250 KiB of base64.
 const WRITE_BLOCK: usize = 192 * 1024;
@@ -229,36 +230,24 @@ impl SpillWriter {
             return;
         }
         // Every quad that ends 4 or more characters before the end seen so far is not the
-        // text's last quad, whatever follows: decode those, keep the rest.
-        let decodable = (self.tail.len() + text.len()).saturating_sub(4) / 4 * 4;
-        if decodable == 0 {
+        // text's last quad, whatever follows: decode those, keep the rest (4 to 7 characters).
+        let kept = self.tail.len();
+        let decodable = (kept + text.len()).saturating_sub(4) / 4 * 4;
+        if decodable <= kept {
+            let tail = std::mem::take(&mut self.tail);
+            self.decode_quads(&tail[..decodable]);
+            self.tail.extend_from_slice(&tail[decodable..]);
             self.tail.extend_from_slice(text);
             return;
         }
-        let mut text = text;
-        let mut left = decodable;
-        if !self.tail.is_empty() {
-            // Complete the kept quads from `text` (a few characters), and decode them.
-            let k = round_up4(self.tail.len()).min(decodable);
-            let mut small = std::mem::take(&mut self.tail);
-            if k < small.len() {
-                self.decode_quads(&small[..k]);
-                self.tail.extend_from_slice(&small[k..]);
-                self.tail.extend_from_slice(text);
-                return;
-            }
-            let take = k - small.len();
-            small.extend_from_slice(&text[..take]);
-            text = &text[take..];
-            self.decode_quads(&small);
-            if self.error.is_some() {
-                self.tail.extend_from_slice(text);
-                return;
-            }
-            left -= k;
-        }
-        self.decode_quads(&text[..left]);
-        self.tail.extend_from_slice(&text[left..]);
+        // Complete the kept characters to whole quads with the first few of `text`.
+        let fill = round_up4(kept) - kept;
+        let mut first = std::mem::take(&mut self.tail);
+        first.extend_from_slice(&text[..fill]);
+        self.decode_quads(&first);
+        let (quads, rest) = text[fill..].split_at(decodable - kept - fill);
+        self.decode_quads(quads);
+        self.tail.extend_from_slice(rest);
     }
 
     /// Decode whole quads that are not the text's last. A `=` in them is the first invalid
@@ -266,6 +255,10 @@ impl SpillWriter {
     /// it. On an error, the quads from the failing one on are kept as text.
     fn decode_quads(&mut self, quads: &[u8]) {
         debug_assert!(quads.len().is_multiple_of(4));
+        if self.error.is_some() {
+            self.tail.extend_from_slice(quads);
+            return;
+        }
         let (good, bad) = match memchr::memchr(b'=', quads) {
             Some(at) => quads.split_at(at / 4 * 4),
             None => (quads, &[][..]),
@@ -338,8 +331,7 @@ impl SpillWriter {
 
     /// The string did not end as an image string after all: its text as it came, to go back
     /// into the event's text. Whole quads re-encode to exactly the characters they came from.
-    pub(crate) fn into_text(mut self) -> Vec<u8> {
-        let _ = self.file.flush();
+    pub(crate) fn into_text(self) -> Vec<u8> {
         let mut bytes = std::fs::read(&self.temp.path).unwrap_or_default();
         bytes.extend_from_slice(&self.out);
         let quads = self.decoded_chars / 4 * 3;
@@ -440,13 +432,17 @@ impl Spill {
     }
 
     /// The decode error, as decoding the whole text would report it.
-    pub(crate) fn decode_error(&self) -> Option<&base64::DecodeError> {
+    #[cfg(test)]
+    fn decode_error(&self) -> Option<&base64::DecodeError> {
         self.error.as_ref()
     }
 
-    /// Writing the temporary file failed.
-    pub(crate) fn take_io_error(&mut self) -> Option<std::io::Error> {
-        self.io_error.take()
+    /// A text that did not decode fails as the same image held in memory would.
+    pub(crate) fn check_decoded(&self, call_id: Option<&str>) -> Result<()> {
+        match &self.error {
+            Some(err) => Err(super::invalid_base64(call_id, err)),
+            None => Ok(()),
+        }
     }
 
     #[cfg(test)]
@@ -455,11 +451,16 @@ impl Spill {
     }
 
     /// Move the image into place at `path` (same directory, so a rename): atomic, and it
-    /// replaces what was there. On failure the temporary file is removed.
-    pub(crate) fn persist(mut self, path: &Path) -> std::io::Result<()> {
-        std::fs::rename(&self.temp.path, path)?;
+    /// replaces what was there. A failed write of the temporary file, or of the rename, is
+    /// `Cannot write image <path>`, as for an image written from memory; the temporary file
+    /// is removed then.
+    pub(crate) fn persist(mut self, path: &Path) -> Result<()> {
+        let placed = match self.io_error.take() {
+            Some(err) => Err(err),
+            None => std::fs::rename(&self.temp.path, path),
+        };
+        placed.map_err(|err| Error::io(format!("Cannot write image {}", path.display()), err))?;
         self.temp.kept = true;
-        self.temp.registry.forget(&self.temp.path);
         Ok(())
     }
 }
