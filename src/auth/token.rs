@@ -29,7 +29,6 @@ pub(crate) fn now_ms() -> i64 {
 }
 
 /// ISO-8601 UTC with milliseconds and `Z`, as JavaScript's `toISOString()`.
-#[allow(dead_code)] // used by the refresh merge
 pub(crate) fn iso_now() -> String {
     chrono::Utc::now()
         .format("%Y-%m-%dT%H:%M:%S%.3fZ")

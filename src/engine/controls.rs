@@ -46,9 +46,8 @@ impl ControlError {
         )
     }
 
-    /// The flag the error is about, e.g. `--size`, for callers that point at the argument.
-    // Kept for the batch and serve front-ends, which report errors per field.
-    #[allow(dead_code)]
+    /// The flag the error is about, e.g. `--size`.
+    #[cfg(test)]
     pub(crate) fn flag(&self) -> &'static str {
         self.flag
     }
@@ -346,8 +345,6 @@ impl ImageControls {
         *self == Self::default()
     }
 
-    // Kept for the batch and serve front-ends, which get name/value pairs.
-    #[allow(dead_code)]
     /// Parses one flag by name (`--size` or `size`, `--output-format` as an alias of
     /// `--format`) into `self`, for front-ends that get name/value pairs (batch lines, HTTP).
     pub(crate) fn set(&mut self, flag: &str, value: &str) -> Result<(), ControlError> {

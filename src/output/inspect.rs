@@ -46,8 +46,7 @@ impl ImageFormat {
         }
     }
 
-    // For writers that need a content type (data URLs, sidecars); the CLI does not yet.
-    #[allow(dead_code)]
+    /// The content type, e.g. `image/png`.
     pub(crate) fn mime(self) -> &'static str {
         match self {
             Self::Png => "image/png",

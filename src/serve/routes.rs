@@ -363,12 +363,12 @@ async fn images_response(
                         format!("Cannot read image {}: {e}", image.index),
                     )
                 })?;
-                alpha |= files::probe_bytes(&bytes).has_alpha;
+                alpha |= files::bytes_have_alpha(&bytes);
                 json!({"b64_json": base64::engine::general_purpose::STANDARD.encode(&bytes)})
             }
         };
         if request.response_format == ResponseFormat::Url {
-            alpha |= files::probe(std::path::Path::new(&image.path)).has_alpha;
+            alpha |= files::has_alpha(std::path::Path::new(&image.path));
         }
         item["revised_prompt"] = json!(image.revised_prompt);
         data.push(item);

@@ -86,7 +86,7 @@ pub(crate) fn response(
                     let Ok(bytes) = tokio::fs::read(&image.path).await else {
                         continue;
                     };
-                    let alpha = super::files::probe_bytes(&bytes).has_alpha;
+                    let alpha = super::files::bytes_have_alpha(&bytes);
                     let mut data = describe(&request, Some(&image), alpha);
                     data["type"] = json!(format!("{prefix}.completed"));
                     data["b64_json"] =

@@ -144,20 +144,16 @@ impl Progress {
     /// Record image `index` in the store (before anyone hears of it: a crash after this still
     /// lists it), then announce a final one to the live channel, once.
     fn record(&self, index: usize, image: &SavedImage) {
-        // The engine inspects what it saved; the service's own probe covers what it does not
-        // recognise.
-        let probe = files::probe(&image.path);
+        // The engine inspected what it saved; bytes it does not recognise are saved (and
+        // named) as PNG.
         let record = ImageRecord {
             index,
             path: image.path.display().to_string(),
             bytes: image.bytes as u64,
             sha256: image.sha256.clone(),
-            width: image.width.or(probe.width),
-            height: image.height.or(probe.height),
-            format: image
-                .format
-                .clone()
-                .unwrap_or_else(|| probe.format.to_string()),
+            width: image.width,
+            height: image.height,
+            format: image.format.clone().unwrap_or_else(|| "png".to_string()),
             revised_prompt: image.revised_prompt.clone(),
         };
         if let Err(e) = self.service.store.add_image(&self.id, &record) {
