@@ -191,23 +191,9 @@ where
     }
 }
 
-/// `13m`, `2h 13m`, `2h`, `3d 4h`.
+/// `13m`, `2h 13m`, `2h`, `3d 4h`: the `--usage` report's wording.
 fn human_minutes(minutes: i64) -> String {
-    let (days, hours, mins) = (minutes / 1440, minutes % 1440 / 60, minutes % 60);
-    let parts: Vec<String> = if days > 0 {
-        vec![format!("{days}d"), format!("{hours}h")]
-    } else if hours > 0 {
-        vec![format!("{hours}h"), format!("{mins}m")]
-    } else {
-        vec![format!("{mins}m")]
-    };
-    let kept: Vec<String> = parts
-        .iter()
-        .enumerate()
-        .filter(|(i, p)| *i == 0 || !p.starts_with('0'))
-        .map(|(_, p)| p.clone())
-        .collect();
-    kept.join(" ")
+    super::usage::duration_text(minutes.max(0) as u64 * 60)
 }
 
 #[cfg(test)]
