@@ -581,6 +581,15 @@ async fn every_error_has_the_openai_shape_and_status() {
     check(status, &body, 400, Some("n"));
     let (status, body) = post_json(&generations, &json!({"prompt": "x", "size": "huge"})).await;
     check(status, &body, 400, Some("size"));
+    // A well-formed size the backend cannot make is refused as the CLI refuses it.
+    let (status, body) =
+        post_json(&generations, &json!({"prompt": "x", "size": "1000x1000"})).await;
+    check(status, &body, 400, Some("size"));
+    assert_eq!(
+        body["error"]["message"],
+        "Invalid value: '1000x1000'. Width and height must both be multiples of 16.",
+        "{body}"
+    );
     let (status, body) = post_json(&generations, &json!({"prompt": "x", "colour": "red"})).await;
     check(status, &body, 400, Some("colour"));
     assert_eq!(

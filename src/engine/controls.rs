@@ -156,7 +156,8 @@ pub(crate) fn parse_size(value: &str) -> Result<String, ControlError> {
     Err(ControlError::new(F, format!("{F} must be {SIZE_FORMS}")))
 }
 
-fn check_pixel_size(w: u32, h: u32) -> Result<(), ControlError> {
+/// The backend's rules for an explicit `WxH` (every front-end's, the service's included).
+pub(crate) fn check_pixel_size(w: u32, h: u32) -> Result<(), ControlError> {
     const F: &str = "--size";
     if w == 0 || h == 0 {
         return Err(ControlError::new(

@@ -16,6 +16,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 
 use super::store::{Callback, JobError};
+use crate::engine::controls;
 use crate::engine::job::JobSpec;
 use crate::error::{Error, ErrorKind};
 
@@ -277,23 +278,42 @@ fn string(param: &str, value: &Value) -> Result<String, ApiError> {
     })
 }
 
+/// `auto` or `WIDTHxHEIGHT`, held to the same pixel rules as `--size` (multiples of 16, at most
+/// 3840 a side, 3:1, 3840x2160 pixels), so the service never sends a size the CLI refuses.
 fn size(value: &Value) -> Result<String, ApiError> {
     let text = string("size", value)?;
     if text == "auto" {
         return Ok(text);
     }
-    let ok = text
+    let invalid = |reason: &str| {
+        ApiError::invalid("size", format!("Invalid value: '{text}'. {reason}"))
+            .code("invalid_value")
+    };
+    let dims = text
         .split_once('x')
         .and_then(|(w, h)| Some((w.parse::<u32>().ok()?, h.parse::<u32>().ok()?)))
-        .is_some_and(|(w, h)| (16..=4096).contains(&w) && (16..=4096).contains(&h));
-    if ok {
-        Ok(text)
-    } else {
-        Err(ApiError::invalid(
-            "size",
-            format!("Invalid value: '{text}'. Use 'auto' or WIDTHxHEIGHT, e.g. '1024x1024', '1536x1024', '1024x1536'."),
-        )
-        .code("invalid_value"))
+        .filter(|(w, h)| (16..=4096).contains(w) && (16..=4096).contains(h));
+    let Some((w, h)) = dims else {
+        return Err(invalid(
+            "Use 'auto' or WIDTHxHEIGHT, e.g. '1024x1024', '1536x1024', '1024x1536'.",
+        ));
+    };
+    match controls::check_pixel_size(w, h) {
+        Ok(()) => Ok(text),
+        Err(err) => {
+            // The engine's text is `--size WxH: <rule>`; the rule is what applies here.
+            let message = err.to_string();
+            let rule = message
+                .split_once(": ")
+                .map_or(message.as_str(), |(_, r)| r);
+            let mut chars = rule.chars();
+            let first = chars.next().map(|c| c.to_ascii_uppercase());
+            Err(invalid(&format!(
+                "{}{}.",
+                first.unwrap_or(' '),
+                chars.as_str()
+            )))
+        }
     }
 }
 
