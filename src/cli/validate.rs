@@ -172,35 +172,22 @@ fn image_controls(
     args: &Args,
 ) -> std::result::Result<(ImageControls, Option<String>), ControlError> {
     let mut c = ImageControls::default();
-    if let Some(v) = text(&args.size) {
-        c.size = Some(controls::parse_size(v)?);
-    }
-    if let Some(v) = text(&args.quality) {
-        c.quality = Some(controls::parse_quality(v)?);
-    }
-    if let Some(v) = text(&args.format) {
-        c.format = Some(controls::parse_format(v)?);
-    }
-    if let Some(v) = text(&args.compression) {
-        c.compression = Some(controls::parse_compression(v)?);
-    }
-    if let Some(v) = text(&args.background) {
-        c.background = Some(controls::parse_background(v)?);
-    }
-    if let Some(v) = text(&args.image_model) {
-        c.image_model = Some(controls::parse_image_model(v)?);
-    }
-    if let Some(v) = text(&args.moderation) {
-        c.moderation = Some(controls::parse_moderation(v)?);
-    }
-    if let Some(v) = text(&args.partial_images) {
-        c.partial_images = Some(controls::parse_partial_images(v)?);
-    }
-    if let Some(v) = text(&args.action) {
-        c.action = Some(controls::parse_action(v)?);
-    }
-    if let Some(v) = text(&args.input_fidelity) {
-        c.input_fidelity = Some(controls::parse_input_fidelity(v)?);
+    let given = [
+        ("size", &args.size),
+        ("quality", &args.quality),
+        ("format", &args.format),
+        ("compression", &args.compression),
+        ("background", &args.background),
+        ("image-model", &args.image_model),
+        ("moderation", &args.moderation),
+        ("partial-images", &args.partial_images),
+        ("action", &args.action),
+        ("input-fidelity", &args.input_fidelity),
+    ];
+    for (flag, value) in given {
+        if let Some(v) = text(value) {
+            c.set(flag, v)?;
+        }
     }
     // An empty `--mask="$UNSET"` means "not given", like the other path options.
     let mask = args.mask.clone().filter(|m| !m.is_empty());

@@ -227,21 +227,17 @@ fn controls_from(
     defaults: &ImageControls,
 ) -> Result<ImageControls, ErrorData> {
     let mut c = defaults.clone();
-    let bad = |e: ControlError| control_error(&e);
-    if let Some(v) = given(&options.size) {
-        c.size = Some(controls::parse_size(v).map_err(bad)?);
-    }
-    if let Some(v) = given(&options.quality) {
-        c.quality = Some(controls::parse_quality(v).map_err(bad)?);
-    }
-    if let Some(v) = given(&options.format) {
-        c.format = Some(controls::parse_format(v).map_err(bad)?);
-    }
-    if let Some(v) = given(&options.background) {
-        c.background = Some(controls::parse_background(v).map_err(bad)?);
-    }
-    if let Some(v) = given(&options.image_model) {
-        c.image_model = Some(controls::parse_image_model(v).map_err(bad)?);
+    let fields = [
+        ("size", &options.size),
+        ("quality", &options.quality),
+        ("format", &options.format),
+        ("background", &options.background),
+        ("image_model", &options.image_model),
+    ];
+    for (field, value) in fields {
+        if let Some(v) = given(value) {
+            c.set(field, v).map_err(|e| control_error(&e))?;
+        }
     }
     if edit {
         // The tool says what it is; generate_image leaves the action to the server's default
