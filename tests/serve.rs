@@ -974,8 +974,14 @@ async fn a_chunked_body_over_64_mib_is_413() {
         let body: Value = response.json().await.unwrap();
         assert_eq!(body["error"]["code"], "request_too_large");
     }
-    let log = svc.log();
-    assert!(log.contains("POST /v1/jobs 413"), "{log}");
+    // The request log line reaches the reader thread a moment after the answer.
+    assert!(
+        wait_for(Duration::from_secs(5), || svc
+            .log()
+            .contains("POST /v1/jobs 413")),
+        "{}",
+        svc.log()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

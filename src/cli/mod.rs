@@ -181,27 +181,36 @@ fn run_many(config: &Config, engine: Engine, many: config::Many) -> Result<i32> 
 }
 
 /// The first SIGINT or SIGTERM (Ctrl-C on Windows), with the exit code a shell expects.
-pub(crate) async fn until_signal() -> (i32, &'static str) {
+///
+/// The handlers are installed when this is called, not when it is first polled: a caller
+/// that announces it is ready (the service's `listening on`) after calling it cannot be killed
+/// by a SIGTERM that arrives in between. Must be called inside the tokio runtime.
+pub(crate) fn until_signal() -> impl std::future::Future<Output = (i32, &'static str)> {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{signal, SignalKind};
-        let (Ok(mut term), Ok(mut int)) = (
+        let handlers = (
             signal(SignalKind::terminate()),
             signal(SignalKind::interrupt()),
-        ) else {
-            return std::future::pending().await;
-        };
-        tokio::select! {
-            _ = term.recv() => (143, "SIGTERM"),
-            _ = int.recv() => (130, "SIGINT"),
+        );
+        async move {
+            let (Ok(mut term), Ok(mut int)) = handlers else {
+                return std::future::pending().await;
+            };
+            tokio::select! {
+                _ = term.recv() => (143, "SIGTERM"),
+                _ = int.recv() => (130, "SIGINT"),
+            }
         }
     }
     #[cfg(not(unix))]
     {
-        if tokio::signal::ctrl_c().await.is_err() {
-            return std::future::pending().await;
+        async {
+            if tokio::signal::ctrl_c().await.is_err() {
+                return std::future::pending().await;
+            }
+            (130, "Ctrl-C")
         }
-        (130, "Ctrl-C")
     }
 }
 

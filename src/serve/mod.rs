@@ -271,6 +271,8 @@ async fn serve(config: ServeConfig, store: Store, engine: Engine, defaults: JobS
     }
     tokio::spawn(workers::expire_periodically(service.clone()));
 
+    // Before `listening on`: a supervisor may send SIGTERM as soon as it reads that line.
+    let shutdown = crate::cli::until_signal();
     let accepting = CancellationToken::new();
     let app = routes::router(service.clone());
     let server = tokio::spawn(std::future::IntoFuture::into_future(
@@ -288,7 +290,7 @@ async fn serve(config: ServeConfig, store: Store, engine: Engine, defaults: JobS
         }
     ));
 
-    let (_, name) = crate::cli::until_signal().await;
+    let (_, name) = shutdown.await;
     let grace = service.config.shutdown_grace;
     log.line(&format!(
         "{name}: no new requests; running jobs get {}s",
