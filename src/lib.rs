@@ -10,24 +10,22 @@
 mod auth;
 mod backend;
 mod batch;
-mod blocking;
 mod cli;
 mod engine;
-mod error;
+mod foundation;
 mod mcp;
 mod output;
-mod paths;
 mod serve;
 
 pub use auth::AuthSettings;
 pub use cli::run;
-pub use engine::controls::ImageControls;
-pub use engine::events::{Event, EventSink, NullSink, Stage};
-pub use engine::job::{
+pub use foundation::controls::ImageControls;
+pub use foundation::events::{Event, EventSink, NullSink, Stage};
+pub use foundation::job::{
     Backend, JobResult, JobSpec, MetadataMode, Naming, Reference, RefreshReport,
 };
 pub use engine::{Delays, Engine, EngineSettings, DEFAULT_BASE_URL, DEFAULT_REFRESH_URL};
-pub use error::{AuthErrorKind, Error, ErrorKind, RefreshErrorKind, Result, UsageLimit};
-pub use output::SavedImage;
-pub use paths::Environment;
+pub use foundation::error::{AuthErrorKind, Error, ErrorKind, RefreshErrorKind, Result, UsageLimit};
+pub use foundation::job::SavedImage;
+pub use foundation::paths::Environment;
 pub use tokio_util::sync::CancellationToken;

@@ -3,8 +3,8 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::error::{AuthErrorKind, Error, Result};
-use crate::paths::{self, Environment, OpenClawDirs};
+use crate::foundation::error::{AuthErrorKind, Error, Result};
+use crate::foundation::paths::{self, Environment, OpenClawDirs};
 
 /// The discovery list, duplicates removed, in SPEC order.
 pub fn candidates(dirs: &OpenClawDirs, env: &Environment) -> Vec<PathBuf> {

@@ -154,7 +154,7 @@ fn remove_if_ours(entry: &Held) {
 
 /// `<realpath(dirname F)>/<basename F>`, creating the directory first.
 fn normalized_file(file: &Path) -> std::io::Result<PathBuf> {
-    let file = crate::paths::resolve_from(Path::new("/"), file);
+    let file = crate::foundation::paths::resolve_from(Path::new("/"), file);
     let dir = file.parent().unwrap_or(Path::new("/")).to_path_buf();
     std::fs::create_dir_all(&dir)?;
     let real = std::fs::canonicalize(&dir).unwrap_or(dir);

@@ -18,9 +18,9 @@ use super::lock::LockRegistry;
 use super::refresh::{self, AuthDelays, Refresher};
 use super::{discover, warn_auth_mode, Auth, AuthContext, AuthSettings, Fallback, PreparedAuth};
 use super::{RefreshOutcome, SelectOptions};
-use crate::engine::events::{Event, Reporter, Stage};
-use crate::error::{AuthErrorKind, Error, Result};
-use crate::paths::Environment;
+use crate::foundation::events::{Event, Reporter, Stage};
+use crate::foundation::error::{AuthErrorKind, Error, Result};
+use crate::foundation::paths::Environment;
 
 /// One profile in one store: what a refresh is single-flight over.
 type FlightKey = (PathBuf, String);
@@ -69,7 +69,7 @@ impl AuthManager {
     /// Discovery, now: which store is read first (SPEC §3). Cheap (a few `stat` calls), and done
     /// per job so a long-running service notices a sign-in that happened after it started.
     pub(crate) fn context(&self) -> Result<AuthContext> {
-        crate::blocking::run(|| AuthContext::resolve(&self.settings, &self.env))
+        crate::foundation::blocking::run(|| AuthContext::resolve(&self.settings, &self.env))
     }
 
     fn refresher<'a>(&'a self, ctx: &'a AuthContext, progress: &Reporter) -> Refresher<'a> {
@@ -137,7 +137,7 @@ impl AuthManager {
         } else {
             Some(auth.provider.clone())
         };
-        let reread = crate::blocking::run(|| super::read_store(&auth.path, &options));
+        let reread = crate::foundation::blocking::run(|| super::read_store(&auth.path, &options));
         match reread {
             Ok(current) if refresh::identity_compatible(auth, &current) => current,
             _ => self
@@ -163,7 +163,7 @@ impl AuthManager {
         let mut first_error: Option<Error> = None;
         let mut first_identity: Option<Auth> = None;
         for (index, path) in order.iter().enumerate() {
-            let auth = match crate::blocking::run(|| ctx.read(path)) {
+            let auth = match crate::foundation::blocking::run(|| ctx.read(path)) {
                 Ok(auth) => auth,
                 Err(err) => {
                     let worth = err.worth_falling_back();

@@ -6,7 +6,7 @@ use serde_json::{json, Value};
 use super::oauth::refreshed_expires_ms;
 use super::store::{Auth, AuthFormat};
 use super::token::iso_now;
-use crate::error::{Error, RefreshErrorKind, Result};
+use crate::foundation::error::{Error, RefreshErrorKind, Result};
 
 fn response_str<'a>(response: &'a Value, key: &str) -> Option<&'a str> {
     response

@@ -23,9 +23,9 @@ use std::path::{Path, PathBuf};
 pub(crate) use select::SelectOptions;
 pub(crate) use store::Auth;
 
-use crate::engine::events::Reporter;
-use crate::error::Result;
-use crate::paths::{Environment, OpenClawDirs};
+use crate::foundation::events::Reporter;
+use crate::foundation::error::Result;
+use crate::foundation::paths::{Environment, OpenClawDirs};
 
 /// Which credentials a process uses: `--auth`, `--auth-profile`, the token endpoint, and whether
 /// refresh is allowed. Owned by the engine; every job uses the same.
@@ -88,7 +88,7 @@ impl AuthContext {
     pub fn main_store(&self) -> Option<PathBuf> {
         sqlite::shared_store(&self.dirs).or_else(|| {
             let json = self.dirs.main_auth_profiles();
-            crate::paths::is_file(&json).then_some(json)
+            crate::foundation::paths::is_file(&json).then_some(json)
         })
     }
 

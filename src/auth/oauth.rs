@@ -6,7 +6,7 @@ use std::time::Duration;
 use serde_json::{json, Value};
 
 use super::token::{jwt_exp, normalize_expires_ms, now_ms};
-use crate::error::{Error, RefreshErrorKind, Result};
+use crate::foundation::error::{Error, RefreshErrorKind, Result};
 
 pub const CODEX_OAUTH_CLIENT_ID: &str = "app_EMoamEEZ73f0CkXaXp7hrann";
 pub(crate) const REFRESH_CALL_TIMEOUT_MS: u64 = 120_000;

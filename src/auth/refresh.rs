@@ -35,8 +35,8 @@ use super::store::{parse_auth, read_document, Auth, AuthFormat};
 use super::token::now_ms;
 use super::write::write_store_atomic;
 use super::{AuthContext, RefreshOutcome};
-use crate::engine::events::Reporter;
-use crate::error::{Error, RefreshErrorKind, Result};
+use crate::foundation::events::Reporter;
+use crate::foundation::error::{Error, RefreshErrorKind, Result};
 
 const REFRESH_SKEW_SECONDS: i64 = 300;
 const EIGHT_DAYS_MS: i64 = 8 * 24 * 60 * 60 * 1000;
@@ -145,7 +145,7 @@ impl Exclusive {
 
     /// The store document and the credentials it now holds for `options`.
     fn load(&self, path: &Path, options: &SelectOptions) -> Result<(Value, Auth)> {
-        crate::blocking::run(|| self.load_now(path, options))
+        crate::foundation::blocking::run(|| self.load_now(path, options))
     }
 
     fn load_now(&self, path: &Path, options: &SelectOptions) -> Result<(Value, Auth)> {
@@ -164,7 +164,7 @@ impl Exclusive {
     }
 
     fn write(&mut self, path: &Path, doc: &Value) -> Result<()> {
-        crate::blocking::run(|| match self {
+        crate::foundation::blocking::run(|| match self {
             Exclusive::File { .. } => write_store_atomic(path, doc),
             Exclusive::Row(txn) => Ok(txn.replace(doc)?),
         })
@@ -172,7 +172,7 @@ impl Exclusive {
 
     /// Commit (a database) or release (a file lock).
     fn finish(self) -> Result<()> {
-        crate::blocking::run(|| match self {
+        crate::foundation::blocking::run(|| match self {
             Exclusive::File { .. } => Ok(()),
             Exclusive::Row(txn) => Ok(txn.commit()?),
         })
@@ -246,7 +246,7 @@ impl Refresher<'_> {
 
     fn reread(&self, auth: &Auth) -> Result<Auth> {
         let options = self.reread_options(auth);
-        crate::blocking::run(|| super::read_store(&auth.path, &options))
+        crate::foundation::blocking::run(|| super::read_store(&auth.path, &options))
     }
 
     /// Refresh `auth` for `reason`, under the locks its store format calls for.

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use serde_json::{Map, Value};
 
 use super::token::{normalize_expires_ms, now_ms};
-use crate::error::{AuthErrorKind, Error, Result};
+use crate::foundation::error::{AuthErrorKind, Error, Result};
 
 pub const CODEX_PROVIDER: &str = "openai-codex";
 /// OpenClaw 2026.6.1 renamed the provider `openai-codex` to `openai` (`openclaw doctor --fix`

@@ -30,7 +30,7 @@ use serde_json::{Map, Value};
 use super::select::SelectOptions;
 use super::store::{parse_auth, Auth, AuthFormat};
 use super::token::now_ms;
-use crate::paths::{self, OpenClawDirs};
+use crate::foundation::paths::{self, OpenClawDirs};
 
 /// Each agent's database, inside its agent directory.
 pub const AGENT_DB_FILE: &str = "openclaw-agent.sqlite";
@@ -165,9 +165,9 @@ pub enum SqliteStoreError {
     },
 }
 
-impl From<SqliteStoreError> for crate::error::Error {
+impl From<SqliteStoreError> for crate::foundation::error::Error {
     fn from(err: SqliteStoreError) -> Self {
-        use crate::error::AuthErrorKind;
+        use crate::foundation::error::AuthErrorKind;
         let kind = match &err {
             SqliteStoreError::Open { .. } | SqliteStoreError::Read { .. } => {
                 AuthErrorKind::Unreadable
@@ -179,7 +179,7 @@ impl From<SqliteStoreError> for crate::error::Error {
             | SqliteStoreError::Json { .. }
             | SqliteStoreError::NoProfiles { .. } => AuthErrorKind::Invalid,
         };
-        crate::error::Error::auth(kind, err.to_string())
+        crate::foundation::error::Error::auth(kind, err.to_string())
     }
 }
 
@@ -360,7 +360,7 @@ fn merged_state(store: &Value, state_row: Option<&Value>) -> Value {
 }
 
 /// Read the credentials of one SQLite store (SPEC §4–5 applied to the row's document).
-pub fn read_auth(path: &Path, options: &SelectOptions) -> crate::error::Result<Auth> {
+pub fn read_auth(path: &Path, options: &SelectOptions) -> crate::foundation::error::Result<Auth> {
     let docs = read_documents(path)?;
     parse_store(path, &docs, options)
 }
@@ -370,7 +370,7 @@ pub fn parse_store(
     path: &Path,
     docs: &StoreDocuments,
     options: &SelectOptions,
-) -> crate::error::Result<Auth> {
+) -> crate::foundation::error::Result<Auth> {
     let mut options = options.clone();
     options.state = Some(docs.state.clone());
     let mut auth = parse_auth(path, &docs.store, &options)?;

@@ -11,7 +11,7 @@ use super::select::{
     SelectOptions, CODEX_PROVIDER,
 };
 use super::token::{jwt_exp, jwt_payload, normalize_expires_ms, now_ms};
-use crate::error::{AuthErrorKind, Error, Result};
+use crate::foundation::error::{AuthErrorKind, Error, Result};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AuthFormat {

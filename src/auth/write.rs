@@ -6,7 +6,7 @@ use std::path::Path;
 
 use serde_json::Value;
 
-use crate::error::{Error, Result};
+use crate::foundation::error::{Error, Result};
 
 /// Atomic write (SPEC §7): `.<name>.<pid>.<epoch ms>.<unique>.tmp` beside the store, mode 0600,
 /// 2-space JSON with a trailing newline, renamed over the store, then chmod 0600.
@@ -16,7 +16,7 @@ pub fn write_store_atomic(path: &Path, doc: &Value) -> Result<()> {
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
-    let tmp = dir.join(crate::paths::unique_temp_name(&name));
+    let tmp = dir.join(crate::foundation::paths::unique_temp_name(&name));
     let text = serde_json::to_string_pretty(doc)
         .map_err(|e| Error::Io(format!("Cannot encode {}: {e}", path.display())))?;
     let result = write_private(&tmp, format!("{text}\n").as_bytes())

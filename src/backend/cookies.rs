@@ -117,6 +117,12 @@ impl CookieJar {
     }
 }
 
+/// Re-send a request once, at once, when it was answered 403 and that answer set ChatGPT
+/// Cloudflare cookies (`cookies_set`, from the jar); never a second time for the same request.
+pub fn retry_with_cookies(status: u16, cookies_set: usize, already_retried: bool) -> bool {
+    status == 403 && cookies_set > 0 && !already_retried
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -263,5 +269,48 @@ mod tests {
         ] {
             assert!(!code.contains(io), "cookies.rs must not use {io}");
         }
+    }
+
+    #[test]
+    fn a_cookie_403_is_sent_again_exactly_once() {
+        assert!(retry_with_cookies(403, 1, false));
+        assert!(retry_with_cookies(403, 3, false));
+        assert!(!retry_with_cookies(403, 1, true), "only once");
+        assert!(
+            !retry_with_cookies(403, 0, false),
+            "no cookies, nothing to send back"
+        );
+        for status in [200, 401, 429, 500, 503] {
+            assert!(!retry_with_cookies(status, 2, false), "{status}");
+        }
+    }
+
+    #[test]
+    fn a_cookie_403_follows_the_jar() {
+        use reqwest::header::{HeaderMap, HeaderValue, SET_COOKIE};
+        let challenge = |line: &str| {
+            let mut h = HeaderMap::new();
+            h.append(SET_COOKIE, HeaderValue::from_str(line).unwrap());
+            h
+        };
+        let chatgpt = "https://chatgpt.com/backend-api/codex/responses";
+        let mut jar = CookieJar::default();
+        // The first 403 hands out cf_clearance: send again with it.
+        let set = jar.remember(chatgpt, &challenge("cf_clearance=ok; Path=/; Secure"));
+        assert!(retry_with_cookies(403, set, false));
+        assert_eq!(jar.header_for(chatgpt).as_deref(), Some("cf_clearance=ok"));
+        // The second 403 of the same request is final, whatever it sets.
+        let set = jar.remember(chatgpt, &challenge("__cf_bm=again"));
+        assert!(!retry_with_cookies(403, set, true));
+        // A 403 that sets only other cookies, or comes from elsewhere, is final at once.
+        let mut jar = CookieJar::default();
+        let set = jar.remember(chatgpt, &challenge("session=secret"));
+        assert!(!retry_with_cookies(403, set, false));
+        let set = jar.remember(
+            "http://127.0.0.1:8080/backend-api/codex/responses",
+            &challenge("cf_clearance=ok"),
+        );
+        assert!(!retry_with_cookies(403, set, false));
+        assert!(jar.is_empty());
     }
 }

@@ -139,13 +139,13 @@ where
 }
 
 /// The usage limit's reset time from a `usage_limit_reached` body; `None` for any other body.
-pub fn usage_limit(body: &str, now: DateTime<chrono::Utc>) -> Option<crate::error::UsageLimit> {
+pub fn usage_limit(body: &str, now: DateTime<chrono::Utc>) -> Option<crate::foundation::error::UsageLimit> {
     let parsed: Value = serde_json::from_str(body).ok()?;
     let error = parsed.get("error")?;
     let is_usage_limit = ["type", "code"]
         .iter()
         .any(|k| error.get(*k).and_then(Value::as_str) == Some("usage_limit_reached"));
-    is_usage_limit.then(|| crate::error::UsageLimit {
+    is_usage_limit.then(|| crate::foundation::error::UsageLimit {
         resets_at: reset_time(error, &now),
     })
 }

@@ -16,9 +16,9 @@ use super::errors::{self, BackendError};
 use super::request::{base_headers, RequestIdentity};
 use super::responses::AttemptState;
 use super::{http_error, post_json};
-use crate::engine::controls::ImageControls;
-use crate::engine::events::Reporter;
-use crate::error::{Error, Result};
+use crate::foundation::controls::ImageControls;
+use crate::foundation::events::Reporter;
+use crate::foundation::error::{Error, Result};
 use crate::output::{self, ImageData, OutputPlan};
 
 /// The event type an Images response is recorded as, so the retry policy and the messages treat
@@ -154,7 +154,7 @@ pub async fn run(
     if calls.is_empty() {
         return Err(no_image_error(backend_errors));
     }
-    state.saved_at_end = crate::blocking::run(|| output::save_all(req.plan, calls, &req.progress))?;
+    state.saved_at_end = crate::foundation::blocking::run(|| output::save_all(req.plan, calls, &req.progress))?;
     Ok(metadata)
 }
 
@@ -312,10 +312,6 @@ mod tests {
         assert_eq!(
             err.to_string(),
             "No image data found in Codex Images response. Seen event types: image_response\nBackend error details:\n  - error code=image_backend_hiccup try later"
-        );
-        assert_eq!(
-            crate::engine::retry::retry_reason(&err).as_deref(),
-            Some("image_response_without_data")
         );
         let bare = no_image_error(Vec::new());
         assert_eq!(

@@ -4,11 +4,13 @@
 //! with ChatGPT's Cloudflare cookies ([`cookies`], [`post_json`]) and explaining a non-2xx
 //! answer ([`explain`], [`http_error`]); and the quota report ([`usage`]).
 
+pub mod body;
 pub mod calls;
 pub mod cookies;
 pub mod errors;
 pub mod explain;
 pub mod images;
+pub mod mask;
 pub mod references;
 pub mod request;
 pub mod responses;
@@ -18,8 +20,8 @@ pub mod usage;
 
 use reqwest::header::{HeaderMap, HeaderValue, COOKIE};
 
-use crate::engine::events::Reporter;
-use crate::error::{Error, Result};
+use crate::foundation::events::Reporter;
+use crate::foundation::error::{Error, Result};
 
 /// The HTTP client every job of an engine shares, built on first use: `--smoke` and the
 /// service's `/health` never pay for the TLS set-up (root certificates) they do not need.
@@ -79,7 +81,7 @@ pub async fn http_error(response: reqwest::Response) -> Error {
 
 /// POST a JSON body, sending the run's ChatGPT Cloudflare cookies and remembering new ones
 /// (SPEC §10.3). A 403 that set such cookies is Cloudflare asking for them back: it is sent again
-/// once, at once, with them ([`crate::engine::retry::retry_with_cookies`] decides). Any other answer is
+/// once, at once, with them ([`cookies::retry_with_cookies`] decides). Any other answer is
 /// returned as it is; a failure to connect is a transport error.
 pub async fn post_json(
     client: &reqwest::Client,
@@ -104,7 +106,7 @@ pub async fn post_json(
             .await
             .map_err(|e| Error::Transport(transport_message(&e)))?;
         let set = jar.remember(url, response.headers());
-        if crate::engine::retry::retry_with_cookies(response.status().as_u16(), set, cookie_retried)
+        if cookies::retry_with_cookies(response.status().as_u16(), set, cookie_retried)
         {
             progress.info("codex-imagen: retrying with ChatGPT Cloudflare cookies");
             cookie_retried = true;

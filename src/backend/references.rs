@@ -6,10 +6,11 @@ use base64::Engine;
 
 use std::path::Path;
 
-use crate::engine::events::Reporter;
-use crate::engine::job::Reference;
-use crate::error::{Error, Result};
-use crate::paths::Environment;
+use crate::foundation::events::Reporter;
+use crate::foundation::job::Reference;
+use crate::foundation::url::is_url;
+use crate::foundation::error::{Error, Result};
+use crate::foundation::paths::Environment;
 
 const LARGE_DATA_URL_BYTES: usize = 15 * 1024 * 1024;
 
@@ -47,14 +48,6 @@ pub fn sniff_mime(bytes: &[u8], path: &std::path::Path) -> Option<&'static str> 
         "webp" => Some("image/webp"),
         _ => None,
     }
-}
-
-/// An `http(s)://` or `data:image/...` URL (case-insensitive prefix).
-pub(crate) fn is_url(value: &str) -> bool {
-    let lower = value.get(..11).unwrap_or(value).to_ascii_lowercase();
-    lower.starts_with("data:image/")
-        || lower.starts_with("http://")
-        || lower.starts_with("https://")
 }
 
 fn load_path(raw: &str, env: &Environment, progress: &Reporter) -> Result<LoadedReference> {
@@ -174,13 +167,5 @@ mod tests {
             Some("image/jpeg")
         );
         assert_eq!(sniff_mime(b"hello", Path::new("x.txt")), None);
-    }
-
-    #[test]
-    fn urls_must_be_http_or_data_image() {
-        assert!(is_url("HTTPS://example.com/a.png"));
-        assert!(is_url("data:image/png;base64,AAAA"));
-        assert!(!is_url("data:text/plain,hi"));
-        assert!(!is_url("ftp://x"));
     }
 }

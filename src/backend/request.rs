@@ -5,8 +5,9 @@ use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 use serde_json::{json, Value};
 
 use super::references::LoadedReference;
-use crate::engine::controls::{self, ImageControls};
-use crate::paths::Environment;
+use super::body;
+use crate::foundation::controls::ImageControls;
+use crate::foundation::paths::Environment;
 
 /// The Codex CLI version we present as (what codex-imagen 0.2.8 sends).
 pub const PINNED_CODEX_VERSION: &str = "0.153.2";
@@ -108,7 +109,7 @@ pub fn image_tool(image_controls: &ImageControls, mask: Option<&str>) -> Value {
     tool.insert("output_format".into(), json!("png"));
     image_controls.apply_to_tool(&mut tool);
     if let Some(mask) = mask {
-        controls::apply_mask_to_tool(&mut tool, mask);
+        body::apply_mask_to_tool(&mut tool, mask);
     }
     Value::Object(tool)
 }

@@ -10,9 +10,10 @@ use super::request::{responses_body, responses_headers, RequestIdentity};
 use super::sse;
 use super::stream::{CollectedCalls, EventProcessor};
 use super::{http_error, post_json, transport_message};
-use crate::engine::events::Reporter;
-use crate::error::{Error, Result};
-use crate::output::{self, OutputPlan, SavedImage, StreamingSaver};
+use crate::foundation::events::Reporter;
+use crate::foundation::error::{Error, Result};
+use crate::foundation::job::SavedImage;
+use crate::output::{self, OutputPlan, StreamingSaver};
 
 /// Everything an attempt produced, kept outside the attempt's future so a timeout can still
 /// report the images saved before it fired.
@@ -102,7 +103,7 @@ pub async fn run(
             return Err(state.processor.no_image_error());
         }
         state.saved_at_end =
-            crate::blocking::run(|| output::save_all(req.plan, collected.calls, &req.progress))?;
+            crate::foundation::blocking::run(|| output::save_all(req.plan, collected.calls, &req.progress))?;
         return Ok(());
     }
 
@@ -113,7 +114,7 @@ pub async fn run(
                 #[cfg(debug_assertions)]
                 block_for_test(req.test_block_on_event, &event.event);
                 // Decoding, hashing and writing a large image is blocking work.
-                crate::blocking::run(|| state.processor.on_event(event, &mut state.saver))?;
+                crate::foundation::blocking::run(|| state.processor.on_event(event, &mut state.saver))?;
                 // `response.completed` ends the turn, as in codex-rs: whatever the connection does
                 // afterwards (a trailing `[DONE]`, a reset) cannot undo saved, completed images.
                 if state.processor.saw("response.completed") {

@@ -7,8 +7,8 @@ use serde_json::Value;
 use super::calls::{self, CallState, CallTracker};
 use super::errors::{self, BackendError};
 use super::sse;
-use crate::engine::events::Reporter;
-use crate::error::{Error, Result};
+use crate::foundation::events::Reporter;
+use crate::foundation::error::{Error, Result};
 use crate::output::ImageData;
 
 /// Receives each merged image call; `result` is the image data the current event carried.

@@ -9,8 +9,8 @@
 use std::path::Path;
 
 use super::input::{check_local, resolve};
-use crate::engine::controls::check_combination;
-use crate::engine::job::{JobSpec, Naming};
+use crate::foundation::controls::check_combination;
+use crate::foundation::job::{JobSpec, Naming};
 
 /// Line keys whose value is a JSON string, by flag name in snake_case.
 pub(crate) const STRING_KEYS: [&str; 8] = [

@@ -20,7 +20,7 @@ use std::{
 use serde_json::{Map, Value};
 
 use super::controls;
-use crate::engine::job::{JobSpec, Reference};
+use crate::foundation::job::{JobSpec, Reference};
 
 /// Everything a line may inherit, and how to name and resolve what it says.
 pub(crate) struct ParseContext<'a> {

@@ -37,7 +37,7 @@ use self::{
     results::{ResultRecord, ResultsFile, ResumeIndex, Status},
     run::{iso, rerun_advice, RunReport, Scheduler},
 };
-use crate::engine::job::JobSpec;
+use crate::foundation::job::JobSpec;
 use crate::engine::Engine;
 
 pub(crate) const MAX_JOBS: usize = 16;
@@ -462,7 +462,7 @@ pub(crate) async fn run_count(
         .map(|k| {
             let mut spec = opts.template.clone();
             spec.output = spec.output.as_deref().map(|o| input::numbered_output(o, k));
-            spec.naming = crate::engine::job::Naming::Stem(format!("codex-imagen-{stamp}-{k}"));
+            spec.naming = crate::foundation::job::Naming::Stem(format!("codex-imagen-{stamp}-{k}"));
             Job {
                 id: k.to_string(),
                 line: 0,

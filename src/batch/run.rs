@@ -30,11 +30,11 @@ use super::{
     results::{ErrorRecord, ImageRecord, ResultRecord, ResultsFile, Status},
     signals::{ShutdownSignal, ShutdownSignals},
 };
-use crate::engine::events::{Event, EventSink};
-use crate::engine::job::JobResult;
+use crate::foundation::events::{Event, EventSink};
+use crate::foundation::job::JobResult;
 use crate::engine::Engine;
-use crate::error::{Error, ErrorKind};
-use crate::output::SavedImage;
+use crate::foundation::error::{Error, ErrorKind};
+use crate::foundation::job::SavedImage;
 
 /// Per-job event sink: forwards to the display under the job's id and keeps what a failed run's
 /// Error cannot carry.

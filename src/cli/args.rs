@@ -9,7 +9,7 @@
 use clap::error::{ContextKind, ContextValue, ErrorKind};
 use clap::{ArgAction, CommandFactory, FromArgMatches, Parser};
 
-use crate::error::{Error, Result};
+use crate::foundation::error::{Error, Result};
 
 const AFTER_HELP: &str = "\
 Auth discovery order:

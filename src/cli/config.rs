@@ -10,13 +10,13 @@ use std::path::PathBuf;
 use super::args::Args;
 use super::validate::{PromptSource, Validated};
 use crate::auth::AuthSettings;
-use crate::engine::job::{
+use crate::foundation::job::{
     Backend, JobSpec, Reference, DEFAULT_IMAGES_MODEL, DEFAULT_RESPONSES_MODEL, DEFAULT_RETRIES,
 };
 use crate::engine::{DEFAULT_BASE_URL, DEFAULT_REFRESH_URL};
-use crate::error::{Error, Result};
-use crate::output::metadata::MetadataMode;
-use crate::paths::{self, Environment};
+use crate::foundation::error::{Error, Result};
+use crate::foundation::job::MetadataMode;
+use crate::foundation::paths::{self, Environment};
 
 const DEFAULT_TIMEOUT_MS: u64 = 15 * 60 * 1000;
 const DEFAULT_OPENCLAW_TIMEOUT_MS: u64 = 5 * 60 * 1000;

@@ -20,10 +20,10 @@ use crate::auth::fence::CredentialState;
 use crate::auth::refresh::{fix_line, REASON_REFRESH_ONLY};
 use crate::auth::{self, Fallback, PreparedAuth};
 use crate::batch;
-use crate::engine::events::Reporter;
+use crate::foundation::events::Reporter;
 use crate::engine::{Engine, EngineSettings};
-use crate::error::{Error, RefreshErrorKind, Result};
-use crate::paths::Environment;
+use crate::foundation::error::{Error, RefreshErrorKind, Result};
+use crate::foundation::paths::Environment;
 use args::Parsed;
 use config::Config;
 use terminal::TerminalSink;
@@ -215,7 +215,7 @@ pub(crate) fn until_signal() -> impl std::future::Future<Output = (i32, &'static
 }
 
 /// The one-shot CLI runs one job: a current-thread runtime has no other job to stall, so its
-/// blocking work runs in place ([`crate::blocking::run`]) and no cross-thread wake-up is paid
+/// blocking work runs in place ([`crate::foundation::blocking::run`]) and no cross-thread wake-up is paid
 /// for each network chunk (the multi-thread runtime cost the 32 MiB benchmark about 20 %).
 pub(crate) fn one_shot_runtime() -> Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_current_thread()

@@ -7,8 +7,8 @@ use serde_json::{json, Map, Value};
 
 use crate::auth::fence::CredentialState;
 use crate::auth::{Auth, RefreshOutcome};
-use crate::engine::job::{JobResult, JobSpec, RefreshReport};
-use crate::output::SavedImage;
+use crate::foundation::job::{JobResult, JobSpec, RefreshReport};
+use crate::foundation::job::SavedImage;
 
 /// One image: the SPEC's keys, then what the bytes turned out to be (issue #11).
 pub(crate) fn image_json(image: &SavedImage) -> Value {

@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::cli::watchdog::{BeforeExit, Watchdog, FORCE_EXIT_AFTER_ABORT_MS};
-use crate::engine::events::{Event, EventSink, Stage};
+use crate::foundation::events::{Event, EventSink, Stage};
 use crate::engine::generation::format_seconds;
 
 const SPINNER: [char; 10] = ['⠋', '⠙', '⠹', '⠸', '⠼', '⠴', '⠦', '⠧', '⠇', '⠏'];

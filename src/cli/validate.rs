@@ -3,9 +3,9 @@
 //! and the environment.
 
 use crate::cli::args::Args;
-use crate::engine::controls::{self, ControlError, ImageControls};
-use crate::error::{Error, Result};
-use crate::output::metadata::MetadataMode;
+use crate::foundation::controls::{self, ControlError, ImageControls};
+use crate::foundation::error::{Error, Result};
+use crate::foundation::job::MetadataMode;
 
 pub(crate) const MAX_RETRIES: u32 = 100;
 pub(crate) const MAX_JOBS: u32 = crate::batch::MAX_JOBS as u32;

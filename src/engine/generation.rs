@@ -10,9 +10,9 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use super::controls::ImageControls;
-use super::events::{Event, Reporter, Stage};
-use super::job::{Backend, JobResult, JobSpec};
+use crate::foundation::controls::ImageControls;
+use crate::foundation::events::{Event, Reporter, Stage};
+use crate::foundation::job::{Backend, JobResult, JobSpec};
 use super::retry::{retry_delay_ms, retry_reason};
 use super::Engine;
 use crate::auth::{Auth, AuthContext};
@@ -21,8 +21,9 @@ use crate::backend::images::{self, ImagesRequest, Operation};
 use crate::backend::references::LoadedReference;
 use crate::backend::request;
 use crate::backend::responses::{self, AttemptState, ResponsesRequest};
-use crate::error::{Error, Result};
-use crate::output::{OutputPlan, SavedImage};
+use crate::foundation::error::{Error, Result};
+use crate::foundation::job::SavedImage;
+use crate::output::OutputPlan;
 
 /// Seconds for messages: up to 3 decimals, no trailing zeros (`1.5`, `300`, `0.25`).
 pub(crate) fn format_seconds(ms: u64) -> String {
@@ -47,7 +48,7 @@ pub(crate) struct Generation<'a> {
     mask: Option<String>,
     progress: Reporter,
     /// The engine's environment with the job's base directory, for the output plan.
-    job_env: crate::paths::Environment,
+    job_env: crate::foundation::paths::Environment,
     /// ChatGPT Cloudflare cookies remembered during the run (SPEC §10.3); never persisted.
     cookies: CookieJar,
 }

@@ -11,10 +11,7 @@
 //! ([`generation`], [`retry`]) → on a 401, one refresh ("if the token is still the one I used")
 //! and one more round.
 
-pub(crate) mod controls;
-pub(crate) mod events;
 pub(crate) mod generation;
-pub(crate) mod job;
 pub(crate) mod retry;
 pub(crate) mod status;
 
@@ -29,12 +26,12 @@ use crate::auth::refresh::{AuthDelays, REASON_BACKEND_401};
 use crate::auth::{Auth, AuthContext, AuthSettings, Fallback, PreparedAuth, RefreshOutcome};
 use crate::backend::references;
 use crate::backend::request::{self, RequestIdentity};
-use crate::error::{Error, Result};
-use crate::paths::Environment;
-use events::{EventSink, Reporter};
+use crate::foundation::error::{Error, Result};
+use crate::foundation::paths::Environment;
+use crate::foundation::events::{EventSink, Reporter};
 
 use generation::Generation;
-use job::{JobResult, JobSpec, RefreshReport};
+use crate::foundation::job::{JobResult, JobSpec, RefreshReport};
 
 pub const DEFAULT_BASE_URL: &str = "https://chatgpt.com/backend-api/codex";
 pub const DEFAULT_REFRESH_URL: &str = "https://auth.openai.com/oauth/token";
@@ -234,11 +231,11 @@ impl Engine {
             mut auth,
             mut refresh,
         } = prepared;
-        let loaded = crate::blocking::run(|| {
+        let loaded = crate::foundation::blocking::run(|| {
             references::load_all(&job.references, &self.inner.env, &job.base_dir, progress)
         })?;
         let mask = match job.mask.as_deref() {
-            Some(mask) => Some(crate::blocking::run(|| {
+            Some(mask) => Some(crate::foundation::blocking::run(|| {
                 load_mask(mask, job, &self.inner.env)
             })?),
             None => None,
@@ -273,7 +270,7 @@ impl Engine {
     /// credentials, as a JSON object. Reads the first store only; no network, never a token.
     pub async fn auth_status(&self, job: &JobSpec) -> Result<serde_json::Value> {
         let ctx = self.auth().context()?;
-        let auth = crate::blocking::run(|| ctx.read(&ctx.path))?;
+        let auth = crate::foundation::blocking::run(|| ctx.read(&ctx.path))?;
         Ok(self.smoke_report(&auth, job))
     }
 
@@ -368,7 +365,7 @@ fn load_mask(mask: &str, job: &JobSpec, env: &Environment) -> Result<String> {
     let path = env.clone().with_cwd(job.base_dir.clone()).resolve(mask);
     let bytes = std::fs::read(&path)
         .map_err(|e| Error::Input(format!("Cannot read --mask {}: {e}", path.display())))?;
-    controls::mask_data_url(&bytes, &path.display().to_string())
+    crate::backend::mask::mask_data_url(&bytes, &path.display().to_string())
         .map_err(|e| Error::Input(e.to_string()))
 }
 

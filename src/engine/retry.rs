@@ -7,12 +7,12 @@
 //! repeated: a 4xx (401 has its own refresh path, 429 is the quota), a timeout, or the backend
 //! declining the prompt.
 //!
-//! [`retry_with_cookies`] is the other, narrower decision: re-sending one request at once when
-//! Cloudflare handed out the cookies it wants back (SPEC §10.3). It is not a retry of a failed
-//! generation (nothing ran) and uses none of the run's retries.
+//! The other, narrower decision, re-sending one request at once when Cloudflare handed out the
+//! cookies it wants back (SPEC §10.3), is `backend/cookies.rs`'s `retry_with_cookies`: it is
+//! not a retry of a failed generation (nothing ran) and uses none of the run's retries.
 
 use crate::backend::errors::{dedupe, BackendError};
-use crate::error::Error;
+use crate::foundation::error::Error;
 
 /// Event types that show the backend accepted the request and was still working on it.
 const IN_FLIGHT_EVENTS: [&str; 6] = [
@@ -53,12 +53,6 @@ const FINAL_MARKERS: [&str; 10] = [
     "quota",
     "invalid_request",
 ];
-
-/// Re-send a request once, at once, when it was answered 403 and that answer set ChatGPT
-/// Cloudflare cookies (`cookies_set`, from the jar); never a second time for the same request.
-pub fn retry_with_cookies(status: u16, cookies_set: usize, already_retried: bool) -> bool {
-    status == 403 && cookies_set > 0 && !already_retried
-}
 
 /// Why this failure may be retried, or `None` when it must not be.
 pub fn retry_reason(err: &Error) -> Option<String> {
@@ -286,50 +280,6 @@ mod tests {
     }
 
     #[test]
-    fn a_cookie_403_is_sent_again_exactly_once() {
-        assert!(retry_with_cookies(403, 1, false));
-        assert!(retry_with_cookies(403, 3, false));
-        assert!(!retry_with_cookies(403, 1, true), "only once");
-        assert!(
-            !retry_with_cookies(403, 0, false),
-            "no cookies, nothing to send back"
-        );
-        for status in [200, 401, 429, 500, 503] {
-            assert!(!retry_with_cookies(status, 2, false), "{status}");
-        }
-    }
-
-    #[test]
-    fn a_cookie_403_follows_the_jar() {
-        use crate::backend::cookies::CookieJar;
-        use reqwest::header::{HeaderMap, HeaderValue, SET_COOKIE};
-        let challenge = |line: &str| {
-            let mut h = HeaderMap::new();
-            h.append(SET_COOKIE, HeaderValue::from_str(line).unwrap());
-            h
-        };
-        let chatgpt = "https://chatgpt.com/backend-api/codex/responses";
-        let mut jar = CookieJar::default();
-        // The first 403 hands out cf_clearance: send again with it.
-        let set = jar.remember(chatgpt, &challenge("cf_clearance=ok; Path=/; Secure"));
-        assert!(retry_with_cookies(403, set, false));
-        assert_eq!(jar.header_for(chatgpt).as_deref(), Some("cf_clearance=ok"));
-        // The second 403 of the same request is final, whatever it sets.
-        let set = jar.remember(chatgpt, &challenge("__cf_bm=again"));
-        assert!(!retry_with_cookies(403, set, true));
-        // A 403 that sets only other cookies, or comes from elsewhere, is final at once.
-        let mut jar = CookieJar::default();
-        let set = jar.remember(chatgpt, &challenge("session=secret"));
-        assert!(!retry_with_cookies(403, set, false));
-        let set = jar.remember(
-            "http://127.0.0.1:8080/backend-api/codex/responses",
-            &challenge("cf_clearance=ok"),
-        );
-        assert!(!retry_with_cookies(403, set, false));
-        assert!(jar.is_empty());
-    }
-
-    #[test]
     fn nothing_after_an_image_or_a_timeout_is_retried() {
         assert_eq!(retry_reason(&Error::Stream("x".into())), None);
         assert_eq!(retry_reason(&Error::Timeout("x".into())), None);
@@ -348,5 +298,17 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn an_images_answer_without_data_is_retried() {
+        let payload =
+            serde_json::json!({"data": [], "error": {"code": "image_backend_hiccup", "message": "try later"}});
+        let errs = crate::backend::errors::from_payload(&payload, "image_response");
+        let err = crate::backend::images::no_image_error(errs);
+        assert_eq!(
+            retry_reason(&err).as_deref(),
+            Some("image_response_without_data")
+        );
     }
 }

@@ -4,7 +4,7 @@
 
 use serde_json::{json, Value};
 
-use super::job::{Backend, JobSpec};
+use crate::foundation::job::{Backend, JobSpec};
 use crate::auth::fence::CredentialState;
 use crate::auth::Auth;
 

@@ -25,8 +25,8 @@ use std::time::Duration;
 use crate::cli::args::Args;
 use crate::cli::{config, terminal, validate};
 use crate::engine::{Engine, EngineSettings};
-use crate::error::{Error, Result};
-use crate::paths::Environment;
+use crate::foundation::error::{Error, Result};
+use crate::foundation::paths::Environment;
 pub(crate) use server::McpDefaults;
 
 /// A tool call's per-attempt timeout when `--timeout` is not given: an agent waits for the

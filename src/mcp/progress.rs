@@ -21,8 +21,8 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::cli::terminal;
-use crate::engine::events::{Event, EventSink, Stage};
-use crate::output::SavedImage;
+use crate::foundation::events::{Event, EventSink, Stage};
+use crate::foundation::job::SavedImage;
 
 enum Update {
     Stage(Stage),

@@ -13,9 +13,9 @@ use rmcp::model::{Implementation, ServerCapabilities, ServerConfig};
 use rmcp::{tool_handler, ServerHandler, ServiceExt};
 
 use crate::cli::terminal;
-use crate::engine::job::JobSpec;
+use crate::foundation::job::JobSpec;
 use crate::engine::Engine;
-use crate::error::{Error, Result};
+use crate::foundation::error::{Error, Result};
 
 /// Longest gap between two progress notifications while a job waits.
 pub(crate) const DEFAULT_HEARTBEAT: Duration = Duration::from_secs(5);

@@ -36,8 +36,6 @@ use super::sha256_hex;
 
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum MetadataError {
-    #[error("--metadata must be one of: none, sidecar, embed")]
-    BadMode,
     #[error("cannot embed metadata: the image is not a {expected} file")]
     WrongFormat { expected: &'static str },
     #[error("cannot embed metadata in {format}: unsupported format (png, jpeg or webp only)")]
@@ -57,36 +55,6 @@ pub(crate) enum MetadataError {
         #[source]
         source: std::io::Error,
     },
-}
-
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum MetadataMode {
-    /// Default: nothing beyond the image, as before this feature existed.
-    #[default]
-    None,
-    Sidecar,
-    Embed,
-}
-
-impl MetadataMode {
-    pub(crate) fn parse(value: &str) -> Result<Self, MetadataError> {
-        match value.to_ascii_lowercase().as_str() {
-            "none" => Ok(Self::None),
-            "sidecar" => Ok(Self::Sidecar),
-            "embed" => Ok(Self::Embed),
-            _ => Err(MetadataError::BadMode),
-        }
-    }
-
-    #[cfg(test)]
-    pub(crate) fn as_str(self) -> &'static str {
-        match self {
-            Self::None => "none",
-            Self::Sidecar => "sidecar",
-            Self::Embed => "embed",
-        }
-    }
 }
 
 /// One reference image as given by the user.
@@ -866,19 +834,5 @@ mod tests {
         );
         assert_eq!(xml_escape("l1\r\nl2\t\u{1}"), "l1&#xD;\nl2\t\u{fffd}");
         assert_eq!(xml_escape("猫"), "猫");
-    }
-
-    #[test]
-    fn modes() {
-        assert_eq!(MetadataMode::parse("embed").unwrap(), MetadataMode::Embed);
-        assert_eq!(
-            MetadataMode::parse("Sidecar").unwrap(),
-            MetadataMode::Sidecar
-        );
-        assert_eq!(MetadataMode::default().as_str(), "none");
-        assert_eq!(
-            MetadataMode::parse("file").unwrap_err().to_string(),
-            "--metadata must be one of: none, sidecar, embed"
-        );
     }
 }

@@ -30,10 +30,10 @@ use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
 use base64::Engine;
 
 use crate::backend::calls::CallState;
-use crate::engine::events::{Event, Reporter};
-use crate::engine::job::Naming;
-use crate::error::{Error, Result};
-use crate::paths;
+use crate::foundation::events::{Event, Reporter};
+use crate::foundation::job::{Naming, SavedImage};
+use crate::foundation::error::{Error, Result};
+use crate::foundation::paths;
 use inspect::ImageFormat;
 
 /// Standard alphabet; padding optional, as Node's `Buffer.from(b64, "base64")` accepted.
@@ -41,26 +41,6 @@ const B64: GeneralPurpose = GeneralPurpose::new(
     &alphabet::STANDARD,
     GeneralPurposeConfig::new().with_decode_padding_mode(DecodePaddingMode::Indifferent),
 );
-
-/// One saved image, as reported in the JSON summary (SPEC §9.4).
-#[derive(Debug, Clone, PartialEq)]
-pub struct SavedImage {
-    pub path: PathBuf,
-    pub bytes: usize,
-    pub sha256: String,
-    pub call_id: Option<String>,
-    pub status: Option<String>,
-    pub partial: Option<bool>,
-    pub revised_prompt: Option<String>,
-    /// What the bytes are, read from them (not what was asked for): `png`, `jpeg`, `webp`, or
-    /// `None` when unrecognised.
-    pub format: Option<String>,
-    pub width: Option<u32>,
-    pub height: Option<u32>,
-    pub has_alpha: Option<bool>,
-    /// The file carries a C2PA manifest (content credentials).
-    pub c2pa: bool,
-}
 
 impl SavedImage {
     /// A new record for `bytes` written to `path`, annotated from the bytes' headers.

@@ -13,13 +13,13 @@
 use std::path::Path;
 
 use super::metadata::{
-    embed, sidecar_record, write_sidecar, Embedded, MetadataMode, RecordInput, ReferenceInput,
+    embed, sidecar_record, write_sidecar, Embedded, RecordInput, ReferenceInput,
 };
 use super::{sha256_hex, write_atomic, SavedImage};
 use crate::backend::references::LoadedReference;
-use crate::engine::events::Reporter;
-use crate::engine::job::{JobResult, JobSpec};
-use crate::error::{Error, Result};
+use crate::foundation::events::Reporter;
+use crate::foundation::job::{JobResult, JobSpec, MetadataMode};
+use crate::foundation::error::{Error, Result};
 
 /// Write the provenance `job.metadata` asks for, for every image of `result`.
 pub(crate) fn apply(
@@ -59,7 +59,7 @@ pub(crate) fn apply(
             sha256: &image.sha256,
             tool_version: env!("CARGO_PKG_VERSION"),
         });
-        crate::blocking::run(|| match job.metadata {
+        crate::foundation::blocking::run(|| match job.metadata {
             MetadataMode::None => Ok(()),
             MetadataMode::Sidecar => sidecar(&image.path, &record, progress),
             MetadataMode::Embed => embed_or_sidecar(job, image, &record, progress),

@@ -27,7 +27,7 @@ use std::sync::{Arc, Mutex};
 use base64::Engine;
 
 use super::{Fingerprint, B64};
-use crate::error::{Error, Result};
+use crate::foundation::error::{Error, Result};
 
 /// Decoded bytes gathered before each write: about 250 KiB of base64.
 const WRITE_BLOCK: usize = 192 * 1024;
@@ -189,7 +189,7 @@ impl SpillWriter {
     pub(crate) fn create(target: &SpillTarget) -> Option<SpillWriter> {
         let dir = &target.dir;
         std::fs::create_dir_all(dir).ok()?;
-        let path = dir.join(crate::paths::unique_temp_name("image"));
+        let path = dir.join(crate::foundation::paths::unique_temp_name("image"));
         target.temps.add(&path);
         let temp = TempFile {
             path,

@@ -10,8 +10,8 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::cli::args::Args;
-use crate::error::{Error, Result};
-use crate::paths::Environment;
+use crate::foundation::error::{Error, Result};
+use crate::foundation::paths::Environment;
 
 pub(crate) const DEFAULT_ADDR: &str = "127.0.0.1:4312";
 const DEFAULT_JOBS: usize = 2;

@@ -32,9 +32,9 @@ use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 
 use crate::cli::config::Config;
-use crate::engine::job::JobSpec;
+use crate::foundation::job::JobSpec;
 use crate::engine::{Engine, EngineSettings};
-use crate::error::{Error, Result};
+use crate::foundation::error::{Error, Result};
 use config::ServeConfig;
 use openai::{ApiError, Parsed};
 use store::{ImageRecord, Store};

@@ -16,9 +16,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 
 use super::store::{Callback, JobError};
-use crate::engine::controls;
-use crate::engine::job::JobSpec;
-use crate::error::{Error, ErrorKind};
+use crate::foundation::controls;
+use crate::foundation::job::JobSpec;
+use crate::foundation::error::{Error, ErrorKind};
 
 pub(crate) const MAX_PROMPT_CHARS: usize = 32_000;
 pub(crate) const DEFAULT_IMAGE_MODEL: &str = "gpt-image-2";

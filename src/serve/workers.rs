@@ -22,10 +22,10 @@ use super::files;
 use super::openai::{self, ApiError, ImageRequest};
 use super::store::{self, ImageRecord, JobError};
 use super::{callbacks, lock, Live, Service};
-use crate::engine::events::{Event, EventSink};
-use crate::engine::job::{JobResult, JobSpec, Naming, Reference};
-use crate::error::Error;
-use crate::output::SavedImage;
+use crate::foundation::events::{Event, EventSink};
+use crate::foundation::job::{JobResult, JobSpec, Naming, Reference};
+use crate::foundation::error::Error;
+use crate::foundation::job::SavedImage;
 
 /// Job ids waiting for a worker, oldest first. The store holds the truth; this is its order.
 #[derive(Default)]
@@ -289,7 +289,7 @@ fn mask_file(service: &Service, id: &str, request: &ImageRequest) -> Result<Opti
 }
 
 enum Outcome {
-    Finished(Vec<crate::error::Result<JobResult>>),
+    Finished(Vec<crate::foundation::error::Result<JobResult>>),
     Cancelled,
     Stopped,
     TimedOut(f64),

@@ -7,8 +7,6 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::controls::ImageControls;
-pub use crate::output::metadata::MetadataMode;
-use crate::output::SavedImage;
 
 /// Which backend endpoint a job talks to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -43,7 +41,7 @@ pub enum Reference {
 impl Reference {
     /// How `--input-ref` reads a value: a URL by its prefix, anything else a path.
     pub fn classify(item: &str) -> Reference {
-        if crate::backend::references::is_url(item) {
+        if super::url::is_url(item) {
             Reference::Url(item.to_string())
         } else {
             Reference::Path(item.to_string())
@@ -112,9 +110,9 @@ pub struct JobSpec {
 
 impl JobSpec {
     /// A job needs a prompt that is not blank: the same usage error for every front-end.
-    pub(crate) fn require_prompt(&self) -> crate::error::Result<()> {
+    pub(crate) fn require_prompt(&self) -> crate::foundation::error::Result<()> {
         if self.prompt.trim().is_empty() {
-            return Err(crate::error::Error::Usage(
+            return Err(crate::foundation::error::Error::Usage(
                 "Prompt is required. Pass it positionally, with --prompt, or with --prompt-file."
                     .into(),
             ));
@@ -172,4 +170,80 @@ pub struct JobResult {
     pub retry_attempts: u32,
     /// Set when the credentials were refreshed (or a refresh was found unnecessary).
     pub refresh: Option<RefreshReport>,
+}
+
+/// One saved image, as reported in the JSON summary (SPEC §9.4).
+#[derive(Debug, Clone, PartialEq)]
+pub struct SavedImage {
+    pub path: PathBuf,
+    pub bytes: usize,
+    pub sha256: String,
+    pub call_id: Option<String>,
+    pub status: Option<String>,
+    pub partial: Option<bool>,
+    pub revised_prompt: Option<String>,
+    /// What the bytes are, read from them (not what was asked for): `png`, `jpeg`, `webp`, or
+    /// `None` when unrecognised.
+    pub format: Option<String>,
+    pub width: Option<u32>,
+    pub height: Option<u32>,
+    pub has_alpha: Option<bool>,
+    /// The file carries a C2PA manifest (content credentials).
+    pub c2pa: bool,
+}
+
+/// Provenance, `--metadata none|sidecar|embed` (written by `output/provenance.rs`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MetadataMode {
+    /// Default: nothing beyond the image, as before this feature existed.
+    #[default]
+    None,
+    Sidecar,
+    Embed,
+}
+
+impl MetadataMode {
+    pub(crate) fn parse(value: &str) -> Result<Self, BadMetadataMode> {
+        match value.to_ascii_lowercase().as_str() {
+            "none" => Ok(Self::None),
+            "sidecar" => Ok(Self::Sidecar),
+            "embed" => Ok(Self::Embed),
+            _ => Err(BadMetadataMode),
+        }
+    }
+
+    #[cfg(test)]
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            Self::None => "none",
+            Self::Sidecar => "sidecar",
+            Self::Embed => "embed",
+        }
+    }
+}
+
+/// A `--metadata` value that is not one of the modes.
+#[derive(Debug, thiserror::Error)]
+#[error("--metadata must be one of: none, sidecar, embed")]
+pub(crate) struct BadMetadataMode;
+
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn modes() {
+        assert_eq!(MetadataMode::parse("embed").unwrap(), MetadataMode::Embed);
+        assert_eq!(
+            MetadataMode::parse("Sidecar").unwrap(),
+            MetadataMode::Sidecar
+        );
+        assert_eq!(MetadataMode::default().as_str(), "none");
+        assert_eq!(
+            MetadataMode::parse("file").unwrap_err().to_string(),
+            "--metadata must be one of: none, sidecar, embed"
+        );
+    }
 }

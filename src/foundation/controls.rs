@@ -1,10 +1,11 @@
-//! Image control flags: validation of the values a user typed, and shaping of the two request
-//! bodies those values end up in.
+//! Image control flags: validation of the values a user typed into [`ImageControls`], a part
+//! of every `JobSpec`. What the values become in each backend's body is `backend/body.rs`; the
+//! mask file's check is `backend/mask.rs`.
 //!
 //! Design:
 //! - Every flag value is validated here, once, into the canonical string or number the backend
 //!   expects (`jpg` becomes `jpeg`, `16:9` becomes `1536x864`). After that, [`ImageControls`]
-//!   only ever holds valid values, so the request builders below never fail.
+//!   only ever holds valid values, so the request builders never fail.
 //! - Values are matched ASCII case-insensitively and stored lowercase: `--quality HIGH` is an
 //!   obvious intent and rejecting it helps nobody. `jpg` is accepted for `--format` because it is
 //!   the extension people type; the APIs only know `jpeg`.
@@ -13,13 +14,7 @@
 //! - Checks that involve more than one flag (compression without jpeg/webp, transparent JPEG,
 //!   a mask without a reference image) live in [`check_combination`], because single-value
 //!   parsing cannot see the other flags and the order flags arrive in must not matter.
-//! - Only controls the user gave are sent. With none, the Responses tool object stays exactly
-//!   `{"type":"image_generation","output_format":"png"}`, byte for byte, so adding this module
-//!   changes nothing for existing users.
-//! - The mask check reads only PNG chunk headers; it is duplicated from `output::inspect` on
-//!   purpose so this module has no dependency on other crate modules.
 
-use base64::Engine as _;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
@@ -32,7 +27,7 @@ pub(crate) struct ControlError {
 }
 
 impl ControlError {
-    fn new(flag: &'static str, message: impl Into<String>) -> Self {
+    pub(crate) fn new(flag: &'static str, message: impl Into<String>) -> Self {
         Self {
             flag,
             message: message.into(),
@@ -395,132 +390,25 @@ impl ImageControls {
         put_str(&mut m, "input_fidelity", &self.input_fidelity);
         Value::Object(m)
     }
-
-    /// Adds the controls to the Responses `image_generation` tool object. `output_format` is
-    /// replaced in place (serde_json's preserve_order keeps its position), the rest is appended,
-    /// so the default tool serialises exactly as before.
-    pub(crate) fn apply_to_tool(&self, tool: &mut Map<String, Value>) {
-        if let Some(format) = &self.format {
-            tool.insert("output_format".into(), Value::String(format.clone()));
-        }
-        put_str(tool, "size", &self.size);
-        put_str(tool, "quality", &self.quality);
-        put_num(tool, "output_compression", self.compression);
-        put_str(tool, "background", &self.background);
-        put_str(tool, "model", &self.image_model);
-        put_str(tool, "moderation", &self.moderation);
-        put_num(tool, "partial_images", self.partial_images);
-        put_str(tool, "action", &self.action);
-        put_str(tool, "input_fidelity", &self.input_fidelity);
-    }
-
-    /// Adds the controls the typed Images endpoint understands. `partial_images`, `action` and
-    /// `input_fidelity` are Responses-tool concepts and are not sent there.
-    pub(crate) fn apply_to_images_body(&self, body: &mut Map<String, Value>) {
-        put_str(body, "size", &self.size);
-        put_str(body, "quality", &self.quality);
-        put_str(body, "background", &self.background);
-        put_str(body, "output_format", &self.format);
-        put_num(body, "output_compression", self.compression);
-        put_str(body, "moderation", &self.moderation);
-        put_str(body, "model", &self.image_model);
-    }
 }
 
-fn put_str(m: &mut Map<String, Value>, key: &str, value: &Option<String>) {
+pub(crate) fn put_str(m: &mut Map<String, Value>, key: &str, value: &Option<String>) {
     if let Some(v) = value {
         m.insert(key.to_string(), Value::String(v.clone()));
     }
 }
 
-fn put_num(m: &mut Map<String, Value>, key: &str, value: Option<u8>) {
+pub(crate) fn put_num(m: &mut Map<String, Value>, key: &str, value: Option<u8>) {
     if let Some(v) = value {
         m.insert(key.to_string(), Value::from(v));
     }
 }
 
-const PNG_SIGNATURE: &[u8; 8] = b"\x89PNG\r\n\x1a\n";
-
-/// Validates a mask file and returns it as a `data:image/png;base64,...` URL.
-///
-/// The backend uses the mask's alpha channel to mark the editable area, so a PNG without one is
-/// rejected here rather than failing (or silently editing everything) server-side.
-pub(crate) fn mask_data_url(bytes: &[u8], path_for_messages: &str) -> Result<String, ControlError> {
-    const F: &str = "--mask";
-    if !bytes.starts_with(PNG_SIGNATURE) {
-        return Err(ControlError::new(
-            F,
-            format!("{F} {path_for_messages}: not a PNG file (the mask must be a PNG with an alpha channel)"),
-        ));
-    }
-    match png_has_alpha(bytes) {
-        Some(true) => {}
-        Some(false) => {
-            return Err(ControlError::new(
-                F,
-                format!(
-                    "{F} {path_for_messages}: the PNG has no alpha channel; transparent pixels \
-                     mark the area to edit, so save the mask as RGBA"
-                ),
-            ))
-        }
-        None => {
-            return Err(ControlError::new(
-                F,
-                format!("{F} {path_for_messages}: the PNG is truncated or corrupt"),
-            ))
-        }
-    }
-    let b64 = base64::engine::general_purpose::STANDARD.encode(bytes);
-    Ok(format!("data:image/png;base64,{b64}"))
-}
-
-/// Adds the mask to the Responses tool object, in the shape the hosted tool expects.
-pub(crate) fn apply_mask_to_tool(tool: &mut Map<String, Value>, mask_data_url: &str) {
-    let mut mask = Map::new();
-    mask.insert("image_url".into(), Value::String(mask_data_url.to_string()));
-    tool.insert("input_image_mask".into(), Value::Object(mask));
-}
-
-/// Colour type 4/6, or a `tRNS` chunk before the image data. `None`: no readable IHDR.
-fn png_has_alpha(bytes: &[u8]) -> Option<bool> {
-    let mut pos = PNG_SIGNATURE.len();
-    let mut seen_ihdr = false;
-    while let Some(header) = bytes.get(pos..pos + 8) {
-        let len = u32::from_be_bytes([header[0], header[1], header[2], header[3]]) as usize;
-        let kind = &header[4..8];
-        let data = bytes.get(pos + 8..(pos + 8).checked_add(len)?)?;
-        match kind {
-            b"IHDR" => {
-                let colour_type = *data.get(9)?;
-                if matches!(colour_type, 4 | 6) {
-                    return Some(true);
-                }
-                seen_ihdr = true;
-            }
-            b"tRNS" => return Some(true),
-            // tRNS must precede IDAT, so nothing later can add alpha.
-            b"IDAT" | b"IEND" => return seen_ihdr.then_some(false),
-            _ => {}
-        }
-        pos = pos + 12 + len;
-    }
-    None
-}
-
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
-    use serde_json::json;
 
-    fn default_tool() -> Map<String, Value> {
-        let Value::Object(m) = json!({"type": "image_generation", "output_format": "png"}) else {
-            unreachable!()
-        };
-        m
-    }
-
-    fn err(r: Result<impl std::fmt::Debug, ControlError>) -> String {
+    pub(crate) fn err(r: Result<impl std::fmt::Debug, ControlError>) -> String {
         r.unwrap_err().to_string()
     }
 
@@ -739,7 +627,7 @@ mod tests {
         assert!(check_combination(&ImageControls::default(), 1, true).is_ok());
     }
 
-    fn all() -> ImageControls {
+    pub(crate) fn all() -> ImageControls {
         ImageControls {
             size: Some("1536x864".into()),
             quality: Some("high".into()),
@@ -768,185 +656,6 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(c.requested_json().to_string(), r#"{"quality":"low"}"#);
-    }
-
-    #[test]
-    fn default_tool_is_byte_identical() {
-        let mut tool = default_tool();
-        ImageControls::default().apply_to_tool(&mut tool);
-        assert_eq!(
-            serde_json::to_string(&Value::Object(tool)).unwrap(),
-            r#"{"type":"image_generation","output_format":"png"}"#
-        );
-    }
-
-    #[test]
-    fn tool_with_all_controls() {
-        let mut tool = default_tool();
-        all().apply_to_tool(&mut tool);
-        assert_eq!(
-            Value::Object(tool).to_string(),
-            r#"{"type":"image_generation","output_format":"webp","size":"1536x864","quality":"high","output_compression":80,"background":"transparent","model":"gpt-image-2","moderation":"low","partial_images":2,"action":"edit","input_fidelity":"high"}"#
-        );
-    }
-
-    #[test]
-    fn tool_one_control_at_a_time() {
-        let cases: Vec<(ImageControls, &str)> = vec![
-            (
-                ImageControls {
-                    size: Some("auto".into()),
-                    ..Default::default()
-                },
-                r#""size":"auto""#,
-            ),
-            (
-                ImageControls {
-                    quality: Some("low".into()),
-                    ..Default::default()
-                },
-                r#""quality":"low""#,
-            ),
-            (
-                ImageControls {
-                    compression: Some(0),
-                    ..Default::default()
-                },
-                r#""output_compression":0"#,
-            ),
-            (
-                ImageControls {
-                    background: Some("opaque".into()),
-                    ..Default::default()
-                },
-                r#""background":"opaque""#,
-            ),
-            (
-                ImageControls {
-                    image_model: Some("gpt-image-1.5".into()),
-                    ..Default::default()
-                },
-                r#""model":"gpt-image-1.5""#,
-            ),
-            (
-                ImageControls {
-                    moderation: Some("auto".into()),
-                    ..Default::default()
-                },
-                r#""moderation":"auto""#,
-            ),
-            (
-                ImageControls {
-                    partial_images: Some(0),
-                    ..Default::default()
-                },
-                r#""partial_images":0"#,
-            ),
-            (
-                ImageControls {
-                    action: Some("generate".into()),
-                    ..Default::default()
-                },
-                r#""action":"generate""#,
-            ),
-            (
-                ImageControls {
-                    input_fidelity: Some("low".into()),
-                    ..Default::default()
-                },
-                r#""input_fidelity":"low""#,
-            ),
-        ];
-        for (c, kv) in cases {
-            let mut tool = default_tool();
-            c.apply_to_tool(&mut tool);
-            assert_eq!(
-                Value::Object(tool).to_string(),
-                format!(r#"{{"type":"image_generation","output_format":"png",{kv}}}"#)
-            );
-        }
-        let mut tool = default_tool();
-        ImageControls {
-            format: Some("jpeg".into()),
-            ..Default::default()
-        }
-        .apply_to_tool(&mut tool);
-        assert_eq!(
-            Value::Object(tool).to_string(),
-            r#"{"type":"image_generation","output_format":"jpeg"}"#
-        );
-    }
-
-    #[test]
-    fn images_body() {
-        let Value::Object(mut body) = json!({"model": "gpt-image-1", "prompt": "a cat", "n": 1})
-        else {
-            unreachable!()
-        };
-        all().apply_to_images_body(&mut body);
-        assert_eq!(
-            Value::Object(body).to_string(),
-            r#"{"model":"gpt-image-2","prompt":"a cat","n":1,"size":"1536x864","quality":"high","background":"transparent","output_format":"webp","output_compression":80,"moderation":"low"}"#
-        );
-        let Value::Object(mut body) = json!({"model": "gpt-image-1", "prompt": "a cat"}) else {
-            unreachable!()
-        };
-        ImageControls::default().apply_to_images_body(&mut body);
-        assert_eq!(
-            Value::Object(body).to_string(),
-            r#"{"model":"gpt-image-1","prompt":"a cat"}"#
-        );
-    }
-
-    /// Minimal PNG: signature, IHDR with the given colour type, optional tRNS, IDAT, IEND.
-    /// CRCs are zero: the mask check reads structure only, it does not decode.
-    fn png(colour_type: u8, trns: bool) -> Vec<u8> {
-        let mut out = PNG_SIGNATURE.to_vec();
-        let mut chunk = |kind: &[u8; 4], data: &[u8]| {
-            out.extend_from_slice(&(data.len() as u32).to_be_bytes());
-            out.extend_from_slice(kind);
-            out.extend_from_slice(data);
-            out.extend_from_slice(&[0; 4]);
-        };
-        chunk(b"IHDR", &[0, 0, 0, 1, 0, 0, 0, 1, 8, colour_type, 0, 0, 0]);
-        if trns {
-            chunk(b"tRNS", &[0, 0]);
-        }
-        chunk(b"IDAT", &[0; 4]);
-        chunk(b"IEND", &[]);
-        out
-    }
-
-    #[test]
-    fn mask_checks() {
-        let rgba = png(6, false);
-        let url = mask_data_url(&rgba, "m.png").unwrap();
-        assert!(url.starts_with("data:image/png;base64,iVBORw0KGgo"));
-        assert!(mask_data_url(&png(4, false), "m.png").is_ok());
-        assert!(mask_data_url(&png(2, true), "m.png").is_ok());
-        assert_eq!(
-            err(mask_data_url(&png(2, false), "masks/m.png")),
-            "--mask masks/m.png: the PNG has no alpha channel; transparent pixels mark the area \
-             to edit, so save the mask as RGBA"
-        );
-        assert_eq!(
-            err(mask_data_url(b"\xff\xd8\xff\xe0 jpeg", "m.jpg")),
-            "--mask m.jpg: not a PNG file (the mask must be a PNG with an alpha channel)"
-        );
-        assert_eq!(
-            err(mask_data_url(&rgba[..20], "m.png")),
-            "--mask m.png: the PNG is truncated or corrupt"
-        );
-    }
-
-    #[test]
-    fn mask_in_tool() {
-        let mut tool = default_tool();
-        apply_mask_to_tool(&mut tool, "data:image/png;base64,AAAA");
-        assert_eq!(
-            Value::Object(tool).to_string(),
-            r#"{"type":"image_generation","output_format":"png","input_image_mask":{"image_url":"data:image/png;base64,AAAA"}}"#
-        );
     }
 
     #[test]

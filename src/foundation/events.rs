@@ -10,7 +10,7 @@
 
 use std::sync::Arc;
 
-use crate::output::SavedImage;
+use super::job::SavedImage;
 
 /// Where a job is. Stage changes are what live displays and MCP progress notifications show.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]

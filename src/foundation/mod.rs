@@ -1,0 +1,12 @@
+//! Foundations: what every layer above may use and what uses nothing of the crate above it.
+//! Typed errors and exit codes, the environment snapshot and paths, the events a job reports,
+//! the job's own types (`JobSpec` and its parts, image controls, URL classification), and
+//! moving blocking work off the async threads.
+
+pub(crate) mod blocking;
+pub(crate) mod controls;
+pub(crate) mod error;
+pub(crate) mod events;
+pub(crate) mod job;
+pub(crate) mod paths;
+pub(crate) mod url;
