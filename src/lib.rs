@@ -24,7 +24,8 @@ pub use foundation::events::{Event, EventSink, NullSink, Stage};
 pub use foundation::job::{
     Backend, JobResult, JobSpec, MetadataMode, Naming, Reference, RefreshReport,
 };
-pub use engine::{Delays, Engine, EngineSettings, DEFAULT_BASE_URL, DEFAULT_REFRESH_URL};
+pub use engine::settings::{Delays, EngineSettings, DEFAULT_BASE_URL, DEFAULT_REFRESH_URL};
+pub use engine::shared::Engine;
 pub use foundation::error::{AuthErrorKind, Error, ErrorKind, RefreshErrorKind, Result, UsageLimit};
 pub use foundation::job::SavedImage;
 pub use foundation::paths::Environment;

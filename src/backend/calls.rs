@@ -8,7 +8,8 @@ use std::collections::HashMap;
 use serde_json::{Map, Value};
 
 use super::sse::Lifted;
-use crate::output::ImageData;
+use crate::output::saver::ImageData;
+use crate::output::saver::CallState;
 
 /// One `image_generation_call` as found in a single payload.
 #[derive(Debug, Default, PartialEq)]
@@ -18,16 +19,6 @@ pub struct CallUpdate {
     pub revised_prompt: Option<String>,
     pub partial: Option<bool>,
     pub result: Option<ImageData>,
-}
-
-/// The merged state of one call across every event so far (without its base64 text).
-#[derive(Debug, Default, Clone, PartialEq)]
-pub struct CallState {
-    pub id: Option<String>,
-    pub status: Option<String>,
-    pub revised_prompt: Option<String>,
-    pub partial: Option<bool>,
-    pub has_result: bool,
 }
 
 /// Every image call in a payload, consuming it. `payload_type` decides the default `partial`;

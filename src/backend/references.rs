@@ -76,7 +76,7 @@ fn load_path(raw: &str, env: &Environment, progress: &Reporter) -> Result<Loaded
         description: format!("{}, {mime}, {} bytes", path.display(), bytes.len()),
         image_url,
         source: path.display().to_string(),
-        sha256: Some(crate::output::sha256_hex(&bytes)),
+        sha256: Some(crate::output::decode::sha256_hex(&bytes)),
     })
 }
 
@@ -99,7 +99,7 @@ fn load_url(url: &str, progress: &Reporter) -> Result<LoadedReference> {
         .then(|| url.split_once(";base64,"))
         .flatten()
         .and_then(|(_, data)| STANDARD.decode(data.trim()).ok())
-        .map(|bytes| crate::output::sha256_hex(&bytes));
+        .map(|bytes| crate::output::decode::sha256_hex(&bytes));
     Ok(LoadedReference {
         description: if is_data {
             "data:image/...".to_string()

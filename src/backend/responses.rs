@@ -13,7 +13,8 @@ use super::{http_error, post_json, transport_message};
 use crate::foundation::events::Reporter;
 use crate::foundation::error::{Error, Result};
 use crate::foundation::job::SavedImage;
-use crate::output::{self, OutputPlan, StreamingSaver};
+use crate::output::naming::OutputPlan;
+use crate::output::saver::{self, StreamingSaver};
 
 /// Everything an attempt produced, kept outside the attempt's future so a timeout can still
 /// report the images saved before it fired.
@@ -103,7 +104,7 @@ pub async fn run(
             return Err(state.processor.no_image_error());
         }
         state.saved_at_end =
-            crate::foundation::blocking::run(|| output::save_all(req.plan, collected.calls, &req.progress))?;
+            crate::foundation::blocking::run(|| saver::save_all(req.plan, collected.calls, &req.progress))?;
         return Ok(());
     }
 

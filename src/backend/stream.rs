@@ -4,16 +4,24 @@
 
 use serde_json::Value;
 
-use super::calls::{self, CallState, CallTracker};
+use super::calls::{self, CallTracker};
+use crate::output::saver::{CallState, StreamingSaver};
 use super::errors::{self, BackendError};
 use super::sse;
 use crate::foundation::events::Reporter;
 use crate::foundation::error::{Error, Result};
-use crate::output::ImageData;
+use crate::output::saver::ImageData;
 
 /// Receives each merged image call; `result` is the image data the current event carried.
 pub trait CallSink {
     fn on_call(&mut self, key: &str, state: &CallState, result: Option<ImageData>) -> Result<()>;
+}
+
+/// Streamed images are saved by the output layer's saver as their calls complete.
+impl CallSink for StreamingSaver {
+    fn on_call(&mut self, key: &str, state: &CallState, result: Option<ImageData>) -> Result<()> {
+        StreamingSaver::on_call(self, key, state, result)
+    }
 }
 
 /// `type`, else `event`, else `item.type`, else `object` (JavaScript `typeof` for non-objects).

@@ -38,7 +38,7 @@ use self::{
     run::{iso, rerun_advice, RunReport, Scheduler},
 };
 use crate::foundation::job::JobSpec;
-use crate::engine::Engine;
+use crate::engine::shared::Engine;
 
 pub(crate) const MAX_JOBS: usize = 16;
 pub(crate) const MAX_COUNT: u32 = 10;

@@ -32,7 +32,7 @@ use super::{
 };
 use crate::foundation::events::{Event, EventSink};
 use crate::foundation::job::JobResult;
-use crate::engine::Engine;
+use crate::engine::shared::Engine;
 use crate::foundation::error::{Error, ErrorKind};
 use crate::foundation::job::SavedImage;
 

@@ -13,7 +13,7 @@ use crate::auth::AuthSettings;
 use crate::foundation::job::{
     Backend, JobSpec, Reference, DEFAULT_IMAGES_MODEL, DEFAULT_RESPONSES_MODEL, DEFAULT_RETRIES,
 };
-use crate::engine::{DEFAULT_BASE_URL, DEFAULT_REFRESH_URL};
+use crate::engine::settings::{DEFAULT_BASE_URL, DEFAULT_REFRESH_URL};
 use crate::foundation::error::{Error, Result};
 use crate::foundation::job::MetadataMode;
 use crate::foundation::paths::{self, Environment};

@@ -14,7 +14,7 @@ use crate::foundation::controls::ImageControls;
 use crate::foundation::events::{Event, Reporter, Stage};
 use crate::foundation::job::{Backend, JobResult, JobSpec};
 use super::retry::{retry_delay_ms, retry_reason};
-use super::Engine;
+use super::shared::Engine;
 use crate::auth::{Auth, AuthContext};
 use crate::backend::cookies::CookieJar;
 use crate::backend::images::{self, ImagesRequest, Operation};
@@ -23,7 +23,7 @@ use crate::backend::request;
 use crate::backend::responses::{self, AttemptState, ResponsesRequest};
 use crate::foundation::error::{Error, Result};
 use crate::foundation::job::SavedImage;
-use crate::output::OutputPlan;
+use crate::output::naming::OutputPlan;
 
 /// Seconds for messages: up to 3 decimals, no trailing zeros (`1.5`, `300`, `0.25`).
 pub(crate) fn format_seconds(ms: u64) -> String {

@@ -6,7 +6,14 @@ use serde_json::{json, Value};
 
 use crate::foundation::job::{Backend, JobSpec};
 use crate::auth::fence::CredentialState;
-use crate::auth::Auth;
+use crate::auth::refresh::REASON_BACKEND_401;
+use crate::auth::{Auth, Fallback};
+use crate::backend::request;
+use crate::foundation::error::{Error, Result};
+use crate::foundation::events::{EventSink, Reporter};
+use std::sync::Arc;
+use std::time::Duration;
+use super::shared::Engine;
 
 /// Milliseconds as a JSON number of seconds (3 decimals), an integer when it is one (`300`).
 pub(crate) fn seconds_value(ms: u64) -> Value {
@@ -51,4 +58,82 @@ pub(crate) fn smoke_report(base_url: &str, user_agent: &str, auth: &Auth, job: &
         "timeout_ms": job.timeout_ms,
         "credential_state": CredentialState::of(auth).as_str(),
     })
+}
+
+/// How long `--usage` waits for the backend's answer.
+const USAGE_TIMEOUT: Duration = Duration::from_secs(60);
+
+impl Engine {
+    /// The `--smoke` report: which store and profile `job` would use and the state of its
+    /// credentials, as a JSON object. Reads the first store only; no network, never a token.
+    pub async fn auth_status(&self, job: &JobSpec) -> Result<serde_json::Value> {
+        let ctx = self.auth().context()?;
+        let auth = crate::foundation::blocking::run(|| ctx.read(&ctx.path))?;
+        Ok(self.smoke_report(&auth, job))
+    }
+
+    /// The `--usage` report: the plan and its quota windows, as a JSON object (`plan_type`,
+    /// `allowed`, `limit_reached`, `primary`, `secondary`). Costs no image quota.
+    pub async fn usage(&self, sink: Arc<dyn EventSink>) -> Result<serde_json::Value> {
+        let progress = Reporter::new(sink);
+        Ok(crate::backend::usage::to_json(
+            &self.usage_report(&progress).await?,
+        ))
+    }
+
+    /// `GET <base without /codex>/wham/usage` with fresh credentials; a 401 refreshes once.
+    pub(crate) async fn usage_report(
+        &self,
+        progress: &Reporter,
+    ) -> Result<crate::backend::usage::Usage> {
+        use crate::backend::usage;
+        let ctx = self.auth().context()?;
+        let prepared = self
+            .auth()
+            .prepare(&ctx, false, Fallback::Allowed, progress)
+            .await?;
+        let url = usage::usage_url(&self.inner().base_url);
+        let mut auth = prepared.auth;
+        let mut refreshed = false;
+        loop {
+            progress.info(&format!("codex-imagen: GET {url}"));
+            let headers = request::base_headers(&self.identity_for(&auth), "application/json");
+            let response = self
+                .inner()
+                .http
+                .get()?
+                .get(&url)
+                .headers(headers)
+                // A quota look-up is one small JSON answer: it must not hang a script.
+                .timeout(USAGE_TIMEOUT)
+                .send()
+                .await
+                .map_err(|e| match e.is_timeout() {
+                    true => Error::Timeout(format!(
+                        "{url} did not answer within {} s.",
+                        USAGE_TIMEOUT.as_secs()
+                    )),
+                    false => Error::Transport(crate::backend::transport_message(&e)),
+                })?;
+            let status = response.status().as_u16();
+            if status == 401 && !refreshed && self.auth().settings().refresh {
+                let (fresh, _) = self
+                    .auth()
+                    .refresh(&ctx, &auth, REASON_BACKEND_401, progress)
+                    .await?;
+                auth = fresh;
+                refreshed = true;
+                continue;
+            }
+            if !response.status().is_success() {
+                return Err(crate::backend::http_error(response).await);
+            }
+            let body = response
+                .text()
+                .await
+                .map_err(|e| Error::Transport(crate::backend::transport_message(&e)))?;
+            return usage::parse(&body, chrono::Utc::now())
+                .map_err(|e| Error::BadResponse(format!("{e} (from {url})")));
+        }
+    }
 }

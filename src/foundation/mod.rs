@@ -9,4 +9,5 @@ pub(crate) mod error;
 pub(crate) mod events;
 pub(crate) mod job;
 pub(crate) mod paths;
+pub(crate) mod process;
 pub(crate) mod url;

@@ -24,7 +24,8 @@ use std::time::Duration;
 
 use crate::cli::args::Args;
 use crate::cli::{config, terminal, validate};
-use crate::engine::{Engine, EngineSettings};
+use crate::engine::settings::EngineSettings;
+use crate::engine::shared::Engine;
 use crate::foundation::error::{Error, Result};
 use crate::foundation::paths::Environment;
 pub(crate) use server::McpDefaults;

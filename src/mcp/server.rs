@@ -14,7 +14,7 @@ use rmcp::{tool_handler, ServerHandler, ServiceExt};
 
 use crate::cli::terminal;
 use crate::foundation::job::JobSpec;
-use crate::engine::Engine;
+use crate::engine::shared::Engine;
 use crate::foundation::error::{Error, Result};
 
 /// Longest gap between two progress notifications while a job waits.

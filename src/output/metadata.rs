@@ -32,7 +32,7 @@ use img_parts::{Bytes, ImageICC};
 use serde_json::{json, Map, Value};
 
 #[cfg(test)]
-use super::sha256_hex;
+use super::decode::sha256_hex;
 
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum MetadataError {
@@ -173,7 +173,7 @@ pub(crate) fn write_sidecar(image_path: &Path, record: &Value) -> Result<PathBuf
     })?;
     text.push('\n');
     // Synced before the rename: a crash right after it must not leave an empty record.
-    super::replace_file(&target, &[text.as_bytes()], true).map_err(|source| MetadataError::Io {
+    super::atomic::replace_file(&target, &[text.as_bytes()], true).map_err(|source| MetadataError::Io {
         path: target.display().to_string(),
         source,
     })?;

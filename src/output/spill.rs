@@ -26,7 +26,7 @@ use std::sync::{Arc, Mutex};
 
 use base64::Engine;
 
-use super::{Fingerprint, B64};
+use super::decode::{hex, invalid_base64, Fingerprint, B64};
 use crate::foundation::error::{Error, Result};
 
 /// Decoded bytes gathered before each write: about 250 KiB of base64.
@@ -87,7 +87,7 @@ impl TempFiles {
                 .ok()
                 .and_then(|modified| modified.elapsed().ok())
                 .is_some_and(|age| age > STALE_AFTER);
-            if pid != own && old && !crate::auth::lock::pid_alive(pid) {
+            if pid != own && old && !crate::foundation::process::pid_alive(pid) {
                 let _ = std::fs::remove_file(entry.path());
             }
         }
@@ -361,7 +361,7 @@ impl SpillWriter {
             }
         }
         self.flush();
-        let sha256 = super::hex(self.sha256.finish().as_ref());
+        let sha256 = hex(self.sha256.finish().as_ref());
         Spill {
             temp: self.temp,
             len: self.decoded_len,
@@ -440,7 +440,7 @@ impl Spill {
     /// A text that did not decode fails as the same image held in memory would.
     pub(crate) fn check_decoded(&self, call_id: Option<&str>) -> Result<()> {
         match &self.error {
-            Some(err) => Err(super::invalid_base64(call_id, err)),
+            Some(err) => Err(invalid_base64(call_id, err)),
             None => Ok(()),
         }
     }
@@ -507,7 +507,7 @@ mod tests {
                     let spill = spill_in_pieces(dir.path(), text.as_bytes(), size);
                     assert!(spill.decode_error().is_none(), "n {n} size {size}");
                     assert_eq!(spill.len(), n);
-                    assert_eq!(spill.sha256(), crate::output::sha256_hex(&image));
+                    assert_eq!(spill.sha256(), crate::output::decode::sha256_hex(&image));
                     assert_eq!(spill.head(), &image[..image.len().min(HEAD)]);
                     assert_eq!(spill.fingerprint(), Fingerprint::of(&text));
                     let written = std::fs::read(spill.temp_path()).unwrap();

@@ -33,7 +33,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::cli::config::Config;
 use crate::foundation::job::JobSpec;
-use crate::engine::{Engine, EngineSettings};
+use crate::engine::settings::EngineSettings;
+use crate::engine::shared::Engine;
 use crate::foundation::error::{Error, Result};
 use config::ServeConfig;
 use openai::{ApiError, Parsed};

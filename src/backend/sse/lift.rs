@@ -27,7 +27,7 @@ use std::sync::Arc;
 use serde_json::Value;
 
 use crate::output::spill::{Spill, SpillTarget, SpillWriter};
-use crate::output::ImageData;
+use crate::output::saver::ImageData;
 
 /// Strings shorter than this stay in the text: lifting pays off only for image data.
 pub const LIFT_MIN: usize = 64 * 1024;
@@ -497,7 +497,7 @@ mod tests {
                 panic!("claimed as a spilled image");
             };
             assert_eq!(spill.len(), image.len());
-            assert_eq!(spill.sha256(), crate::output::sha256_hex(&image));
+            assert_eq!(spill.sha256(), crate::output::decode::sha256_hex(&image));
             assert!(matches!(lifted.claim("plain".into()), ImageData::Inline(s) if s == "plain"));
             drop(spill);
             drop(lifted);

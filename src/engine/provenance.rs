@@ -12,10 +12,12 @@
 
 use std::path::Path;
 
-use super::metadata::{
+use crate::output::metadata::{
     embed, sidecar_record, write_sidecar, Embedded, RecordInput, ReferenceInput,
 };
-use super::{sha256_hex, write_atomic, SavedImage};
+use crate::foundation::job::SavedImage;
+use crate::output::atomic::write_atomic;
+use crate::output::decode::sha256_hex;
 use crate::backend::references::LoadedReference;
 use crate::foundation::events::Reporter;
 use crate::foundation::job::{JobResult, JobSpec, MetadataMode};
