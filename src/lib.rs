@@ -11,22 +11,26 @@ mod auth;
 mod backend;
 mod batch;
 mod cli;
+mod dispatch;
 mod engine;
 mod foundation;
+mod frontend;
 mod mcp;
 mod output;
 mod serve;
 
 pub use auth::AuthSettings;
-pub use cli::run;
+pub use dispatch::run;
+pub use engine::settings::{Delays, EngineSettings, DEFAULT_BASE_URL, DEFAULT_REFRESH_URL};
+pub use engine::shared::Engine;
 pub use foundation::controls::ImageControls;
+pub use foundation::error::{
+    AuthErrorKind, Error, ErrorKind, RefreshErrorKind, Result, UsageLimit,
+};
 pub use foundation::events::{Event, EventSink, NullSink, Stage};
+pub use foundation::job::SavedImage;
 pub use foundation::job::{
     Backend, JobResult, JobSpec, MetadataMode, Naming, Reference, RefreshReport,
 };
-pub use engine::settings::{Delays, EngineSettings, DEFAULT_BASE_URL, DEFAULT_REFRESH_URL};
-pub use engine::shared::Engine;
-pub use foundation::error::{AuthErrorKind, Error, ErrorKind, RefreshErrorKind, Result, UsageLimit};
-pub use foundation::job::SavedImage;
 pub use foundation::paths::Environment;
 pub use tokio_util::sync::CancellationToken;

@@ -30,6 +30,13 @@ pub(crate) fn fence(auth: &Auth) -> Option<Fence> {
     })
 }
 
+impl Auth {
+    /// A refresh token is present, and it is a token: a fence marker never counts as one.
+    pub fn refresh_token_present(&self) -> bool {
+        self.refresh_token.is_some() && fence(self).is_none()
+    }
+}
+
 /// `(claim id, failed)` of one fence token.
 fn fence_token<'a>(token: &'a str, kind: &str) -> Option<(&'a str, bool)> {
     let hex = |s: &str, len: usize| {

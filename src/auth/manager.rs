@@ -18,8 +18,8 @@ use super::lock::LockRegistry;
 use super::refresh::{self, AuthDelays, Refresher};
 use super::{discover, warn_auth_mode, Auth, AuthContext, AuthSettings, Fallback, PreparedAuth};
 use super::{RefreshOutcome, SelectOptions};
-use crate::foundation::events::{Event, Reporter, Stage};
 use crate::foundation::error::{AuthErrorKind, Error, Result};
+use crate::foundation::events::{Event, Reporter, Stage};
 use crate::foundation::paths::Environment;
 
 /// One profile in one store: what a refresh is single-flight over.

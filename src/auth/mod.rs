@@ -23,8 +23,8 @@ use std::path::{Path, PathBuf};
 pub(crate) use select::SelectOptions;
 pub(crate) use store::Auth;
 
-use crate::foundation::events::Reporter;
 use crate::foundation::error::Result;
+use crate::foundation::events::Reporter;
 use crate::foundation::paths::{Environment, OpenClawDirs};
 
 /// Which credentials a process uses: `--auth`, `--auth-profile`, the token endpoint, and whether

@@ -35,8 +35,8 @@ use super::store::{parse_auth, read_document, Auth, AuthFormat};
 use super::token::now_ms;
 use super::write::write_store_atomic;
 use super::{AuthContext, RefreshOutcome};
-use crate::foundation::events::Reporter;
 use crate::foundation::error::{Error, RefreshErrorKind, Result};
+use crate::foundation::events::Reporter;
 
 const REFRESH_SKEW_SECONDS: i64 = 300;
 const EIGHT_DAYS_MS: i64 = 8 * 24 * 60 * 60 * 1000;

@@ -92,11 +92,6 @@ impl Auth {
         }
     }
 
-    /// A refresh token is present, and it is a token: a fence marker never counts as one.
-    pub fn refresh_token_present(&self) -> bool {
-        self.refresh_token.is_some() && super::fence::fence(self).is_none()
-    }
-
     /// True when any credential field differs (used to notice another process's refresh).
     pub fn credentials_differ(&self, other: &Auth) -> bool {
         self.access_token != other.access_token

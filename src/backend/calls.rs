@@ -8,8 +8,8 @@ use std::collections::HashMap;
 use serde_json::{Map, Value};
 
 use super::sse::Lifted;
-use crate::output::saver::ImageData;
 use crate::output::saver::CallState;
+use crate::output::saver::ImageData;
 
 /// One `image_generation_call` as found in a single payload.
 #[derive(Debug, Default, PartialEq)]

@@ -3,15 +3,7 @@
 
 use serde_json::Value;
 
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct BackendError {
-    pub source: String,
-    pub code: Option<String>,
-    pub kind: Option<String>,
-    pub status: Option<String>,
-    pub param: Option<String>,
-    pub message: String,
-}
+use crate::foundation::error::BackendError;
 
 fn scalar(value: Option<&Value>) -> Option<String> {
     match value? {

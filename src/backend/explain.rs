@@ -139,7 +139,10 @@ where
 }
 
 /// The usage limit's reset time from a `usage_limit_reached` body; `None` for any other body.
-pub fn usage_limit(body: &str, now: DateTime<chrono::Utc>) -> Option<crate::foundation::error::UsageLimit> {
+pub fn usage_limit(
+    body: &str,
+    now: DateTime<chrono::Utc>,
+) -> Option<crate::foundation::error::UsageLimit> {
     let parsed: Value = serde_json::from_str(body).ok()?;
     let error = parsed.get("error")?;
     let is_usage_limit = ["type", "code"]

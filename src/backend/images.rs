@@ -10,18 +10,19 @@ use reqwest::header::HeaderMap;
 use reqwest::Client;
 use serde_json::{json, Map, Value};
 
-use crate::output::saver::CallState;
 use super::cookies::CookieJar;
-use super::errors::{self, BackendError};
+use super::errors;
 use super::request::{base_headers, RequestIdentity};
 use super::responses::AttemptState;
 use super::{http_error, post_json};
 use crate::foundation::controls::ImageControls;
-use crate::foundation::events::Reporter;
+use crate::foundation::error::BackendError;
 use crate::foundation::error::{Error, Result};
-use crate::output::saver::ImageData;
+use crate::foundation::events::Reporter;
 use crate::output::naming::OutputPlan;
 use crate::output::saver;
+use crate::output::saver::CallState;
+use crate::output::saver::ImageData;
 
 /// The event type an Images response is recorded as, so the retry policy and the messages treat
 /// "a JSON answer without image data" the same way for both backends.
@@ -156,7 +157,8 @@ pub async fn run(
     if calls.is_empty() {
         return Err(no_image_error(backend_errors));
     }
-    state.saved_at_end = crate::foundation::blocking::run(|| saver::save_all(req.plan, calls, &req.progress))?;
+    state.saved_at_end =
+        crate::foundation::blocking::run(|| saver::save_all(req.plan, calls, &req.progress))?;
     Ok(metadata)
 }
 

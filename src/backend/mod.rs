@@ -20,8 +20,8 @@ pub mod usage;
 
 use reqwest::header::{HeaderMap, HeaderValue, COOKIE};
 
-use crate::foundation::events::Reporter;
 use crate::foundation::error::{Error, Result};
+use crate::foundation::events::Reporter;
 
 /// The HTTP client every job of an engine shares, built on first use: `--smoke` and the
 /// service's `/health` never pay for the TLS set-up (root certificates) they do not need.
@@ -106,8 +106,7 @@ pub async fn post_json(
             .await
             .map_err(|e| Error::Transport(transport_message(&e)))?;
         let set = jar.remember(url, response.headers());
-        if cookies::retry_with_cookies(response.status().as_u16(), set, cookie_retried)
-        {
+        if cookies::retry_with_cookies(response.status().as_u16(), set, cookie_retried) {
             progress.info("codex-imagen: retrying with ChatGPT Cloudflare cookies");
             cookie_retried = true;
             continue;

@@ -6,11 +6,11 @@ use base64::Engine;
 
 use std::path::Path;
 
+use crate::foundation::error::{Error, Result};
 use crate::foundation::events::Reporter;
 use crate::foundation::job::Reference;
-use crate::foundation::url::is_url;
-use crate::foundation::error::{Error, Result};
 use crate::foundation::paths::Environment;
+use crate::foundation::url::is_url;
 
 const LARGE_DATA_URL_BYTES: usize = 15 * 1024 * 1024;
 

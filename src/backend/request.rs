@@ -4,8 +4,8 @@
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 use serde_json::{json, Value};
 
-use super::references::LoadedReference;
 use super::body;
+use super::references::LoadedReference;
 use crate::foundation::controls::ImageControls;
 use crate::foundation::paths::Environment;
 

@@ -10,8 +10,8 @@ use super::request::{responses_body, responses_headers, RequestIdentity};
 use super::sse;
 use super::stream::{CollectedCalls, EventProcessor};
 use super::{http_error, post_json, transport_message};
-use crate::foundation::events::Reporter;
 use crate::foundation::error::{Error, Result};
+use crate::foundation::events::Reporter;
 use crate::foundation::job::SavedImage;
 use crate::output::naming::OutputPlan;
 use crate::output::saver::{self, StreamingSaver};
@@ -103,8 +103,9 @@ pub async fn run(
         if collected.calls.is_empty() {
             return Err(state.processor.no_image_error());
         }
-        state.saved_at_end =
-            crate::foundation::blocking::run(|| saver::save_all(req.plan, collected.calls, &req.progress))?;
+        state.saved_at_end = crate::foundation::blocking::run(|| {
+            saver::save_all(req.plan, collected.calls, &req.progress)
+        })?;
         return Ok(());
     }
 
@@ -115,7 +116,9 @@ pub async fn run(
                 #[cfg(debug_assertions)]
                 block_for_test(req.test_block_on_event, &event.event);
                 // Decoding, hashing and writing a large image is blocking work.
-                crate::foundation::blocking::run(|| state.processor.on_event(event, &mut state.saver))?;
+                crate::foundation::blocking::run(|| {
+                    state.processor.on_event(event, &mut state.saver)
+                })?;
                 // `response.completed` ends the turn, as in codex-rs: whatever the connection does
                 // afterwards (a trailing `[DONE]`, a reset) cannot undo saved, completed images.
                 if state.processor.saw("response.completed") {

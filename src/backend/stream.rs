@@ -5,12 +5,13 @@
 use serde_json::Value;
 
 use super::calls::{self, CallTracker};
-use crate::output::saver::{CallState, StreamingSaver};
-use super::errors::{self, BackendError};
+use super::errors;
 use super::sse;
-use crate::foundation::events::Reporter;
+use crate::foundation::error::BackendError;
 use crate::foundation::error::{Error, Result};
+use crate::foundation::events::Reporter;
 use crate::output::saver::ImageData;
+use crate::output::saver::{CallState, StreamingSaver};
 
 /// Receives each merged image call; `result` is the image data the current event carried.
 pub trait CallSink {

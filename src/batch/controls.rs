@@ -8,7 +8,7 @@
 
 use std::path::Path;
 
-use super::input::{check_local, resolve};
+use super::resolve::{check_local, resolve};
 use crate::foundation::controls::check_combination;
 use crate::foundation::job::{JobSpec, Naming};
 

@@ -20,6 +20,7 @@ use std::{
 use serde_json::{Map, Value};
 
 use super::controls;
+use super::resolve::{check_local, resolve};
 use crate::foundation::job::{JobSpec, Reference};
 
 /// Everything a line may inherit, and how to name and resolve what it says.
@@ -364,16 +365,6 @@ fn resolve_ref(base: &Path, reference: &str) -> Reference {
     }
 }
 
-/// Joins `path` onto `base` unless it is absolute.
-pub(crate) fn resolve(base: &Path, path: &str) -> PathBuf {
-    let p = Path::new(path);
-    if p.is_absolute() {
-        p.to_path_buf()
-    } else {
-        base.join(p)
-    }
-}
-
 /// The template with its relative paths fixed to its own base directory, so lines that
 /// inherit them keep their meaning under a different `base_dir`.
 fn absolutize_template(template: &JobSpec) -> JobSpec {
@@ -426,18 +417,6 @@ pub(crate) fn numbered_output(output: &str, copy: u32) -> String {
         None => format!("{stem}-{copy}"),
     };
     path.with_file_name(name).to_string_lossy().into_owned()
-}
-
-pub(crate) fn check_local(base: &Path, key: &str, reference: &str) -> Result<(), String> {
-    let Reference::Path(path) = Reference::classify(reference) else {
-        return Ok(());
-    };
-    let path = resolve(base, &path);
-    if path.is_file() {
-        Ok(())
-    } else {
-        Err(format!("{key}: no such file: {}", path.display()))
-    }
 }
 
 /// Merges a line into the template and expands `--count`. Ok holds the line's id (before the

@@ -15,9 +15,11 @@
 pub(crate) mod controls;
 pub(crate) mod display;
 pub(crate) mod input;
+pub(crate) mod resolve;
 pub(crate) mod results;
 pub(crate) mod run;
 pub(crate) mod signals;
+pub(crate) mod start;
 
 use std::{
     io::Read,
@@ -37,12 +39,12 @@ use self::{
     results::{ResultRecord, ResultsFile, ResumeIndex, Status},
     run::{iso, rerun_advice, RunReport, Scheduler},
 };
-use crate::foundation::job::JobSpec;
 use crate::engine::shared::Engine;
+use crate::foundation::job::JobSpec;
+use crate::frontend::validate;
 
-pub(crate) const MAX_JOBS: usize = 16;
-pub(crate) const MAX_COUNT: u32 = 10;
-pub(crate) const DEFAULT_JOBS: usize = 2;
+pub(crate) const MAX_JOBS: usize = validate::MAX_JOBS as usize;
+pub(crate) use validate::{DEFAULT_JOBS, MAX_COUNT};
 
 /// Where the batch comes from.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -544,7 +546,7 @@ fn count_json(report: &RunReport, count: u32, seconds: f64) -> serde_json::Value
         match outcome {
             Ok(result) => {
                 for image in &result.images {
-                    let mut value = crate::cli::report::image_json(image);
+                    let mut value = crate::frontend::report::image_json(image);
                     if let Value::Object(map) = &mut value {
                         map.insert("job".into(), json!(id));
                     }

@@ -30,10 +30,10 @@ use super::{
     results::{ErrorRecord, ImageRecord, ResultRecord, ResultsFile, Status},
     signals::{ShutdownSignal, ShutdownSignals},
 };
-use crate::foundation::events::{Event, EventSink};
-use crate::foundation::job::JobResult;
 use crate::engine::shared::Engine;
 use crate::foundation::error::{Error, ErrorKind};
+use crate::foundation::events::{Event, EventSink};
+use crate::foundation::job::JobResult;
 use crate::foundation::job::SavedImage;
 
 /// Per-job event sink: forwards to the display under the job's id and keeps what a failed run's

@@ -10,9 +10,6 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::foundation::controls::ImageControls;
-use crate::foundation::events::{Event, Reporter, Stage};
-use crate::foundation::job::{Backend, JobResult, JobSpec};
 use super::retry::{retry_delay_ms, retry_reason};
 use super::shared::Engine;
 use crate::auth::{Auth, AuthContext};
@@ -21,8 +18,11 @@ use crate::backend::images::{self, ImagesRequest, Operation};
 use crate::backend::references::LoadedReference;
 use crate::backend::request;
 use crate::backend::responses::{self, AttemptState, ResponsesRequest};
+use crate::foundation::controls::ImageControls;
 use crate::foundation::error::{Error, Result};
+use crate::foundation::events::{Event, Reporter, Stage};
 use crate::foundation::job::SavedImage;
+use crate::foundation::job::{Backend, JobResult, JobSpec};
 use crate::output::naming::OutputPlan;
 
 /// Seconds for messages: up to 3 decimals, no trailing zeros (`1.5`, `300`, `0.25`).

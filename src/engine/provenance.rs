@@ -12,16 +12,16 @@
 
 use std::path::Path;
 
+use crate::backend::references::LoadedReference;
+use crate::foundation::error::{Error, Result};
+use crate::foundation::events::Reporter;
+use crate::foundation::job::SavedImage;
+use crate::foundation::job::{JobResult, JobSpec, MetadataMode};
+use crate::output::atomic::write_atomic;
+use crate::output::decode::sha256_hex;
 use crate::output::metadata::{
     embed, sidecar_record, write_sidecar, Embedded, RecordInput, ReferenceInput,
 };
-use crate::foundation::job::SavedImage;
-use crate::output::atomic::write_atomic;
-use crate::output::decode::sha256_hex;
-use crate::backend::references::LoadedReference;
-use crate::foundation::events::Reporter;
-use crate::foundation::job::{JobResult, JobSpec, MetadataMode};
-use crate::foundation::error::{Error, Result};
 
 /// Write the provenance `job.metadata` asks for, for every image of `result`.
 pub(crate) fn apply(

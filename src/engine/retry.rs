@@ -11,7 +11,8 @@
 //! cookies it wants back (SPEC §10.3), is `backend/cookies.rs`'s `retry_with_cookies`: it is
 //! not a retry of a failed generation (nothing ran) and uses none of the run's retries.
 
-use crate::backend::errors::{dedupe, BackendError};
+use crate::backend::errors::dedupe;
+use crate::foundation::error::BackendError;
 use crate::foundation::error::Error;
 
 /// Event types that show the backend accepted the request and was still working on it.
@@ -302,8 +303,7 @@ mod tests {
 
     #[test]
     fn an_images_answer_without_data_is_retried() {
-        let payload =
-            serde_json::json!({"data": [], "error": {"code": "image_backend_hiccup", "message": "try later"}});
+        let payload = serde_json::json!({"data": [], "error": {"code": "image_backend_hiccup", "message": "try later"}});
         let errs = crate::backend::errors::from_payload(&payload, "image_response");
         let err = crate::backend::images::no_image_error(errs);
         assert_eq!(

@@ -9,7 +9,6 @@ use crate::auth::manager::AuthManager;
 use crate::auth::Auth;
 use crate::backend::request::{self, RequestIdentity};
 use crate::foundation::error::Result;
-use crate::foundation::job::JobSpec;
 use crate::foundation::paths::Environment;
 
 pub(crate) struct Inner {
@@ -97,10 +96,6 @@ impl Engine {
     pub fn release_locks(&self) {
         self.inner.auth.locks().release_all();
         self.inner.temp_files.remove_all();
-    }
-
-    pub(crate) fn smoke_report(&self, auth: &Auth, job: &JobSpec) -> serde_json::Value {
-        super::status::smoke_report(&self.inner.base_url, &self.inner.user_agent, auth, job)
     }
 
     pub(crate) fn identity_for(&self, auth: &Auth) -> RequestIdentity {

@@ -4,16 +4,16 @@
 
 use serde_json::{json, Value};
 
-use crate::foundation::job::{Backend, JobSpec};
+use super::shared::Engine;
 use crate::auth::fence::CredentialState;
 use crate::auth::refresh::REASON_BACKEND_401;
 use crate::auth::{Auth, Fallback};
 use crate::backend::request;
 use crate::foundation::error::{Error, Result};
 use crate::foundation::events::{EventSink, Reporter};
+use crate::foundation::job::{Backend, JobSpec};
 use std::sync::Arc;
 use std::time::Duration;
-use super::shared::Engine;
 
 /// Milliseconds as a JSON number of seconds (3 decimals), an integer when it is one (`300`).
 pub(crate) fn seconds_value(ms: u64) -> Value {
@@ -135,5 +135,9 @@ impl Engine {
             return usage::parse(&body, chrono::Utc::now())
                 .map_err(|e| Error::BadResponse(format!("{e} (from {url})")));
         }
+    }
+
+    pub(crate) fn smoke_report(&self, auth: &Auth, job: &JobSpec) -> serde_json::Value {
+        smoke_report(&self.inner().base_url, &self.inner().user_agent, auth, job)
     }
 }

@@ -5,12 +5,22 @@
 //! explicitly: adding a variant forces a decision about its exit code (SPEC §16). Messages are
 //! what the user reads after `Error: `; none may contain a token.
 
-use crate::backend::errors::BackendError;
-
 /// The result type used across the crate.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// Why credentials could not be read from a store.
+/// An error the backend reported inside a response or stream (SPEC §11); collected by
+/// `backend/errors.rs`, carried by [`Error::GenerationFailed`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BackendError {
+    pub source: String,
+    pub code: Option<String>,
+    pub kind: Option<String>,
+    pub status: Option<String>,
+    pub param: Option<String>,
+    pub message: String,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AuthErrorKind {
     /// No store was found, or none is usable.

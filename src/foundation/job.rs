@@ -228,7 +228,6 @@ impl MetadataMode {
 #[error("--metadata must be one of: none, sidecar, embed")]
 pub(crate) struct BadMetadataMode;
 
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -10,4 +10,5 @@ pub(crate) mod events;
 pub(crate) mod job;
 pub(crate) mod paths;
 pub(crate) mod process;
+pub(crate) mod sync;
 pub(crate) mod url;

@@ -22,12 +22,12 @@ mod tools;
 
 use std::time::Duration;
 
-use crate::cli::args::Args;
-use crate::cli::{config, terminal, validate};
-use crate::engine::settings::EngineSettings;
 use crate::engine::shared::Engine;
 use crate::foundation::error::{Error, Result};
 use crate::foundation::paths::Environment;
+use crate::frontend::args::Args;
+use crate::frontend::report;
+use crate::frontend::{config, runtime, validate};
 pub(crate) use server::McpDefaults;
 
 /// A tool call's per-attempt timeout when `--timeout` is not given: an agent waits for the
@@ -43,7 +43,7 @@ pub(crate) fn run(args: Args) -> i32 {
     match serve(args) {
         Ok(code) => code,
         Err(err) => {
-            terminal::eprint_line(&format!("Error: {err}"));
+            report::eprint_line(&format!("Error: {err}"));
             err.exit_code()
         }
     }
@@ -55,12 +55,7 @@ fn serve(args: Args) -> Result<i32> {
     let (quiet, verbose) = (args.quiet, args.verbose);
     let checked = validate::validate(&args)?;
     let config = config::resolve(args, checked, Environment::capture())?;
-    let engine = Engine::new(EngineSettings {
-        env: config.env.clone(),
-        auth: config.auth.clone(),
-        base_url: config.base_url.clone(),
-        ..EngineSettings::new(config.env.clone())
-    })?;
+    let engine = Engine::new(config.engine_settings())?;
     let mut job = config.job;
     if !timeout_given {
         job.timeout_ms = DEFAULT_MCP_TIMEOUT_MS;
@@ -77,11 +72,11 @@ fn serve(args: Args) -> Result<i32> {
         verbose,
         heartbeat,
     };
-    let runtime = crate::cli::runtime()?;
+    let runtime = runtime::runtime()?;
     let outcome = runtime.block_on(async {
         tokio::select! {
             served = server::serve_stdio(engine.clone(), defaults) => Ok(served),
-            signal = crate::cli::until_signal() => Err(signal),
+            signal = runtime::until_signal() => Err(signal),
         }
     });
     match outcome {
@@ -92,7 +87,7 @@ fn serve(args: Args) -> Result<i32> {
             runtime.shutdown_timeout(Duration::from_secs(1));
             engine.release_locks();
             if !quiet {
-                terminal::eprint_line(&format!("codex-imagen: MCP server stopped by {name}"));
+                report::eprint_line(&format!("codex-imagen: MCP server stopped by {name}"));
             }
             Ok(code)
         }

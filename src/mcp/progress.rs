@@ -20,9 +20,9 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use crate::cli::terminal;
 use crate::foundation::events::{Event, EventSink, Stage};
 use crate::foundation::job::SavedImage;
+use crate::frontend::report;
 
 enum Update {
     Stage(Stage),
@@ -63,7 +63,7 @@ impl EventSink for JobSink {
                 let _ = self.tx.send(Update::Saved);
             }
             // What the user must see even with --quiet, as the CLI prints it.
-            Event::Warning(text) => terminal::eprint_line(text),
+            Event::Warning(text) => report::eprint_line(text),
             Event::RetryScheduled {
                 retry,
                 retries,
@@ -170,7 +170,7 @@ async fn report(
                 }
                 Some(Update::Note(text)) => {
                     if verbose {
-                        terminal::eprint_line(&format!("codex-imagen: mcp: {text}"));
+                        report::eprint_line(&format!("codex-imagen: mcp: {text}"));
                     }
                     false
                 }
@@ -201,7 +201,7 @@ impl Notifier {
             message.push_str(&format!(" ({saved}/{} saved)", self.jobs));
         }
         if self.verbose {
-            terminal::eprint_line(&format!("codex-imagen: mcp: {message}"));
+            report::eprint_line(&format!("codex-imagen: mcp: {message}"));
         }
         let Some(token) = &self.token else {
             return;

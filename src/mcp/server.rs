@@ -12,10 +12,10 @@ use rmcp::handler::server::router::tool::ToolRouter;
 use rmcp::model::{Implementation, ServerCapabilities, ServerConfig};
 use rmcp::{tool_handler, ServerHandler, ServiceExt};
 
-use crate::cli::terminal;
-use crate::foundation::job::JobSpec;
 use crate::engine::shared::Engine;
 use crate::foundation::error::{Error, Result};
+use crate::foundation::job::JobSpec;
+use crate::frontend::report;
 
 /// Longest gap between two progress notifications while a job waits.
 pub(crate) const DEFAULT_HEARTBEAT: Duration = Duration::from_secs(5);
@@ -53,7 +53,7 @@ impl ImagenServer {
     /// stderr only: stdout carries the protocol.
     pub(super) fn diag(&self, message: impl std::fmt::Display) {
         if self.defaults.verbose && !self.defaults.quiet {
-            terminal::eprint_line(&format!("codex-imagen: mcp: {message}"));
+            report::eprint_line(&format!("codex-imagen: mcp: {message}"));
         }
     }
 }
@@ -79,7 +79,7 @@ pub(crate) async fn serve_stdio(engine: Engine, defaults: McpDefaults) -> Result
     let quiet = defaults.quiet;
     let server = ImagenServer::new(engine, defaults);
     if !quiet {
-        terminal::eprint_line(&format!(
+        report::eprint_line(&format!(
             "codex-imagen {}: MCP server on stdio",
             env!("CARGO_PKG_VERSION")
         ));

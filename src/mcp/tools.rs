@@ -28,10 +28,10 @@ use super::progress::Reporter;
 use super::server::ImagenServer;
 use super::thumbnail::{mime_of, thumbnail_of};
 use crate::foundation::controls::{self, ControlError, ImageControls};
-use crate::foundation::events::NullSink;
-use crate::foundation::job::{JobResult, JobSpec, Reference};
 use crate::foundation::error::{Error, ErrorKind};
+use crate::foundation::events::NullSink;
 use crate::foundation::job::SavedImage;
+use crate::foundation::job::{JobResult, JobSpec, Reference};
 
 const MAX_COUNT: i64 = 4;
 /// Full images above this (as base64) risk the 16 MiB line limit of stdio MCP clients
@@ -423,7 +423,8 @@ impl ImagenServer {
             let sink = reporter.sink();
             let mut spec = self.job_spec(&request);
             if request.count > 1 {
-                spec.naming = crate::foundation::job::Naming::Stem(format!("codex-imagen-{stamp}-{k}"));
+                spec.naming =
+                    crate::foundation::job::Naming::Stem(format!("codex-imagen-{stamp}-{k}"));
             }
             let cancel = jobs_ct.child_token();
             let task = tokio::spawn({

@@ -173,9 +173,11 @@ pub(crate) fn write_sidecar(image_path: &Path, record: &Value) -> Result<PathBuf
     })?;
     text.push('\n');
     // Synced before the rename: a crash right after it must not leave an empty record.
-    super::atomic::replace_file(&target, &[text.as_bytes()], true).map_err(|source| MetadataError::Io {
-        path: target.display().to_string(),
-        source,
+    super::atomic::replace_file(&target, &[text.as_bytes()], true).map_err(|source| {
+        MetadataError::Io {
+            path: target.display().to_string(),
+            source,
+        }
     })?;
     Ok(target)
 }

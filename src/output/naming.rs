@@ -105,7 +105,11 @@ impl OutputPlan {
     }
 
     /// The warning for an exact `--output` file whose extension is not the image's format.
-    pub(crate) fn extension_warning(&self, path: &Path, format: Option<ImageFormat>) -> Option<String> {
+    pub(crate) fn extension_warning(
+        &self,
+        path: &Path,
+        format: Option<ImageFormat>,
+    ) -> Option<String> {
         let (typed, _) = self.output.as_ref()?;
         let format = format?;
         if self.exact_file().as_deref() != Some(path) {

@@ -6,13 +6,13 @@
 
 use std::path::PathBuf;
 
+use super::atomic::{write_atomic, write_atomic_parts};
 use super::decode::{decode_image, Decoded, Fingerprint};
-use super::spill::Spill;
 use super::inspect::{self, ImageFormat};
 use super::naming::{numbered, OutputPlan};
-use super::atomic::{write_atomic, write_atomic_parts};
-use crate::foundation::events::{Event, Reporter};
+use super::spill::Spill;
 use crate::foundation::error::{Error, Result};
+use crate::foundation::events::{Event, Reporter};
 use crate::foundation::job::SavedImage;
 
 /// One image's data as the backend sent it: its base64 text, or (for a large image streamed

@@ -12,8 +12,8 @@
 
 use std::sync::Arc;
 
+use super::service::Service;
 use super::store::{self, Notification, COMPLETED, FAILED};
-use super::Service;
 
 const PENDING: &str = "pending";
 const SENT: &str = "sent";

@@ -9,11 +9,11 @@ use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::cli::args::Args;
 use crate::foundation::error::{Error, Result};
 use crate::foundation::paths::Environment;
+use crate::frontend::args::Args;
 
-pub(crate) const DEFAULT_ADDR: &str = "127.0.0.1:4312";
+use crate::frontend::args::DEFAULT_ADDR;
 const DEFAULT_JOBS: usize = 2;
 const MAX_JOBS: usize = 16;
 const DEFAULT_QUEUE: usize = 100;

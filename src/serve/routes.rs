@@ -24,8 +24,10 @@ use tower_http::limit::RequestBodyLimitLayer;
 
 use super::auth::{self, TokenCheck};
 use super::openai::{self, ApiError, Endpoint, ImageRequest, Parsed, ResponseFormat};
+use super::service::{Live, Service};
 use super::store::{self, JobRow};
-use super::{files, lock, stream, workers, Live, Service};
+use super::{files, stream, workers};
+use crate::foundation::sync::lock;
 
 /// Request bodies above this are refused with 413.
 pub(crate) const BODY_LIMIT: usize = 64 * 1024 * 1024;

@@ -19,8 +19,8 @@ use serde_json::{json, Value};
 use tokio::sync::{broadcast, mpsc};
 
 use super::openai::{ApiError, ImageRequest};
+use super::service::{Live, Service};
 use super::store::ImageRecord;
-use super::{Live, Service};
 
 fn frame(event: &str, data: &Value) -> Bytes {
     Bytes::from(format!("event: {event}\ndata: {data}\n\n"))

@@ -8,79 +8,25 @@
 //! listed. Each image is recorded in the store the moment it lands (from the event sink), so a
 //! crash mid-job still lists it.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use base64::Engine as _;
-use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
+use super::callbacks;
 use super::files;
-use super::openai::{self, ApiError, ImageRequest};
+use super::openai::{self, ImageRequest};
+use super::service::{Live, Service};
 use super::store::{self, ImageRecord, JobError};
-use super::{callbacks, lock, Live, Service};
-use crate::foundation::events::{Event, EventSink};
-use crate::foundation::job::{JobResult, JobSpec, Naming, Reference};
 use crate::foundation::error::Error;
+use crate::foundation::events::{Event, EventSink};
 use crate::foundation::job::SavedImage;
-
-/// Job ids waiting for a worker, oldest first. The store holds the truth; this is its order.
-#[derive(Default)]
-pub(crate) struct Queue {
-    items: Mutex<VecDeque<String>>,
-    notify: Notify,
-}
-
-impl Queue {
-    /// Push `id` when fewer than `limit` wait, after `record` (the store insert) succeeded;
-    /// both happen under the queue's lock, so the limit holds under concurrent admissions.
-    pub(crate) fn push_with(
-        &self,
-        limit: usize,
-        id: &str,
-        record: impl FnOnce() -> Result<(), ApiError>,
-    ) -> Result<bool, ApiError> {
-        let mut items = lock(&self.items);
-        if items.len() >= limit {
-            return Ok(false);
-        }
-        record()?;
-        items.push_back(id.to_string());
-        drop(items);
-        self.notify.notify_one();
-        Ok(true)
-    }
-
-    /// Jobs found queued at start-up: never refused.
-    pub(crate) fn push_recovered(&self, id: &str) {
-        lock(&self.items).push_back(id.to_string());
-        self.notify.notify_one();
-    }
-
-    pub(crate) fn remove(&self, id: &str) -> bool {
-        let mut items = lock(&self.items);
-        let before = items.len();
-        items.retain(|queued| queued != id);
-        before != items.len()
-    }
-
-    pub(crate) fn len(&self) -> usize {
-        lock(&self.items).len()
-    }
-
-    async fn next(&self) -> String {
-        loop {
-            if let Some(id) = lock(&self.items).pop_front() {
-                return id;
-            }
-            // `notify_one` keeps a permit when no worker waits, so no push is missed.
-            self.notify.notified().await;
-        }
-    }
-}
+use crate::foundation::job::{JobResult, JobSpec, Naming, Reference};
+use crate::foundation::sync::lock;
 
 pub(crate) async fn worker(service: Arc<Service>) {
     loop {

@@ -26,8 +26,8 @@ use std::sync::Arc;
 
 use serde_json::Value;
 
-use crate::output::spill::{Spill, SpillTarget, SpillWriter};
 use crate::output::saver::ImageData;
+use crate::output::spill::{Spill, SpillTarget, SpillWriter};
 
 /// Strings shorter than this stay in the text: lifting pays off only for image data.
 pub const LIFT_MIN: usize = 64 * 1024;

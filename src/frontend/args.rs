@@ -30,6 +30,9 @@ was skipped, 1 some failed or were not started, 2 bad options or batch file,
 
 /// Generate or edit images with gpt-image through your ChatGPT subscription, using the Codex or
 /// OpenClaw OAuth credentials already on this machine.
+/// `--serve` without an address.
+pub(crate) const DEFAULT_ADDR: &str = "127.0.0.1:4312";
+
 #[derive(Debug, Default, Parser)]
 #[command(
     name = "codex-imagen",
@@ -254,7 +257,7 @@ pub struct Args {
 
     /// Run the local image service (OpenAI Images API, async jobs) on ADDR. Default ADDR:
     /// 127.0.0.1:4312.
-    #[arg(long, value_name = "ADDR", num_args = 0..=1, default_missing_value = crate::serve::config::DEFAULT_ADDR)]
+    #[arg(long, value_name = "ADDR", num_args = 0..=1, default_missing_value = DEFAULT_ADDR)]
     pub serve: Option<String>,
 
     /// Service data directory (jobs.sqlite, artifacts). Default: $CODEX_IMAGEN_DATA_DIR, else

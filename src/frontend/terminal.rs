@@ -13,9 +13,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use crate::cli::watchdog::{BeforeExit, Watchdog, FORCE_EXIT_AFTER_ABORT_MS};
-use crate::foundation::events::{Event, EventSink, Stage};
+use super::watchdog::{BeforeExit, Watchdog, FORCE_EXIT_AFTER_ABORT_MS};
 use crate::engine::generation::format_seconds;
+use crate::foundation::events::{Event, EventSink, Stage};
 
 const SPINNER: [char; 10] = ['⠋', '⠙', '⠹', '⠸', '⠼', '⠴', '⠦', '⠧', '⠇', '⠏'];
 
@@ -242,13 +242,6 @@ fn render(state: &Live) -> String {
         state.stage,
         state.started.elapsed().as_secs_f64()
     )
-}
-
-/// A line on stderr with no sink at hand (the watchdog thread, early errors).
-pub(crate) fn eprint_line(message: &str) {
-    let mut stderr = std::io::stderr().lock();
-    let _ = writeln!(stderr, "{message}");
-    let _ = stderr.flush();
 }
 
 #[cfg(test)]

@@ -26,7 +26,7 @@ impl Watchdog {
             .name("codex-imagen-watchdog".into())
             .spawn(move || {
                 if let Err(mpsc::RecvTimeoutError::Timeout) = rx.recv_timeout(deadline) {
-                    crate::cli::terminal::eprint_line(&format!(
+                    super::report::eprint_line(&format!(
                         "codex-imagen: forced exit {grace_ms}ms after timeout; fetch did not settle"
                     ));
                     before_exit();

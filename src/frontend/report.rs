@@ -7,8 +7,8 @@ use serde_json::{json, Map, Value};
 
 use crate::auth::fence::CredentialState;
 use crate::auth::{Auth, RefreshOutcome};
-use crate::foundation::job::{JobResult, JobSpec, RefreshReport};
 use crate::foundation::job::SavedImage;
+use crate::foundation::job::{JobResult, JobSpec, RefreshReport};
 
 /// One image: the SPEC's keys, then what the bytes turned out to be (issue #11).
 pub(crate) fn image_json(image: &SavedImage) -> Value {
@@ -89,6 +89,13 @@ pub fn refresh_only_json(auth: &Auth, outcome: &RefreshOutcome) -> Value {
         "access_token_expires_in_seconds": auth.reported_seconds_left(),
         "credential_state": CredentialState::of(auth).as_str(),
     })
+}
+
+/// A line on stderr with no sink at hand (the watchdog thread, early errors).
+pub(crate) fn eprint_line(message: &str) {
+    let mut stderr = std::io::stderr().lock();
+    let _ = writeln!(stderr, "{message}");
+    let _ = stderr.flush();
 }
 
 /// Write to stdout; a closed pipe (`| head`) is not an error worth a crash.

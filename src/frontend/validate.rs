@@ -2,14 +2,18 @@
 //! environment (SPEC §1). [`super::config`] then resolves the validated values against `--cwd`
 //! and the environment.
 
-use crate::cli::args::Args;
+use super::args::Args;
 use crate::foundation::controls::{self, ControlError, ImageControls};
 use crate::foundation::error::{Error, Result};
 use crate::foundation::job::MetadataMode;
 
 pub(crate) const MAX_RETRIES: u32 = 100;
-pub(crate) const MAX_JOBS: u32 = crate::batch::MAX_JOBS as u32;
-pub(crate) const MAX_COUNT: u32 = crate::batch::MAX_COUNT;
+/// `--jobs`: at most this many jobs at once (batch, `--count`, the service's workers).
+pub(crate) const MAX_JOBS: u32 = 16;
+/// `--count`: at most this many images of one prompt.
+pub(crate) const MAX_COUNT: u32 = 10;
+/// `--jobs` when not given.
+pub(crate) const DEFAULT_JOBS: usize = 2;
 const IMAGE_DETAILS: [&str; 4] = ["auto", "low", "high", "original"];
 
 /// Where the prompt comes from; it is read only after auth is ready (SPEC §14, order of a run).

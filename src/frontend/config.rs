@@ -8,14 +8,14 @@
 use std::path::PathBuf;
 
 use super::args::Args;
-use super::validate::{PromptSource, Validated};
+use super::validate::{PromptSource, Validated, DEFAULT_JOBS};
 use crate::auth::AuthSettings;
+use crate::engine::settings::{EngineSettings, DEFAULT_BASE_URL, DEFAULT_REFRESH_URL};
+use crate::foundation::error::{Error, Result};
+use crate::foundation::job::MetadataMode;
 use crate::foundation::job::{
     Backend, JobSpec, Reference, DEFAULT_IMAGES_MODEL, DEFAULT_RESPONSES_MODEL, DEFAULT_RETRIES,
 };
-use crate::engine::settings::{DEFAULT_BASE_URL, DEFAULT_REFRESH_URL};
-use crate::foundation::error::{Error, Result};
-use crate::foundation::job::MetadataMode;
 use crate::foundation::paths::{self, Environment};
 
 const DEFAULT_TIMEOUT_MS: u64 = 15 * 60 * 1000;
@@ -39,6 +39,19 @@ pub(crate) struct Config {
     pub quiet: bool,
     /// `--batch` or `--count` above one: many jobs on one engine.
     pub many: Option<Many>,
+}
+
+impl Config {
+    /// The engine every mode of this command line runs on: the snapshot, the credentials and
+    /// the backend it resolved to.
+    pub(crate) fn engine_settings(&self) -> EngineSettings {
+        EngineSettings {
+            env: self.env.clone(),
+            auth: self.auth.clone(),
+            base_url: self.base_url.clone(),
+            ..EngineSettings::new(self.env.clone())
+        }
+    }
 }
 
 /// What `--batch`, `--jobs`, `--count`, `--results` and `--fresh` ask for.
@@ -111,9 +124,7 @@ pub(crate) fn resolve(args: Args, checked: Validated, env: Environment) -> Resul
     let count = checked.count.unwrap_or(1);
     let many = (checked.batch.is_some() || count > 1).then(|| Many {
         batch: checked.batch.clone(),
-        jobs: checked
-            .jobs
-            .map_or(crate::batch::DEFAULT_JOBS, |j| j as usize),
+        jobs: checked.jobs.map_or(DEFAULT_JOBS, |j| j as usize),
         count,
         results: given(&args.results).map(|p| env.resolve(p)),
         fresh: args.fresh,
