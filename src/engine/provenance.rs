@@ -19,9 +19,9 @@ use crate::foundation::job::SavedImage;
 use crate::foundation::job::{JobResult, JobSpec, MetadataMode};
 use crate::output::atomic::write_atomic;
 use crate::output::decode::sha256_hex;
-use crate::output::metadata::{
-    embed, sidecar_record, write_sidecar, Embedded, RecordInput, ReferenceInput,
-};
+use crate::output::embed::embed;
+use crate::output::metadata::{sidecar_record, Embedded, RecordInput, ReferenceInput};
+use crate::output::sidecar::write_sidecar;
 
 /// Write the provenance `job.metadata` asks for, for every image of `result`.
 pub(crate) fn apply(

@@ -24,12 +24,15 @@
 //! - `saver`: saving images as a stream delivers them, or all at once, and the report of each.
 //! - `atomic`: writing a file through a temporary sibling and a rename.
 //! - `inspect`: what came back (format, dimensions, alpha, C2PA), read from the bytes.
-//! - `metadata`, `sidecar`, `embed`: the provenance record, and where it is written.
+//! - `metadata`, `sidecar`, `embed`, `xmp`: the provenance record, and where it is written.
 
 pub(crate) mod atomic;
 pub(crate) mod decode;
+pub(crate) mod embed;
 pub(crate) mod inspect;
 pub(crate) mod metadata;
 pub(crate) mod naming;
 pub(crate) mod saver;
+pub(crate) mod sidecar;
 pub(crate) mod spill;
+pub(crate) mod xmp;
