@@ -18,6 +18,9 @@
 //! written inline in code. A path ends at the longest module prefix it names, so an item
 //! re-exported by a `mod.rs` is an edge to that `mod.rs` (and the re-export an edge from it):
 //! a cycle cannot hide behind a re-export. `mod x;` declarations are not edges.
+//!
+//! `LAYERS_DUMP=1 cargo test --test layers -- --nocapture` prints the whole graph, one `EDGE a -> b`
+//! line per import, for drawing or grepping while you reshape the tree.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
