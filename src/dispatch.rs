@@ -60,7 +60,7 @@ fn run_args(args: Args, sink: &Arc<TerminalSink>) -> Result<i32> {
         .then(|| serve::config::ServeArgs::from_args(&args));
     let config = config::resolve(args, checked, Environment::capture())?;
     if let Some(serve) = serve {
-        let serve = serve::config::resolve(&serve, &config.env)?;
+        let serve = serve::config::resolve(&serve, &config.env, config.data_dir.clone())?;
         return serve::run(serve, &config).map(|()| 0);
     }
     if let Some(many) = config.many.clone() {

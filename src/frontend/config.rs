@@ -39,6 +39,8 @@ pub(crate) struct Config {
     pub quiet: bool,
     /// `--batch` or `--count` above one: many jobs on one engine.
     pub many: Option<Many>,
+    /// Where every mode keeps its state ([`data_dir`]).
+    pub data_dir: PathBuf,
 }
 
 impl Config {
@@ -185,8 +187,25 @@ pub(crate) fn resolve(args: Args, checked: Validated, env: Environment) -> Resul
         json: args.json,
         quiet: args.quiet,
         many,
+        data_dir: data_dir(args.data_dir.as_deref(), &env),
         env,
     })
+}
+
+/// The data directory every mode keeps its state in (the service's jobs and artifacts, and
+/// whatever else a mode records): `--data-dir`, else `CODEX_IMAGEN_DATA_DIR`, else the platform
+/// data directory + `codex-imagen` (`~/.local/share/codex-imagen` on Linux). Only a path: nothing
+/// is created here.
+pub(crate) fn data_dir(flag: Option<&str>, env: &Environment) -> PathBuf {
+    match flag.filter(|d| !d.is_empty()) {
+        Some(dir) => env.resolve(dir),
+        None => match env.var("CODEX_IMAGEN_DATA_DIR").filter(|d| !d.is_empty()) {
+            Some(dir) => env.resolve(&dir),
+            None => dirs::data_dir()
+                .map(|d| d.join("codex-imagen"))
+                .unwrap_or_else(|| env.home().join(".local/share/codex-imagen")),
+        },
+    }
 }
 
 /// What changing into `dir` would have said: the same errors `chdir` gives.

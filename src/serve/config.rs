@@ -61,7 +61,6 @@ impl std::fmt::Debug for ServeConfig {
 #[derive(Debug, Clone, Default)]
 pub(crate) struct ServeArgs {
     pub serve: Option<String>,
-    pub data_dir: Option<String>,
     pub jobs: Option<String>,
     pub queue: Option<String>,
     pub job_ttl: Option<String>,
@@ -74,7 +73,6 @@ impl ServeArgs {
     pub(crate) fn from_args(args: &Args) -> ServeArgs {
         ServeArgs {
             serve: args.serve.clone(),
-            data_dir: args.data_dir.clone(),
             jobs: args.jobs.clone(),
             queue: args.queue.clone(),
             job_ttl: args.job_ttl.clone(),
@@ -100,7 +98,6 @@ pub(crate) fn check(args: &Args) -> Result<()> {
         return Ok(());
     }
     let given = [
-        ("--data-dir", args.data_dir.is_some()),
         ("--queue", args.queue.is_some()),
         ("--job-ttl", args.job_ttl.is_some()),
         ("--shutdown-grace", args.shutdown_grace.is_some()),
@@ -113,18 +110,14 @@ pub(crate) fn check(args: &Args) -> Result<()> {
 }
 
 /// Resolve the service flags; `env` has `--cwd` applied.
-pub(crate) fn resolve(args: &ServeArgs, env: &Environment) -> Result<ServeConfig> {
+/// `data_dir` is the command line's ([`crate::frontend::config::data_dir`]).
+pub(crate) fn resolve(
+    args: &ServeArgs,
+    env: &Environment,
+    data_dir: PathBuf,
+) -> Result<ServeConfig> {
     let typed = args.serve.as_deref().unwrap_or(DEFAULT_ADDR);
     let addr = parse_addr(typed)?;
-    let data_dir = match args.data_dir.as_deref().filter(|d| !d.is_empty()) {
-        Some(dir) => env.resolve(dir),
-        None => match env.var("CODEX_IMAGEN_DATA_DIR").filter(|d| !d.is_empty()) {
-            Some(dir) => env.resolve(&dir),
-            None => dirs::data_dir()
-                .map(|d| d.join("codex-imagen"))
-                .unwrap_or_else(|| env.home().join(".local/share/codex-imagen")),
-        },
-    };
     let jobs = match &args.jobs {
         Some(v) => parse_count(v, 1, MAX_JOBS).ok_or_else(|| {
             Error::Usage(format!("--jobs must be an integer from 1 to {MAX_JOBS}"))
