@@ -12,7 +12,7 @@ use crate::foundation::paths::Environment;
 use crate::frontend::args::{self, Args, Parsed};
 use crate::frontend::terminal::TerminalSink;
 use crate::frontend::{config, report, validate};
-use crate::{batch, cli, mcp, serve};
+use crate::{batch, cli, history, mcp, serve};
 
 /// Run the tool with `argv` (without the program name); returns the exit code.
 pub fn run(argv: Vec<String>) -> i32 {
@@ -59,6 +59,9 @@ fn run_args(args: Args, sink: &Arc<TerminalSink>) -> Result<i32> {
         .is_some()
         .then(|| serve::config::ServeArgs::from_args(&args));
     let config = config::resolve(args, checked, Environment::capture())?;
+    if let Some(text) = config.history_query.clone() {
+        return history::run(&config, &text);
+    }
     if let Some(serve) = serve {
         let serve = serve::config::resolve(&serve, &config.env, config.data_dir.clone())?;
         return serve::run(serve, &config).map(|()| 0);

@@ -14,8 +14,10 @@
 //! - `settings`: what an engine is made from ([`EngineSettings`], [`Delays`], default URLs).
 //! - `shared`: the [`Engine`] itself, what its jobs share.
 //! - `run`: one job end to end. `status`: the `--smoke` and `--usage` reports.
+//! - `history`: each finished image recorded in `history.sqlite`, for every front-end.
 
 pub(crate) mod generation;
+pub(crate) mod history;
 pub(crate) mod provenance;
 pub(crate) mod retry;
 pub(crate) mod run;

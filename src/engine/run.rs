@@ -85,6 +85,7 @@ impl Engine {
         };
         result.refresh = refresh.map(|outcome| refresh_report(&outcome, &auth));
         provenance::apply(job, &mut result, &loaded, progress)?;
+        self.record_history(job, &result, &loaded, &auth, progress);
         if let Some(warning) = generation::unmet_request(&job.controls, &result.images) {
             progress.warn(&warning);
         }

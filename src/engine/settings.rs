@@ -59,6 +59,8 @@ pub struct EngineSettings {
     /// The Codex backend base URL, without a trailing `/`.
     pub base_url: String,
     pub delays: Delays,
+    /// Where every saved image is recorded (`<data dir>/history.sqlite`); `None`: nowhere.
+    pub history: Option<std::path::PathBuf>,
 }
 
 impl EngineSettings {
@@ -74,6 +76,7 @@ impl EngineSettings {
             },
             base_url: DEFAULT_BASE_URL.to_string(),
             delays: Delays::default(),
+            history: None,
         }
     }
 }

@@ -24,6 +24,8 @@ pub(crate) struct Inner {
     /// Debug builds only: the SSE event type that blocks the job's thread (proves the CLI's
     /// hard watchdog), from `CODEX_IMAGEN_TEST_BLOCK_ON_EVENT`.
     pub(crate) test_block_on_event: Option<String>,
+    /// Every saved image is recorded here ([`crate::output::history`]); best effort.
+    pub(crate) history: Option<crate::output::history::History>,
 }
 
 /// Runs jobs. Cheap to clone (`Arc` inside), `Send` and `Sync`: spawn jobs freely.
@@ -68,6 +70,9 @@ impl Engine {
                 delays: settings.delays,
                 temp_files: Default::default(),
                 test_block_on_event,
+                history: settings
+                    .history
+                    .map(crate::output::history::History::at),
             }),
         })
     }

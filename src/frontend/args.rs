@@ -264,10 +264,24 @@ pub struct Args {
     #[arg(long, value_name = "ADDR", num_args = 0..=1, default_missing_value = DEFAULT_ADDR)]
     pub serve: Option<String>,
 
-    /// Service data directory (jobs.sqlite, artifacts). Default: $CODEX_IMAGEN_DATA_DIR, else
+    /// Data directory (history.sqlite; the service's jobs.sqlite, artifacts). Default: $CODEX_IMAGEN_DATA_DIR, else
     /// the platform data directory + codex-imagen.
     #[arg(long, value_name = "PATH", allow_hyphen_values = true)]
     pub data_dir: Option<String>,
+
+    /// List the images in the history (every mode records each saved image in
+    /// <data dir>/history.sqlite), newest first; with TEXT, those whose prompt or revised
+    /// prompt contains every word of it. With --json: one JSON array.
+    #[arg(long, value_name = "TEXT", num_args = 0..=1, default_missing_value = "")]
+    pub history: Option<String>,
+
+    /// Do not record the images of this run in the history (also: CODEX_IMAGEN_HISTORY=0).
+    #[arg(long)]
+    pub no_history: bool,
+
+    /// With --serve: open the studio (the web page at /) in the browser once listening.
+    #[arg(long)]
+    pub open: bool,
 
     /// Service: jobs allowed to wait; more get 503. Default: 100.
     #[arg(long, value_name = "COUNT", allow_hyphen_values = true)]

@@ -41,6 +41,11 @@ pub(crate) struct Config {
     pub many: Option<Many>,
     /// Where every mode keeps its state ([`data_dir`]).
     pub data_dir: PathBuf,
+    /// Record saved images in `<data dir>/history.sqlite` (off: `--no-history` or
+    /// `CODEX_IMAGEN_HISTORY=0`).
+    pub history: bool,
+    /// `--history [TEXT]`: list the history instead of generating.
+    pub history_query: Option<String>,
 }
 
 impl Config {
@@ -51,6 +56,9 @@ impl Config {
             env: self.env.clone(),
             auth: self.auth.clone(),
             base_url: self.base_url.clone(),
+            history: self
+                .history
+                .then(|| self.data_dir.join(crate::output::history::FILE_NAME)),
             ..EngineSettings::new(self.env.clone())
         }
     }
@@ -188,6 +196,8 @@ pub(crate) fn resolve(args: Args, checked: Validated, env: Environment) -> Resul
         quiet: args.quiet,
         many,
         data_dir: data_dir(args.data_dir.as_deref(), &env),
+        history: !args.no_history && history_enabled(env.var("CODEX_IMAGEN_HISTORY").as_deref()),
+        history_query: args.history.clone(),
         env,
     })
 }
@@ -206,6 +216,15 @@ pub(crate) fn data_dir(flag: Option<&str>, env: &Environment) -> PathBuf {
                 .unwrap_or_else(|| env.home().join(".local/share/codex-imagen")),
         },
     }
+}
+
+/// `CODEX_IMAGEN_HISTORY`: `0`, `false`, `no` or `off` turn the history off; anything else
+/// (or nothing) leaves it on.
+fn history_enabled(value: Option<&str>) -> bool {
+    !matches!(
+        value.map(|v| v.trim().to_ascii_lowercase()).as_deref(),
+        Some("0" | "false" | "no" | "off")
+    )
 }
 
 /// What changing into `dir` would have said: the same errors `chdir` gives.

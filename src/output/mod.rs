@@ -29,6 +29,7 @@
 pub(crate) mod atomic;
 pub(crate) mod decode;
 pub(crate) mod embed;
+pub(crate) mod history;
 pub(crate) mod inspect;
 pub(crate) mod metadata;
 pub(crate) mod naming;

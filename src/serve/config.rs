@@ -42,6 +42,8 @@ pub(crate) struct ServeConfig {
     pub quiet: bool,
     /// The wait after each failed callback attempt; its length is the number of attempts.
     pub callback_delays: Vec<Duration>,
+    /// `--open`: open the studio in the browser once listening.
+    pub open: bool,
 }
 
 impl std::fmt::Debug for ServeConfig {
@@ -67,6 +69,7 @@ pub(crate) struct ServeArgs {
     pub shutdown_grace: Option<String>,
     pub serve_token_file: Option<String>,
     pub quiet: bool,
+    pub open: bool,
 }
 
 impl ServeArgs {
@@ -79,6 +82,7 @@ impl ServeArgs {
             shutdown_grace: args.shutdown_grace.clone(),
             serve_token_file: args.serve_token_file.clone(),
             quiet: args.quiet,
+            open: args.open,
         }
     }
 }
@@ -102,6 +106,7 @@ pub(crate) fn check(args: &Args) -> Result<()> {
         ("--job-ttl", args.job_ttl.is_some()),
         ("--shutdown-grace", args.shutdown_grace.is_some()),
         ("--serve-token-file", args.serve_token_file.is_some()),
+        ("--open", args.open),
     ];
     match given.iter().find(|(_, set)| *set) {
         Some((flag, _)) => Err(Error::Usage(format!("{flag} requires --serve"))),
@@ -162,6 +167,7 @@ pub(crate) fn resolve(
         token,
         quiet: args.quiet,
         callback_delays: callback_delays(env),
+        open: args.open,
     })
 }
 

@@ -16,12 +16,15 @@ pub(crate) mod auth;
 pub(crate) mod callbacks;
 pub(crate) mod config;
 pub(crate) mod files;
+pub(crate) mod gallery;
 pub(crate) mod openai;
 pub(crate) mod queue;
 pub(crate) mod routes;
 pub(crate) mod service;
 pub(crate) mod store;
 pub(crate) mod stream;
+pub(crate) mod studio;
+pub(crate) mod thumbs;
 pub(crate) mod workers;
 
 use std::collections::HashMap;
@@ -136,6 +139,10 @@ async fn serve(config: ServeConfig, store: Store, engine: Engine, defaults: JobS
         }
     ));
 
+    if service.config.open {
+        open_studio(bound, log);
+    }
+
     let (_, name) = shutdown.await;
     let grace = service.config.shutdown_grace;
     log.line(&format!(
@@ -169,5 +176,19 @@ async fn wait_idle(service: &Service, limit: Duration) -> bool {
             return false;
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// `--open`: the studio in the default browser. A machine without one only gets a log line.
+fn open_studio(bound: std::net::SocketAddr, log: Log) {
+    let host = match bound.ip() {
+        ip if ip.is_unspecified() => "127.0.0.1".to_string(),
+        std::net::IpAddr::V6(ip) => format!("[{ip}]"),
+        ip => ip.to_string(),
+    };
+    let url = format!("http://{host}:{}/", bound.port());
+    log.line(&format!("studio: {url}"));
+    if let Err(e) = open::that_detached(&url) {
+        log.line(&format!("cannot open a browser on {url}: {e}"));
     }
 }

@@ -26,7 +26,7 @@ use super::auth::{self, TokenCheck};
 use super::openai::{self, ApiError, Endpoint, ImageRequest, Parsed, ResponseFormat};
 use super::service::{Live, Service};
 use super::store::{self, JobRow};
-use super::{files, stream, workers};
+use super::{files, gallery, stream, studio, workers};
 use crate::foundation::sync::lock;
 
 /// Request bodies above this are refused with 413.
@@ -43,8 +43,11 @@ pub(crate) fn router(service: Arc<Service>) -> Router {
         .route("/v1/jobs", post(create_job).get(list_jobs))
         .route("/v1/jobs/{id}", get(get_job).delete(delete_job))
         .route("/v1/files/{id}/{k}", get(get_file))
+        .merge(gallery::api(service.config.data_dir.clone()))
         .fallback(not_found)
         .layer(middleware::from_fn_with_state(token, auth::require_token))
+        // The studio's page holds nothing secret; what it does goes through the API above.
+        .merge(studio::pages())
         .layer(DefaultBodyLimit::disable())
         .layer(RequestBodyLimitLayer::new(BODY_LIMIT))
         .layer(middleware::map_response(openai_shape))

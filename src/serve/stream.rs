@@ -22,6 +22,9 @@ use super::openai::{ApiError, ImageRequest};
 use super::service::{Live, Service};
 use super::store::ImageRecord;
 
+/// The response header naming a streamed job's id.
+const JOB_HEADER: header::HeaderName = header::HeaderName::from_static("x-codex-imagen-job");
+
 fn frame(event: &str, data: &Value) -> Bytes {
     Bytes::from(format!("event: {event}\ndata: {data}\n\n"))
 }
@@ -61,6 +64,9 @@ pub(crate) fn response(
     } else {
         "image_generation"
     };
+    // The job's id, so a client of the stream (the studio's Cancel) can `DELETE /v1/jobs/{id}`.
+    let job_header = axum::http::HeaderValue::from_str(&id)
+        .unwrap_or_else(|_| axum::http::HeaderValue::from_static(""));
     let (tx, rx) = mpsc::channel::<Bytes>(8);
     tokio::spawn(async move {
         let mut partials: HashMap<usize, usize> = HashMap::new();
@@ -120,6 +126,7 @@ pub(crate) fn response(
             (header::CONTENT_TYPE, "text/event-stream"),
             (header::CACHE_CONTROL, "no-cache"),
         ],
+        [(JOB_HEADER, job_header)],
         Body::from_stream(stream),
     )
         .into_response()
