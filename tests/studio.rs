@@ -85,12 +85,10 @@ impl Drop for Svc {
 
 /// A real PNG, a gradient tinted by `seed`, so thumbnails and screenshots show something.
 fn picture(seed: u8) -> Vec<u8> {
+    let hue = |v: u32, k: u32| ((v * 200 / SIDE + k * 37) % 256) as u8;
     let img = image::RgbImage::from_fn(SIDE, SIDE, |x, y| {
-        image::Rgb([
-            (x as u8).wrapping_add(seed.wrapping_mul(60)),
-            (y as u8).wrapping_add(seed.wrapping_mul(25)),
-            200u8.wrapping_sub(seed.wrapping_mul(40)),
-        ])
+        let seed = seed as u32;
+        image::Rgb([hue(x, seed), hue(y, seed * 3), hue(x + y, seed * 5) / 2 + 100])
     });
     encode(
         image::DynamicImage::ImageRgb8(img),

@@ -10,6 +10,7 @@ const $ = (id) => document.getElementById(id);
 const refs = []; // { file, url }
 let mask = null; // Blob of the mask for the first reference
 let running = null; // { id, controller, timer }
+let fromEditor = false; // the references and mask came from the mask editor
 let onFinished = () => {};
 
 export function init({ finished }) {
@@ -51,8 +52,9 @@ export function addReference(file) {
 /** From the mask editor: the image as the only reference, its mask, and the prompt. */
 export function startEdit({ file, maskBlob, prompt }) {
   for (const r of refs.splice(0)) URL.revokeObjectURL(r.url);
-  addReference(file);
+  refs.push({ file, url: URL.createObjectURL(file) });
   mask = maskBlob;
+  fromEditor = true;
   $("prompt").value = prompt;
   renderRefs();
   generate();
@@ -165,6 +167,12 @@ async function generate() {
     } else {
       $("job-title").textContent = "Done";
       stage = `saved ${saved} image${saved === 1 ? "" : "s"}`;
+      if (fromEditor) {
+        // The edit is made: the form goes back to a fresh start.
+        for (const r of refs.splice(0)) URL.revokeObjectURL(r.url);
+        mask = null;
+        renderRefs();
+      }
     }
   } catch (err) {
     if (err.name === "AbortError") {
@@ -177,6 +185,7 @@ async function generate() {
   } finally {
     clearInterval(running.timer);
     tick();
+    fromEditor = false;
     running = null;
     $("generate").disabled = false;
     $("cancel").disabled = true;
