@@ -24,7 +24,11 @@ fn the_cli_count_and_batch_record_each_image_and_history_lists_them() {
     let sandbox = authed_sandbox();
     let data = sandbox.path("data");
     let data_text = data.display().to_string();
-    let run = run_against(&sandbox, &server, &["a quiet harbour", "--data-dir", &data_text]);
+    let run = run_against(
+        &sandbox,
+        &server,
+        &["a quiet harbour", "--data-dir", &data_text],
+    );
     assert_eq!(run.code, 0, "{run}");
     let run = run_against(
         &sandbox,
@@ -63,10 +67,18 @@ fn the_cli_count_and_batch_record_each_image_and_history_lists_them() {
     assert!(std::path::Path::new(first["path"].as_str().unwrap()).is_absolute());
 
     // Text search, plain output.
-    let cats = sandbox.run(&["--history", "CATS", "--data-dir", &data_text]);
+    let cats = sandbox.run(&["--history", "two", "CATS", "--data-dir", &data_text]);
     assert_eq!(cats.code, 0, "{cats}");
     assert_eq!(cats.stdout.lines().count(), 2, "{cats}");
-    assert!(cats.stdout.lines().all(|l| l.ends_with("\ttwo cats")), "{cats}");
+    assert!(
+        cats.stdout.lines().all(|l| l.ends_with("\ttwo cats")),
+        "{cats}"
+    );
+
+    // --open belongs to --serve.
+    let open = sandbox.run(&["--open"]);
+    assert_eq!(open.code, 2, "{open}");
+    assert!(open.stderr.contains("--open requires --serve"), "{open}");
 
     // The file is private.
     #[cfg(unix)]
@@ -86,14 +98,24 @@ fn an_edit_records_the_image_it_was_made_from_as_its_parent() {
     one_image(&server);
     let sandbox = authed_sandbox();
     let data_text = sandbox.path("data").display().to_string();
-    let run = run_against(&sandbox, &server, &["the original", "--data-dir", &data_text]);
+    let run = run_against(
+        &sandbox,
+        &server,
+        &["the original", "--data-dir", &data_text],
+    );
     assert_eq!(run.code, 0, "{run}");
     let original = stdout_paths(&run).remove(0);
     let original_text = original.display().to_string();
     let run = run_against(
         &sandbox,
         &server,
-        &["make it blue", "-i", &original_text, "--data-dir", &data_text],
+        &[
+            "make it blue",
+            "-i",
+            &original_text,
+            "--data-dir",
+            &data_text,
+        ],
     );
     assert_eq!(run.code, 0, "{run}");
     let rows: Value = serde_json::from_str(
@@ -105,8 +127,7 @@ fn an_edit_records_the_image_it_was_made_from_as_its_parent() {
     assert_eq!(rows[0]["prompt"], "make it blue");
     assert_eq!(rows[0]["parent"], rows[1]["id"], "{rows}");
     assert_eq!(
-        rows[0]["references"][0]["sha256"],
-        rows[1]["sha256"],
+        rows[0]["references"][0]["sha256"], rows[1]["sha256"],
         "{rows}"
     );
 }

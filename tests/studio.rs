@@ -4,9 +4,9 @@
 //! clicks a picture — and checks what the backend received and what is on disk. Each main view
 //! is saved under `target/studio-screenshots/`.
 
-mod support;
 #[path = "support/browser.rs"]
 mod browser;
+mod support;
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -88,12 +88,13 @@ fn picture(seed: u8) -> Vec<u8> {
     let hue = |v: u32, k: u32| ((v * 200 / SIDE + k * 37) % 256) as u8;
     let img = image::RgbImage::from_fn(SIDE, SIDE, |x, y| {
         let seed = seed as u32;
-        image::Rgb([hue(x, seed), hue(y, seed * 3), hue(x + y, seed * 5) / 2 + 100])
+        image::Rgb([
+            hue(x, seed),
+            hue(y, seed * 3),
+            hue(x + y, seed * 5) / 2 + 100,
+        ])
     });
-    encode(
-        image::DynamicImage::ImageRgb8(img),
-        image::ImageFormat::Png,
-    )
+    encode(image::DynamicImage::ImageRgb8(img), image::ImageFormat::Png)
 }
 
 fn body_text(request: &Request) -> String {
@@ -195,7 +196,12 @@ async fn a_person_generates_searches_uses_a_reference_edits_with_a_mask_and_dele
     // gallery.
     generate(&b, "a lighthouse at dawn").await;
     b.wait_for("//div[@id='previews']/img[@data-partial]").await;
-    let stage = b.wait_for("//p[@id='job-stage']").await.text().await.unwrap();
+    let stage = b
+        .wait_for("//p[@id='job-stage']")
+        .await
+        .text()
+        .await
+        .unwrap();
     assert!(stage.contains(" s"), "stage and seconds: {stage}");
     b.screenshot("create-running").await;
     b.wait_for("//h3[@id='job-title'][normalize-space(.)='Done']")
@@ -207,7 +213,10 @@ async fn a_person_generates_searches_uses_a_reference_edits_with_a_mask_and_dele
     assert_eq!(lighthouse["revised_prompt"], "a revised prompt");
     assert_eq!(lighthouse["requested"]["size"], "auto", "{lighthouse}");
     let sent = body_text(&server.requests_to(RESPONSES_PATH)[0]);
-    assert!(sent.contains("partial_images"), "partial previews asked for: {sent}");
+    assert!(
+        sent.contains("partial_images"),
+        "partial previews asked for: {sent}"
+    );
 
     generate(&b, "a red fox in the snow").await;
     b.wait_for("//h3[@id='job-title'][normalize-space(.)='Done']")
@@ -225,7 +234,12 @@ async fn a_person_generates_searches_uses_a_reference_edits_with_a_mask_and_dele
 
     // Details, then Use as reference.
     open_details(&b, "a lighthouse at dawn").await;
-    let details = b.wait_for("//dialog[@id='details']").await.text().await.unwrap();
+    let details = b
+        .wait_for("//dialog[@id='details']")
+        .await
+        .text()
+        .await
+        .unwrap();
     assert!(details.contains("a revised prompt"), "{details}");
     assert!(details.contains("C2PA"), "{details}");
     b.screenshot("details").await;
@@ -266,7 +280,11 @@ async fn a_person_generates_searches_uses_a_reference_edits_with_a_mask_and_dele
             button: MOUSE_BUTTON_LEFT,
         });
     b.client.perform_actions(stroke).await.unwrap();
-    b.field("Edit prompt").await.send_keys("add a small boat").await.unwrap();
+    b.field("Edit prompt")
+        .await
+        .send_keys("add a small boat")
+        .await
+        .unwrap();
     b.screenshot("editor").await;
     b.click("Apply").await;
     b.wait_for("//h3[@id='job-title'][normalize-space(.)='Running']")
@@ -295,8 +313,15 @@ async fn a_person_generates_searches_uses_a_reference_edits_with_a_mask_and_dele
     assert_eq!(mask.dimensions(), (SIDE, SIDE));
     let centre = mask.get_pixel(SIDE / 2, SIDE / 2).0[3];
     let corner = mask.get_pixel(2, 2).0[3];
-    assert_eq!((centre, corner), (0, 255), "painted = transparent, rest opaque");
-    assert!(edit.to_string().contains("input_image"), "the image went too");
+    assert_eq!(
+        (centre, corner),
+        (0, 255),
+        "painted = transparent, rest opaque"
+    );
+    assert!(
+        edit.to_string().contains("input_image"),
+        "the image went too"
+    );
 
     // The edit records its parent; details show the chain both ways.
     open_details(&b, "add a small boat").await;
@@ -329,12 +354,9 @@ async fn a_person_generates_searches_uses_a_reference_edits_with_a_mask_and_dele
     );
     // Thumbnails were made once and cached beside the images.
     let thumbs = path.parent().unwrap().join(".thumbs");
-    let cached = reqwest::get(svc.url(&format!(
-        "/v1/history/{}/thumb",
-        after["data"][0]["id"]
-    )))
-    .await
-    .unwrap();
+    let cached = reqwest::get(svc.url(&format!("/v1/history/{}/thumb", after["data"][0]["id"])))
+        .await
+        .unwrap();
     assert_eq!(cached.headers()["x-thumbnail"], "cached", "{}", svc.log());
     let _ = thumbs;
     b.close().await;
@@ -364,9 +386,7 @@ async fn cli_images_share_the_gallery_and_a_hostile_prompt_is_only_text() {
     open_details(&b, hostile).await;
     b.wait_for(&format!("//dd[normalize-space(.)={}]", literal(hostile)))
         .await;
-    let pwned = b
-        .run("return document.body.dataset.pwned || null")
-        .await;
+    let pwned = b.run("return document.body.dataset.pwned || null").await;
     assert_eq!(pwned, Value::Null, "the prompt ran as HTML");
     let injected = b
         .run("return document.querySelectorAll(\"img[src='x']\").length")
@@ -406,8 +426,13 @@ async fn with_a_token_the_page_asks_once_and_keeps_it_out_of_urls() {
     sandbox.env("CODEX_IMAGEN_SERVE_TOKEN", TOKEN);
     let data = sandbox.path("data");
     let svc = Svc::start(&sandbox, &server, &data);
-    let b = Browser::start(1280, 900).await;
+    // This browser prefers a dark scheme: the page follows it.
+    let b = Browser::start_with(1280, 900, &["--force-dark-mode"]).await;
     b.goto(&svc.url("/")).await;
+    let dark = b
+        .run("return matchMedia('(prefers-color-scheme: dark)').matches && getComputedStyle(document.body).backgroundColor")
+        .await;
+    assert_eq!(dark, json!("rgb(17, 20, 24)"), "the dark palette");
     let field = b
         .wait_for("//dialog[@open]//input[@id=//label[contains(., 'Token') or contains(., 'token')]/@for]")
         .await;
@@ -422,6 +447,7 @@ async fn with_a_token_the_page_asks_once_and_keeps_it_out_of_urls() {
     // Reloaded, the page remembers the token; it never went into a URL.
     b.goto(&svc.url("/")).await;
     wait_tile(&b, "a token-guarded teapot").await;
+    b.screenshot("gallery-dark").await;
     let open_dialogs = b
         .run("return document.querySelectorAll('dialog[open]').length")
         .await;
@@ -430,13 +456,58 @@ async fn with_a_token_the_page_asks_once_and_keeps_it_out_of_urls() {
     assert!(!url.as_str().contains(TOKEN));
     let log = svc.log();
     assert!(!log.contains(TOKEN), "{log}");
-    assert_eq!(history(&svc, Some(TOKEN)).await["data"][0]["prompt"], "a token-guarded teapot");
+    assert_eq!(
+        history(&svc, Some(TOKEN)).await["data"][0]["prompt"],
+        "a token-guarded teapot"
+    );
     let refused = reqwest::get(svc.url("/v1/history")).await.unwrap();
     assert_eq!(refused.status(), 401);
     // The page itself needs no token, and carries the CSP.
     let page = reqwest::get(svc.url("/")).await.unwrap();
     assert_eq!(page.status(), 200);
-    let csp = page.headers()["content-security-policy"].to_str().unwrap().to_string();
-    assert!(csp.contains("default-src 'self'") && csp.contains("script-src 'self'"), "{csp}");
+    let csp = page.headers()["content-security-policy"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        csp.contains("default-src 'self'") && csp.contains("script-src 'self'"),
+        "{csp}"
+    );
+    b.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_credentials_a_banner_names_the_sign_in_command() {
+    let server = Server::start();
+    backend(&server);
+    let sandbox = Sandbox::new();
+    let data = sandbox.path("data");
+    let svc = Svc::start(&sandbox, &server, &data);
+    let status: Value = reqwest::get(svc.url("/v1/studio/status"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(status["credentials"]["found"], false, "{status}");
+    assert_eq!(status["credentials"]["sign_in"], "codex login");
+    assert_eq!(status["usage"], Value::Null);
+    assert!(
+        server.requests_to("/backend-api/wham/usage").is_empty(),
+        "no quota request without credentials"
+    );
+    let b = Browser::start(1280, 900).await;
+    b.goto(&svc.url("/")).await;
+    let banner = b
+        .wait_for("//div[@id='banner' and @role='alert' and not(@hidden)]")
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(banner.contains("No credentials found"), "{banner}");
+    assert!(banner.contains("codex login"), "{banner}");
+    b.wait_for("//p[@id='grid-status'][normalize-space(.)='No images yet.']")
+        .await;
+    b.screenshot("no-credentials").await;
     b.close().await;
 }

@@ -70,9 +70,7 @@ impl Engine {
                 delays: settings.delays,
                 temp_files: Default::default(),
                 test_block_on_event,
-                history: settings
-                    .history
-                    .map(crate::output::history::History::at),
+                history: settings.history.map(crate::output::history::History::at),
             }),
         })
     }

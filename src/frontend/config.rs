@@ -197,7 +197,13 @@ pub(crate) fn resolve(args: Args, checked: Validated, env: Environment) -> Resul
         many,
         data_dir: data_dir(args.data_dir.as_deref(), &env),
         history: !args.no_history && history_enabled(env.var("CODEX_IMAGEN_HISTORY").as_deref()),
-        history_query: args.history.clone(),
+        // `--history lighthouse dawn`: the words after the flag's one value belong to it.
+        history_query: args.history.clone().map(|text| {
+            std::iter::once(text)
+                .chain(args.words.iter().cloned())
+                .collect::<Vec<_>>()
+                .join(" ")
+        }),
         env,
     })
 }

@@ -50,11 +50,7 @@ pub(crate) fn run(config: &Config, text: &str) -> Result<i32> {
         } else {
             " (missing)"
         };
-        let prompt: String = row
-            .prompt
-            .split_whitespace()
-            .collect::<Vec<_>>()
-            .join(" ");
+        let prompt: String = row.prompt.split_whitespace().collect::<Vec<_>>().join(" ");
         out.push_str(&format!("{created}\t{}{missing}\t{prompt}\n", row.path));
     }
     report::print_stdout(&out);

@@ -405,7 +405,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let history = History::at(dir.path().join("sub").join(FILE_NAME));
         let a = history.record(&image("a red fox", "aaa", &[])).unwrap();
-        let b = history.record(&image("a blue 100% cat_", "bbb", &[])).unwrap();
+        let b = history
+            .record(&image("a blue 100% cat_", "bbb", &[]))
+            .unwrap();
         let c = history
             .record(&image("the fox in snow", "ccc", &["zzz", "aaa"]))
             .unwrap();
@@ -448,7 +450,10 @@ mod tests {
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
-            let mode = std::fs::metadata(history.path()).unwrap().permissions().mode();
+            let mode = std::fs::metadata(history.path())
+                .unwrap()
+                .permissions()
+                .mode();
             assert_eq!(mode & 0o777, 0o600);
         }
     }

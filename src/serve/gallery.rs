@@ -106,9 +106,10 @@ async fn list(
             // Inclusive: the whole `until` day.
             "until" => q.until_ms = Some(day_ms("until", value)? + 86_400_000),
             "before" => {
-                q.before = Some(value.parse().map_err(|_| {
-                    ApiError::invalid("before", "'before' must be an image id.")
-                })?)
+                q.before =
+                    Some(value.parse().map_err(|_| {
+                        ApiError::invalid("before", "'before' must be an image id.")
+                    })?)
             }
             "limit" => {
                 q.limit = value
@@ -129,11 +130,14 @@ async fn list(
     }
     let limit = q.limit;
     q.limit += 1;
-    let rows = crate::foundation::blocking::run(|| gallery.history.list(&q))
-        .map_err(server_error)?;
+    let rows =
+        crate::foundation::blocking::run(|| gallery.history.list(&q)).map_err(server_error)?;
     let has_more = rows.len() > limit;
     let data: Vec<Value> = rows.iter().take(limit).map(Row::to_json).collect();
-    let next = rows.iter().take(limit).last().map(|r| r.id);
+    let next = rows
+        .get(..limit.min(rows.len()))
+        .and_then(|r| r.last())
+        .map(|r| r.id);
     Ok(Json(
         json!({"object": "list", "data": data, "has_more": has_more, "next": next}),
     ))
@@ -235,7 +239,10 @@ async fn thumb(Extension(gallery): Ext, Path(id): Path<String>) -> Result<Respon
     let row = find(&gallery, &id)?;
     let made = thumbs::thumbnail(PathBuf::from(&row.path), row.sha256.clone())
         .await
-        .map_err(|e| ApiError::not_found(format!("Image {} has no thumbnail: {e}", row.id)).code("image_missing"))?;
+        .map_err(|e| {
+            ApiError::not_found(format!("Image {} has no thumbnail: {e}", row.id))
+                .code("image_missing")
+        })?;
     Ok((
         [
             (header::CONTENT_TYPE, made.mime),

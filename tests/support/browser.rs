@@ -41,6 +41,11 @@ fn chromium_binary() -> Option<&'static str> {
 impl Browser {
     /// A fresh browser, `width`×`height`.
     pub async fn start(width: u32, height: u32) -> Browser {
+        Browser::start_with(width, height, &[]).await
+    }
+
+    /// [`Browser::start`] with more Chromium flags (e.g. `--force-dark-mode`).
+    pub async fn start_with(width: u32, height: u32, extra: &[&str]) -> Browser {
         let port = free_port();
         let mut command = Command::new("chromedriver");
         command
@@ -80,6 +85,9 @@ impl Browser {
                 format!("--window-size={width},{height}"),
             ],
         });
+        if let Some(args) = options["args"].as_array_mut() {
+            args.extend(extra.iter().map(|a| json!(a)));
+        }
         if let Some(binary) = chromium_binary() {
             options["binary"] = json!(binary);
         }
@@ -154,7 +162,10 @@ impl Browser {
                 return value;
             }
             if Instant::now() > deadline {
-                panic!("timed out waiting for {what}:\n{}", self.text_of_page().await);
+                panic!(
+                    "timed out waiting for {what}:\n{}",
+                    self.text_of_page().await
+                );
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
@@ -169,7 +180,10 @@ impl Browser {
 
     pub async fn text_of_page(&self) -> String {
         self.client
-            .execute("return document.body ? document.body.innerText : ''", vec![])
+            .execute(
+                "return document.body ? document.body.innerText : ''",
+                vec![],
+            )
             .await
             .ok()
             .and_then(|v| v.as_str().map(str::to_string))
