@@ -352,7 +352,9 @@ fn completions_script(shell: &str) -> Result<String> {
 fn man_page() -> String {
     let mut out = Vec::new();
     // Rendering into memory cannot fail.
-    let _ = clap_mangen::Man::new(Args::command()).render(&mut out);
+    // The version goes into the `.TH` header (and a VERSION section); `--help` does not show it.
+    let command = Args::command().version(env!("CARGO_PKG_VERSION"));
+    let _ = clap_mangen::Man::new(command).render(&mut out);
     String::from_utf8_lossy(&out).into_owned()
 }
 
@@ -463,7 +465,20 @@ fn usage_message(err: &clap::Error, argv: &[String]) -> String {
                 .find(|a| **a == arg || a.starts_with(&format!("{arg}=")))
                 .cloned()
                 .unwrap_or(arg);
-            format!("Unknown option: {typed}")
+            // The Node tool's line stays first (scripts match it); a guess follows on its own.
+            let name = typed.split('=').next().unwrap_or(&typed);
+            let flags = Args::command();
+            let longs = flags.get_arguments().flat_map(|a| {
+                let aliases = a.get_all_aliases().unwrap_or_default();
+                a.get_long().into_iter().chain(aliases)
+            });
+            let longs: Vec<String> = longs.map(|l| format!("--{l}")).collect();
+            match super::suggest::closest(name, longs.iter().map(String::as_str)) {
+                Some(flag) if name.starts_with("--") => {
+                    format!("Unknown option: {typed}\ndid you mean {flag}?")
+                }
+                _ => format!("Unknown option: {typed}"),
+            }
         }
         ErrorKind::TooManyValues => {
             // `--smoke=1`: a flag that takes no value is not an option the Node tool knew.

@@ -18,9 +18,8 @@ use serde_json::{json, Map, Value};
 use super::store::{Callback, JobError};
 use crate::foundation::controls;
 use crate::foundation::error::{Error, ErrorKind};
-use crate::foundation::job::JobSpec;
+use crate::foundation::job::{JobSpec, MAX_PROMPT_CHARS};
 
-pub(crate) const MAX_PROMPT_CHARS: usize = 32_000;
 pub(crate) const DEFAULT_IMAGE_MODEL: &str = "gpt-image-2";
 const MAX_IMAGES: usize = 16;
 
