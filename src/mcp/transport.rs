@@ -110,7 +110,8 @@ impl Transport<RoleServer> for LineTransport {
         self.reader.abort();
         self.outbound.take();
         if let Some(writer) = self.writer.take() {
-            let _ = writer.await;
+            // A client that stopped reading must not keep the server from exiting.
+            let _ = tokio::time::timeout(std::time::Duration::from_secs(5), writer).await;
         }
         Ok(())
     }
