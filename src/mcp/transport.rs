@@ -267,8 +267,11 @@ fn judge(raw: &[u8]) -> Verdict {
         .get("id")
         .filter(|id| id.is_string() || id.is_number())
         .cloned();
-    let method = object.get("method").and_then(Value::as_str);
-    if let (Some(id), Some(method)) = (&id, method) {
+    let method = object
+        .get("method")
+        .and_then(Value::as_str)
+        .map(str::to_owned);
+    if let (Some(id), Some(method)) = (&id, &method) {
         if let Some(why) = params_problem(method, object.get("params")) {
             return Verdict::Answer(error(
                 id.clone(),
@@ -277,7 +280,8 @@ fn judge(raw: &[u8]) -> Verdict {
             ));
         }
     }
-    match serde_json::from_value::<ClientJsonRpcMessage>(value.clone()) {
+    // By value: a line may hold megabytes of data URLs, not worth a copy.
+    match serde_json::from_value::<ClientJsonRpcMessage>(value) {
         Ok(JsonRpcMessage::Request(request)) => match &request.request {
             // rmcp reads a known method whose params do not fit as a custom request and then
             // answers "method not found"; the method exists, the params are wrong.
