@@ -174,4 +174,28 @@ mod tests {
             None
         );
     }
+
+    #[test]
+    fn a_spilled_image_whose_folder_was_removed_is_copied_out_through_its_handle() {
+        use base64::Engine as _;
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("out");
+        let target = crate::output::spill::SpillTarget {
+            dir: out.clone(),
+            temps: Default::default(),
+        };
+        let bytes: Vec<u8> = (0..200_000u32).map(|i| (i * 7) as u8).collect();
+        let text = base64::engine::general_purpose::STANDARD.encode(&bytes);
+        let mut writer = crate::output::spill::SpillWriter::create(&target).unwrap();
+        writer.push(text.as_bytes());
+        let mut spill = writer.finish();
+        std::fs::remove_dir_all(&out).unwrap();
+        let rescue = dir.path().join("data/rescued");
+        let progress = Reporter::new(Arc::new(Lines::default()));
+        let kept = persist_or_keep(&mut spill, &out.join("big.png"), Some(&rescue), &progress)
+            .unwrap()
+            .unwrap();
+        assert_eq!(kept, rescue.join("big.png"));
+        assert_eq!(std::fs::read(&kept).unwrap(), bytes);
+    }
 }
