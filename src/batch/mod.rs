@@ -274,7 +274,7 @@ pub(crate) async fn run_batch_with(
     }
     // An adopted job was paid for by a run killed before it could record it: its line is
     // written now, so the next run skips it like any other.
-    let mut skip_write_errors = 0usize;
+    let mut adopt_write_errors = 0usize;
     let mut adopted_images = Vec::new();
     for record in &adopted {
         for (i, image) in record.images.iter().enumerate() {
@@ -282,7 +282,7 @@ pub(crate) async fn run_batch_with(
             adopted_images.push(image.path.display().to_string());
         }
         if let Err(e) = results_file.append(record) {
-            skip_write_errors += 1;
+            adopt_write_errors += 1;
             display.important(&format!(
                 "codex-imagen: cannot write {}: {e}",
                 results_path.display()
@@ -317,7 +317,7 @@ pub(crate) async fn run_batch_with(
         }),
     };
     print_summary(&display, &summary, &report, adopted.len(), opts.json);
-    let exit_code = exit_code(&report, skip_write_errors);
+    let exit_code = exit_code(&report, adopt_write_errors);
     BatchOutcome { exit_code }
 }
 
@@ -469,12 +469,12 @@ fn print_summary(
     }
 }
 
-fn exit_code(report: &RunReport, skip_write_errors: usize) -> i32 {
+fn exit_code(report: &RunReport, adopt_write_errors: usize) -> i32 {
     if let Some(sig) = report.signal {
         return sig.exit_code();
     }
     let incomplete = report.failed > 0 || report.not_started > 0;
-    if incomplete || !report.write_errors.is_empty() || skip_write_errors > 0 {
+    if incomplete || !report.write_errors.is_empty() || adopt_write_errors > 0 {
         1
     } else {
         0

@@ -28,6 +28,7 @@ use crate::foundation::job::SavedImage;
 pub(crate) enum Status {
     Succeeded,
     Failed,
+    /// Written by earlier versions for a job a rerun skipped; still read, never written now.
     Skipped,
     NotStarted,
     /// Its images were found on disk under the job's names, saved by an interrupted run that
