@@ -293,3 +293,43 @@ fn a_batch_killed_between_saving_and_recording_adopts_the_image_without_paying_a
     assert_eq!(std::fs::read(&results_path).unwrap(), before);
     assert_eq!(generations(&server).len(), 2);
 }
+
+#[test]
+fn a_second_image_arriving_after_its_folder_was_replaced_is_rescued_too() {
+    let server = Server::start();
+    let (one, two) = (real_png(1), real_png(2));
+    let sandbox = authed_sandbox();
+    let out = real_work(&sandbox).join("out");
+    {
+        let (one, two, out) = (one.clone(), two.clone(), out.clone());
+        server.handle(move |_| {
+            let (out, out_dir) = (out.clone(), out.clone());
+            // Once the first image is saved, its folder becomes a file.
+            let replace = Step::Check(Box::new(move || {
+                std::fs::remove_dir_all(&out).unwrap();
+                std::fs::write(&out, b"in the way").unwrap();
+            }));
+            Reply::sse()
+                .event(&created())
+                .event(&image_done("ig_1", &one))
+                .step(Step::AwaitPng(out_dir))
+                .step(replace)
+                .event(&image_done("ig_2", &two))
+                .event(&completed(&[("ig_1", &one), ("ig_2", &two)]))
+                .end()
+        });
+    }
+    let run = run_against(
+        &sandbox,
+        &server,
+        &["a fox", "-o", "out/pic.png", "--data-dir", "data", "--json"],
+    );
+    assert_eq!(run.code, 0, "{run}");
+    let images = run.json()["images"].as_array().unwrap().clone();
+    assert_eq!(images.len(), 2, "{run}");
+    let rescued = real_work(&sandbox).join("data/rescued/pic-2.png");
+    assert_eq!(images[1]["path"], rescued.display().to_string(), "{run}");
+    assert_eq!(images[1]["rescued"], true);
+    assert_eq!(std::fs::read(&rescued).unwrap(), two);
+    assert!(images[0].get("rescued").is_none(), "{run}");
+}

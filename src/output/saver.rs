@@ -301,7 +301,10 @@ impl StreamingSaver {
         let fingerprint = data.fingerprint();
         let plan = self.plan.clone();
         let mut image = store_image(data, state.id.as_deref(), &plan, &progress, |format| {
-            self.renumber_first_for_multi()?;
+            if let Err(err) = self.renumber_first_for_multi() {
+                // The first image keeps its name; this one is still saved (or rescued).
+                self.progress.warn(&format!("codex-imagen: warning: {err}"));
+            }
             let path = self
                 .plan
                 .path_for_format(state.id.as_deref(), index, None, format);
