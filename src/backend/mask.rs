@@ -18,7 +18,10 @@ const PNG_SIGNATURE: &[u8; 8] = b"\x89PNG\r\n\x1a\n";
 pub(crate) fn mask_data_url(bytes: &[u8], path_for_messages: &str) -> Result<String, ControlError> {
     const F: &str = "--mask";
     if let Some(reason) = mask_problem(bytes) {
-        return Err(ControlError::new(F, format!("{F} {path_for_messages}: {reason}")));
+        return Err(ControlError::new(
+            F,
+            format!("{F} {path_for_messages}: {reason}"),
+        ));
     }
     let b64 = base64::engine::general_purpose::STANDARD.encode(bytes);
     Ok(format!("data:image/png;base64,{b64}"))

@@ -440,7 +440,10 @@ mod tests {
         assert!(cors_origin("*").is_err());
         assert!(cors_origin("http://x.test/app").is_err());
         assert!(cors_origin("ftp://x.test").is_err());
-        assert_eq!(allow_host("Images.Example.com.").unwrap(), "images.example.com");
+        assert_eq!(
+            allow_host("Images.Example.com.").unwrap(),
+            "images.example.com"
+        );
         assert!(allow_host("a.test:8080").is_err());
         assert!(allow_host("a/b").is_err());
         assert_eq!(parse_duration("1e300d"), None);

@@ -225,7 +225,12 @@ pub(crate) async fn serve(
     let _ = permits.acquire_many(all).await;
 }
 
-async fn connection(stream: TcpStream, app: Router, limits: ConnectionLimits, stop: CancellationToken) {
+async fn connection(
+    stream: TcpStream,
+    app: Router,
+    limits: ConnectionLimits,
+    stop: CancellationToken,
+) {
     let activity = Activity::new();
     let io = TokioIo::new(Watched {
         inner: stream,

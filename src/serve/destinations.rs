@@ -55,9 +55,8 @@ fn v6_kind(ip: Ipv6Addr) -> Option<&'static str> {
         return v4_kind(v4);
     }
     let s = ip.segments();
-    let embedded = |hi: u16, lo: u16| {
-        Ipv4Addr::new((hi >> 8) as u8, hi as u8, (lo >> 8) as u8, lo as u8)
-    };
+    let embedded =
+        |hi: u16, lo: u16| Ipv4Addr::new((hi >> 8) as u8, hi as u8, (lo >> 8) as u8, lo as u8);
     match s[0] {
         // NAT64 (64:ff9b::/96) and 6to4 (2002::/16) reach the IPv4 address inside them.
         0x64 if s[1] == 0xff9b && s[2..6] == [0, 0, 0, 0] => v4_kind(embedded(s[6], s[7])),
@@ -224,7 +223,14 @@ mod tests {
 
     #[test]
     fn public_and_loopback_pass_everything_else_is_named() {
-        for ok in ["8.8.8.8", "127.0.0.1", "127.9.9.9", "::1", "2606:4700::1111", "::ffff:1.1.1.1"] {
+        for ok in [
+            "8.8.8.8",
+            "127.0.0.1",
+            "127.9.9.9",
+            "::1",
+            "2606:4700::1111",
+            "::ffff:1.1.1.1",
+        ] {
             assert_eq!(refused_kind(ip(ok)), None, "{ok}");
         }
         for (bad, kind) in [
@@ -278,10 +284,15 @@ mod tests {
 
     #[test]
     fn resolved_addresses_are_filtered() {
-        let addrs: Vec<SocketAddr> = ["10.0.0.1:0", "93.184.216.34:0", "127.0.0.1:0", "[fe80::1]:0"]
-            .iter()
-            .map(|a| a.parse().unwrap())
-            .collect();
+        let addrs: Vec<SocketAddr> = [
+            "10.0.0.1:0",
+            "93.184.216.34:0",
+            "127.0.0.1:0",
+            "[fe80::1]:0",
+        ]
+        .iter()
+        .map(|a| a.parse().unwrap())
+        .collect();
         let kept = allowed(addrs.clone(), false);
         assert_eq!(kept, vec![addrs[1], addrs[2]]);
         assert_eq!(allowed(addrs.clone(), true), addrs);

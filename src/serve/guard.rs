@@ -129,7 +129,11 @@ pub(crate) async fn check_host_and_origin(
     };
     if is_state_changing(request.method()) {
         if let Some(origin) = headers.get(header::ORIGIN) {
-            let origin = origin.to_str().unwrap_or_default().trim().to_ascii_lowercase();
+            let origin = origin
+                .to_str()
+                .unwrap_or_default()
+                .trim()
+                .to_ascii_lowercase();
             let same = origin == format!("http://{}", host.trim().to_ascii_lowercase());
             if !same && !guard.cors_origins.contains(&origin) {
                 return ApiError::new(
@@ -152,7 +156,10 @@ pub(crate) async fn check_body_type(request: Request, next: Next) -> Response {
     }
     let path = request.uri().path();
     let multipart_ok = path == "/v1/images/edits";
-    if !matches!(path, "/v1/images/generations" | "/v1/images/edits" | "/v1/jobs") {
+    if !matches!(
+        path,
+        "/v1/images/generations" | "/v1/images/edits" | "/v1/jobs"
+    ) {
         return next.run(request).await;
     }
     let given = request

@@ -159,7 +159,14 @@ pub(crate) fn prepare(
     let dir = files::inputs_dir(&config.data_dir, job_id);
     let mut inputs = Vec::with_capacity(references.len());
     for (i, (param, given)) in references.iter().enumerate() {
-        inputs.push(judge(config, &dir, &(i + 1).to_string(), param, given, uploads)?);
+        inputs.push(judge(
+            config,
+            &dir,
+            &(i + 1).to_string(),
+            param,
+            given,
+            uploads,
+        )?);
     }
     let mask = match mask {
         Some((param, given)) => {
@@ -202,7 +209,11 @@ fn judge(
                 file: None,
             })
         }
-        Given::Text(text) if text.get(..5).is_some_and(|p| p.eq_ignore_ascii_case("data:")) => {
+        Given::Text(text)
+            if text
+                .get(..5)
+                .is_some_and(|p| p.eq_ignore_ascii_case("data:")) =>
+        {
             data_url(param, text)?
         }
         Given::Text(text) if text.contains("://") => {
@@ -254,7 +265,8 @@ fn server_error(e: &std::io::Error) -> ApiError {
 
 /// `data:<media type>;base64,<data>`: the source shown is `data:<media type>`.
 fn data_url(param: &str, text: &str) -> Result<(String, Vec<u8>), ApiError> {
-    let bad = |why: &str| ApiError::invalid(param, format!("'{param}': {why}")).code("invalid_value");
+    let bad =
+        |why: &str| ApiError::invalid(param, format!("'{param}': {why}")).code("invalid_value");
     let (head, b64) = text
         .split_once(',')
         .ok_or_else(|| bad("a data URL needs a comma before its data."))?;
@@ -310,9 +322,7 @@ fn read_regular(path: &Path) -> Option<Vec<u8>> {
         return None;
     }
     let mut data = Vec::new();
-    file.take(MAX_INPUT_BYTES + 1)
-        .read_to_end(&mut data)
-        .ok()?;
+    file.take(MAX_INPUT_BYTES + 1).read_to_end(&mut data).ok()?;
     Some(data)
 }
 
@@ -339,6 +349,9 @@ mod tests {
         .unwrap();
         assert_eq!(new.reference(), "/d/1.png");
         let shown = serde_json::to_value(Input { file: None, ..new }).unwrap();
-        assert_eq!(shown, serde_json::json!({"source": "upload:a.png", "bytes": 3, "sha256": "00"}));
+        assert_eq!(
+            shown,
+            serde_json::json!({"source": "upload:a.png", "bytes": 3, "sha256": "00"})
+        );
     }
 }

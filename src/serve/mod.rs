@@ -60,7 +60,10 @@ pub(crate) fn run(config: ServeConfig, cli: &Config) -> Result<()> {
         config.data_dir.join("inputs"),
     ] {
         std::fs::create_dir_all(&dir).map_err(|e| {
-            Error::io(format!("Cannot create the data directory {}", dir.display()), e)
+            Error::io(
+                format!("Cannot create the data directory {}", dir.display()),
+                e,
+            )
         })?;
         if !config.shared_files {
             lock::narrow_dir(&dir);

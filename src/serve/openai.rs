@@ -340,9 +340,8 @@ fn callback(value: &Value) -> Result<Callback, ApiError> {
         }
     }
     let url = string("callback.url", map.get("url").unwrap_or(&Value::Null))?;
-    let parsed = reqwest::Url::parse(&url).map_err(|_| {
-        ApiError::invalid("callback.url", "Invalid URL for 'callback.url'.")
-    })?;
+    let parsed = reqwest::Url::parse(&url)
+        .map_err(|_| ApiError::invalid("callback.url", "Invalid URL for 'callback.url'."))?;
     if !matches!(parsed.scheme(), "http" | "https") {
         return Err(ApiError::invalid(
             "callback.url",
@@ -491,7 +490,7 @@ pub(crate) fn parse(endpoint: Endpoint, body: &Map<String, Value>) -> Result<Par
                     other => vec![other],
                 };
                 for (i, item) in items.into_iter().enumerate() {
-                    let param = format!("{key}[{i}]");
+                    let param = format!("{}[{i}]", key.trim_end_matches("[]"));
                     let given = inputs::given(&param, item)?;
                     references.push((param, given));
                 }

@@ -180,7 +180,10 @@ fn shown_request(request: &Value) -> Value {
 fn shown_input(input: &Value) -> Value {
     match input {
         Value::String(text) => {
-            let source = if text.get(..5).is_some_and(|p| p.eq_ignore_ascii_case("data:")) {
+            let source = if text
+                .get(..5)
+                .is_some_and(|p| p.eq_ignore_ascii_case("data:"))
+            {
                 let media = text[5..].split([';', ',']).next().unwrap_or_default();
                 format!("data:{}", media.chars().take(100).collect::<String>())
             } else {
@@ -249,9 +252,8 @@ fn private_files(path: &Path) -> Result<()> {
             side.push(suffix);
             let side = std::path::PathBuf::from(side);
             if side.exists() {
-                narrow(&side).map_err(|e| {
-                    Error::io(format!("Cannot make {} private", side.display()), e)
-                })?;
+                narrow(&side)
+                    .map_err(|e| Error::io(format!("Cannot make {} private", side.display()), e))?;
             }
         }
     }

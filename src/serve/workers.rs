@@ -49,13 +49,15 @@ pub(crate) async fn worker(service: Arc<Service>) {
             .await;
         if caught.is_err() {
             let error = JobError {
-                message: "The job stopped on an internal error; images saved before that are listed.".into(),
+                message:
+                    "The job stopped on an internal error; images saved before that are listed."
+                        .into(),
                 kind: "server_error".into(),
                 code: "internal_error".into(),
             };
-            service
-                .log
-                .line(&format!("job {id}: internal error (a worker panicked); the worker goes on"));
+            service.log.line(&format!(
+                "job {id}: internal error (a worker panicked); the worker goes on"
+            ));
             finish(&service, &id, store::FAILED, Some(&error), 0);
         }
     }
