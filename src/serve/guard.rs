@@ -24,7 +24,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use tower_http::cors::{AllowOrigin, CorsLayer};
 
-use super::openai::ApiError;
+use super::error::ApiError;
 
 /// What the guard knows of the service.
 #[derive(Debug, Clone)]

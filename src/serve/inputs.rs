@@ -23,8 +23,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::config::ServeConfig;
+use super::error::ApiError;
 use super::files;
-use super::openai::ApiError;
 use crate::backend::mask;
 use crate::backend::references::sniff_mime;
 use crate::output::decode::sha256_hex;

@@ -19,6 +19,7 @@ pub(crate) mod callbacks;
 pub(crate) mod config;
 pub(crate) mod connections;
 pub(crate) mod destinations;
+pub(crate) mod error;
 pub(crate) mod files;
 pub(crate) mod guard;
 pub(crate) mod inputs;

@@ -10,11 +10,11 @@
 //! The image controls (`size`, `quality`, ...) are validated here and kept on the request; the
 //! one place they reach the engine is [`apply_controls`].
 
-use axum::http::{HeaderValue, StatusCode};
-use axum::response::{IntoResponse, Response};
+use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
-use serde_json::{json, Map, Value};
+use serde_json::{Map, Value};
 
+pub(crate) use super::error::ApiError;
 use super::inputs::{self, Given, Input};
 use super::store::{Callback, JobError};
 use crate::foundation::controls;
@@ -25,68 +25,6 @@ pub(crate) const MAX_PROMPT_CHARS: usize = 32_000;
 pub(crate) const DEFAULT_IMAGE_MODEL: &str = "gpt-image-2";
 /// The longest `timeout_sec` a job may ask for.
 const MAX_TIMEOUT_SEC: f64 = 3600.0;
-
-/// An answer in OpenAI's error shape `{"error": {"message", "type", "param", "code"}}`.
-#[derive(Debug, Clone)]
-pub(crate) struct ApiError {
-    pub status: StatusCode,
-    pub message: String,
-    pub kind: &'static str,
-    pub param: Option<String>,
-    pub code: Option<String>,
-    pub retry_after: Option<u64>,
-}
-
-impl ApiError {
-    pub(crate) fn new(status: StatusCode, kind: &'static str, message: impl Into<String>) -> Self {
-        ApiError {
-            status,
-            message: message.into(),
-            kind,
-            param: None,
-            code: None,
-            retry_after: None,
-        }
-    }
-
-    /// 400 `invalid_request_error` naming `param`.
-    pub(crate) fn invalid(param: &str, message: impl Into<String>) -> Self {
-        ApiError {
-            param: Some(param.to_string()),
-            ..ApiError::new(StatusCode::BAD_REQUEST, "invalid_request_error", message)
-        }
-    }
-
-    pub(crate) fn code(mut self, code: &str) -> Self {
-        self.code = Some(code.to_string());
-        self
-    }
-
-    pub(crate) fn not_found(message: impl Into<String>) -> Self {
-        ApiError::new(StatusCode::NOT_FOUND, "invalid_request_error", message).code("not_found")
-    }
-
-    pub(crate) fn body(&self) -> Value {
-        json!({"error": {
-            "message": self.message,
-            "type": self.kind,
-            "param": self.param,
-            "code": self.code,
-        }})
-    }
-}
-
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        let mut response = (self.status, axum::Json(self.body())).into_response();
-        if let Some(secs) = self.retry_after {
-            response
-                .headers_mut()
-                .insert("retry-after", HeaderValue::from(secs));
-        }
-        response
-    }
-}
 
 /// The HTTP status and the stored error for a job that failed with `err`.
 pub(crate) fn job_error(err: &Error) -> (StatusCode, JobError) {
@@ -636,6 +574,7 @@ pub(crate) fn typed_form_value(name: &str, text: String) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     fn obj(v: Value) -> Map<String, Value> {
         v.as_object().cloned().unwrap()
