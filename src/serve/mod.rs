@@ -135,7 +135,7 @@ async fn serve(config: ServeConfig, store: Store, engine: Engine, defaults: JobS
     }
     let mut workers = Vec::new();
     for _ in 0..service.config.jobs {
-        workers.push(tokio::spawn(workers::worker(service.clone())));
+        workers.push(tokio::spawn(workers::supervised(service.clone())));
     }
     tokio::spawn(workers::expire_periodically(service.clone()));
 

@@ -33,6 +33,21 @@ use crate::foundation::job::SavedImage;
 use crate::foundation::job::{JobResult, JobSpec, Naming, Reference};
 use crate::foundation::sync::lock;
 
+/// A worker, started again should it ever stop on a panic outside a job (a job's own panic is
+/// caught in [`worker`]), so the service always has its `--jobs` workers.
+pub(crate) async fn supervised(service: Arc<Service>) {
+    loop {
+        match tokio::spawn(worker(service.clone())).await {
+            Err(e) if e.is_panic() => {
+                service
+                    .log
+                    .line("a worker stopped on an internal error; starting another");
+            }
+            _ => return,
+        }
+    }
+}
+
 pub(crate) async fn worker(service: Arc<Service>) {
     loop {
         let id = tokio::select! {
