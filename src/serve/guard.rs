@@ -134,7 +134,10 @@ pub(crate) async fn check_host_and_origin(
                 .unwrap_or_default()
                 .trim()
                 .to_ascii_lowercase();
-            let same = origin == format!("http://{}", host.trim().to_ascii_lowercase());
+            // A reverse proxy may terminate TLS for an `--allow-host` name: either scheme of
+            // the Host's own origin is the same site.
+            let own = host.trim().to_ascii_lowercase();
+            let same = origin == format!("http://{own}") || origin == format!("https://{own}");
             if !same && !guard.cors_origins.contains(&origin) {
                 return ApiError::new(
                     StatusCode::FORBIDDEN,
