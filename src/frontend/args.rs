@@ -286,6 +286,29 @@ pub struct Args {
     #[arg(long, value_name = "PATH", allow_hyphen_values = true)]
     pub serve_token_file: Option<String>,
 
+    /// Service: local-path references may be read from under this directory (repeatable).
+    /// Without it, local paths are refused.
+    #[arg(long, value_name = "DIR", action = ArgAction::Append, allow_hyphen_values = true)]
+    pub allow_dir: Vec<String>,
+
+    /// Service without a token: also answer requests whose Host is NAME (repeatable); file URLs
+    /// may then carry it. Default: only the bound address and loopback names.
+    #[arg(long, value_name = "NAME", action = ArgAction::Append, allow_hyphen_values = true)]
+    pub allow_host: Vec<String>,
+
+    /// Service: allow web pages from ORIGIN (e.g. http://localhost:3000) to call it, with CORS
+    /// (repeatable). Default: no CORS, cross-origin POST/DELETE refused.
+    #[arg(long, value_name = "ORIGIN", action = ArgAction::Append, allow_hyphen_values = true)]
+    pub cors_origin: Vec<String>,
+
+    /// Service: callbacks may go to private, link-local and other non-public addresses.
+    #[arg(long)]
+    pub allow_private_callbacks: bool,
+
+    /// Service: images readable by other users (0644 under the usual umask) rather than 0600.
+    #[arg(long)]
+    pub shared_files: bool,
+
     /// Print a shell completion script: bash, zsh, fish, powershell or elvish.
     #[arg(long, value_name = "SHELL", allow_hyphen_values = true)]
     pub completions: Option<String>,
