@@ -628,9 +628,10 @@ fn a_rerun_skips_verified_jobs_and_fresh_ignores_them() {
     assert_eq!(run.code, 0, "{run}");
     assert_eq!(seen.prompts().len(), 3, "no request for a finished job");
     assert_eq!(run.json()["skipped"], 3);
+    // Skipping writes no line: reruns do not grow the results file (issue #20).
     let records = results(&results_path);
-    assert_eq!(records.len(), 6);
-    assert!(records[3..].iter().all(|r| r["status"] == "skipped"));
+    assert_eq!(records.len(), 3);
+    assert!(records.iter().all(|r| r["status"] == "succeeded"));
 
     // An image changed on disk: that job runs again, the others stay skipped.
     std::fs::write(out(&sandbox).join("line-2-1.png"), b"changed").unwrap();
@@ -1112,4 +1113,25 @@ fn a_job_warning_is_one_line_naming_the_job() {
         ["codex-imagen: [wide] warning: requested 1536x1024, the backend returned 16x8"],
         "{run}"
     );
+}
+
+#[test]
+fn a_batch_reference_with_an_unsupported_scheme_is_named_as_such() {
+    let server = Server::start();
+    fast(&server);
+    let sandbox = authed_sandbox();
+    write(
+        &sandbox,
+        "u.jsonl",
+        "{\"prompt\": \"x\", \"images\": [\"ftp://host/y.png\"]}\n",
+    );
+    let run = run_against(&sandbox, &server, &["--batch", "u.jsonl", "--json"]);
+    assert_eq!(run.code, 2, "{run}");
+    assert!(
+        run.stderr.contains(
+            "u.jsonl:1: \"images\"[0]: Unsupported reference ftp://host/y.png: the URL scheme ftp: is not supported"
+        ),
+        "{run}"
+    );
+    assert!(server.requests().is_empty());
 }

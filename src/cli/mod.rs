@@ -18,6 +18,7 @@ use crate::foundation::events::Reporter;
 use crate::frontend::config::Config;
 use crate::frontend::prompt::read_prompt;
 use crate::frontend::terminal::TerminalSink;
+use crate::frontend::validate::PromptSource;
 use crate::frontend::{report, runtime};
 
 /// The one-shot run of a resolved command line: `--usage`, `--smoke`, `--refresh-only`, or one
@@ -33,7 +34,7 @@ pub(crate) fn run(config: Config, sink: &Arc<TerminalSink>) -> Result<i32> {
         return runtime
             .block_on(async {
                 tokio::select! {
-                    result = print_usage(&config, &engine, &progress) => result,
+                    result = print_usage(&config, &engine, &progress, sink) => result,
                     (code, name) = runtime::until_signal() => {
                         engine.release_locks();
                         sink.finish();
@@ -48,7 +49,7 @@ pub(crate) fn run(config: Config, sink: &Arc<TerminalSink>) -> Result<i32> {
         // No network, no fallback, no runtime: what the first store says.
         let auth = ctx.read(&ctx.path)?;
         auth::warn_auth_mode(&auth, &progress);
-        print_smoke(&config, &engine, &auth, &progress);
+        print_smoke(&config, &engine, &auth, &progress, sink);
         return Ok(0);
     }
     let released = engine.clone();
@@ -56,7 +57,7 @@ pub(crate) fn run(config: Config, sink: &Arc<TerminalSink>) -> Result<i32> {
     let runtime = runtime::one_shot_runtime()?;
     sink.start_live_line();
     let outcome = runtime.block_on(async {
-        let job = run_online(&config, &engine, ctx, &progress);
+        let job = run_online(&config, &engine, ctx, &progress, sink);
         tokio::select! {
             result = job => Ok(result),
             signal = runtime::until_signal() => Err(signal),
@@ -75,12 +76,19 @@ pub(crate) fn run(config: Config, sink: &Arc<TerminalSink>) -> Result<i32> {
     }
 }
 
-fn print_smoke(config: &Config, engine: &Engine, auth: &auth::Auth, progress: &Reporter) {
+fn print_smoke(
+    config: &Config,
+    engine: &Engine,
+    auth: &auth::Auth,
+    progress: &Reporter,
+    sink: &TerminalSink,
+) {
     if CredentialState::of(auth) == CredentialState::RefreshFailed {
         // The same fix `--refresh-only` prints for this profile.
         progress.warn(&fix_line(auth, RefreshErrorKind::OpenClawFailed));
     }
     let value = engine.smoke_report(auth, &config.job);
+    sink.finish();
     if config.json {
         report::print_json(&value);
     } else {
@@ -93,7 +101,11 @@ async fn run_online(
     engine: &Engine,
     ctx: auth::AuthContext,
     progress: &Reporter,
+    sink: &TerminalSink,
 ) -> Result<()> {
+    if !config.smoke && !config.refresh_only {
+        check_output_first(config, engine)?;
+    }
     let fallback = if config.smoke {
         Fallback::FirstStoreOnly
     } else {
@@ -104,7 +116,7 @@ async fn run_online(
         .prepare(&ctx, config.force_refresh, fallback, progress)
         .await?;
     if config.smoke {
-        print_smoke(config, engine, &prepared.auth, progress);
+        print_smoke(config, engine, &prepared.auth, progress, sink);
         return Ok(());
     }
     if config.refresh_only {
@@ -118,6 +130,7 @@ async fn run_online(
                     .await?
             }
         };
+        sink.finish();
         if config.json {
             report::print_json(&report::refresh_only_json(&auth, &outcome));
         } else {
@@ -130,6 +143,8 @@ async fn run_online(
     let mut job = config.job.clone();
     job.prompt = prompt;
     let result = engine.run_prepared(&ctx, prepared, &job, progress).await?;
+    // On a terminal stdout and stderr share the screen: the live line goes before the report.
+    sink.finish();
     if config.json {
         report::print_json(&report::generation_json(&result, &job));
     } else {
@@ -138,8 +153,32 @@ async fn run_online(
     Ok(())
 }
 
-async fn print_usage(config: &Config, engine: &Engine, progress: &Reporter) -> Result<()> {
+/// Check before paying: with the prompt on the command line, the output directory is checked
+/// before auth (a refresh included), naming the flag that chose it; a missing prompt stays the
+/// usage error it is, and a `--prompt-file` is read after auth (SPEC §14), so those are checked
+/// by the engine once the prompt is known, still before any request.
+fn check_output_first(config: &Config, engine: &Engine) -> Result<()> {
+    let PromptSource::Inline(prompt) = &config.prompt else {
+        return Ok(());
+    };
+    if prompt.trim().is_empty() {
+        return Ok(());
+    }
+    let flag = match config.job.output {
+        Some(_) => "--output",
+        None => "--out-dir",
+    };
+    engine.check_output(&config.job, Some(flag))
+}
+
+async fn print_usage(
+    config: &Config,
+    engine: &Engine,
+    progress: &Reporter,
+    sink: &TerminalSink,
+) -> Result<()> {
     let usage = engine.usage_report(progress).await?;
+    sink.finish();
     if config.json {
         report::print_json(&crate::backend::usage::to_json(&usage));
     } else {

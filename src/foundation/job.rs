@@ -52,6 +52,8 @@ impl Reference {
 pub const DEFAULT_RESPONSES_MODEL: &str = "gpt-5.4";
 pub const DEFAULT_IMAGES_MODEL: &str = "gpt-image-2";
 pub const DEFAULT_RETRIES: u32 = 4;
+/// The longest prompt the service and the MCP tools take, in characters: one cap for both.
+pub(crate) const MAX_PROMPT_CHARS: usize = 32_000;
 pub const DEFAULT_TIMEOUT_MS: u64 = 15 * 60 * 1000;
 
 /// How automatic file names are made (when there is no exact `output` file).
@@ -190,6 +192,10 @@ pub struct SavedImage {
     pub has_alpha: Option<bool>,
     /// The file carries a C2PA manifest (content credentials).
     pub c2pa: bool,
+    /// Where the image was meant to go when it could not be written there after it arrived
+    /// (a full disk, a folder replaced mid-run): it was kept at `path`, under the data
+    /// directory's `rescued/`, instead. `None` for an image saved where it was meant to go.
+    pub rescued_from: Option<PathBuf>,
 }
 
 /// Provenance, `--metadata none|sidecar|embed` (written by `output/provenance.rs`).

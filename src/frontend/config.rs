@@ -59,6 +59,7 @@ impl Config {
             history: self
                 .history
                 .then(|| self.data_dir.join(crate::output::history::FILE_NAME)),
+            data_dir: Some(self.data_dir.clone()),
             ..EngineSettings::new(self.env.clone())
         }
     }

@@ -42,7 +42,10 @@ async function refreshStatus() {
       el("strong", { text: "No credentials found. " }),
       el("span", { text: "Sign in with " }),
       el("code", { text: status.credentials.sign_in || "codex login" }),
-      el("span", { text: `, then reload this page. (${status.credentials.message || ""})` }),
+      el("span", { text: ", then reload this page." }),
+      el("details", {},
+        el("summary", { text: "Where the service looked" }),
+        el("p", { class: "detail", text: status.credentials.message || "" })),
     );
     banner.hidden = false;
   } else {
