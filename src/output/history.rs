@@ -447,6 +447,29 @@ mod tests {
         assert_eq!(history.forget(a).unwrap().unwrap().id, a);
         assert_eq!(history.get(c).unwrap().unwrap().parent, None);
         assert!(history.get(a).unwrap().is_none());
+        let count = |q: Query| history.list(&Query { limit: 10, ..q }).unwrap().len();
+        assert_eq!(
+            count(Query {
+                format: Some("webp".into()),
+                ..Query::default()
+            }),
+            0
+        );
+        assert_eq!(
+            count(Query {
+                since_ms: Some(1_700_000_000_000),
+                until_ms: Some(1_700_000_000_001),
+                ..Query::default()
+            }),
+            2
+        );
+        assert_eq!(
+            count(Query {
+                since_ms: Some(1_700_000_000_001),
+                ..Query::default()
+            }),
+            0
+        );
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;

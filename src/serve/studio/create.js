@@ -149,6 +149,7 @@ async function generate() {
     const mime = `image/${c.output_format}`;
     let error = null;
     let saved = 0;
+    const unmet = [];
     await readEvents(response, (name, data) => {
       if (name.endsWith(".partial_image")) {
         stage = "receiving previews";
@@ -156,13 +157,15 @@ async function generate() {
       } else if (name.endsWith(".completed")) {
         saved += 1;
         stage = "saved";
+        unmet.push(...unmetRequest(c, data));
         showPreview(`data:image/${data.output_format || c.output_format};base64,${data.b64_json}`, prompt, false);
       } else if (name === "error") {
         error = data.error ? data.error.message : "The job failed.";
       }
     });
+    if (unmet.length) showError([...new Set(unmet)].join("\n"));
     if (error) {
-      showError(error);
+      showError([error, ...new Set(unmet)].join("\n"));
       $("job-title").textContent = saved ? "Finished with an error" : "Failed";
     } else {
       $("job-title").textContent = "Done";
@@ -191,6 +194,21 @@ async function generate() {
     $("cancel").disabled = true;
     onFinished();
   }
+}
+
+/** The CLI's warning when the backend did not give what was asked: size, format, alpha. */
+function unmetRequest(asked, got) {
+  const out = [];
+  if (asked.size !== "auto" && got.size && got.size !== asked.size) {
+    out.push(`warning: requested ${asked.size}, the backend returned ${got.size}`);
+  }
+  if (got.output_format && got.output_format !== asked.output_format) {
+    out.push(`warning: requested ${asked.output_format}, the backend returned ${got.output_format}`);
+  }
+  if (asked.background === "transparent" && got.background && got.background !== "transparent") {
+    out.push("warning: requested a transparent background, the backend returned no alpha");
+  }
+  return out;
 }
 
 function showPreview(src, alt, partial) {
