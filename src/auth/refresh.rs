@@ -560,6 +560,9 @@ pub(crate) fn fix_line(auth: &Auth, kind: RefreshErrorKind) -> String {
     if kind.store_is_spent() && kind != RefreshErrorKind::Failed {
         match auth.format {
             AuthFormat::CodexAuthJson => "fix: run `codex login`, then try again".to_string(),
+            AuthFormat::CodexKeyring => {
+                "fix: run `codex-imagen --login` (or `codex login`), then try again".to_string()
+            }
             _ => format!(
                 "fix: run `openclaw models auth login --provider {}`, then try again",
                 auth.provider
