@@ -5,6 +5,7 @@
 //! document as the secret), read back with `secret-tool`. Nothing is skipped: without
 //! gnome-keyring the tests fail and say what to install.
 
+#![cfg(target_os = "linux")]
 mod login_support;
 mod support;
 

@@ -3,6 +3,7 @@
 //! redirect to the callback. No test opens a browser (`--no-browser`, and no DISPLAY) and no
 //! request leaves 127.0.0.1.
 
+#![cfg(unix)]
 mod login_support;
 mod support;
 
