@@ -59,6 +59,10 @@ pub struct EngineSettings {
     /// The Codex backend base URL, without a trailing `/`.
     pub base_url: String,
     pub delays: Delays,
+    /// The data directory (`--data-dir`): an image that cannot be written where it should go
+    /// after it arrived is kept in its `rescued/`. `None`: such an image is lost and the
+    /// write's error is the job's.
+    pub data_dir: Option<std::path::PathBuf>,
 }
 
 impl EngineSettings {
@@ -74,6 +78,7 @@ impl EngineSettings {
             },
             base_url: DEFAULT_BASE_URL.to_string(),
             delays: Delays::default(),
+            data_dir: None,
         }
     }
 }

@@ -21,6 +21,8 @@ pub(crate) struct Inner {
     pub(crate) delays: Delays,
     /// Images being decoded to disk right now ([`crate::output::spill`]).
     pub(crate) temp_files: crate::output::spill::TempFiles,
+    /// `<data dir>/rescued/`: where an image that could not be written is kept.
+    pub(crate) rescue_dir: Option<std::path::PathBuf>,
     /// Debug builds only: the SSE event type that blocks the job's thread (proves the CLI's
     /// hard watchdog), from `CODEX_IMAGEN_TEST_BLOCK_ON_EVENT`.
     pub(crate) test_block_on_event: Option<String>,
@@ -67,6 +69,7 @@ impl Engine {
                 auth,
                 delays: settings.delays,
                 temp_files: Default::default(),
+                rescue_dir: settings.data_dir.map(|dir| dir.join("rescued")),
                 test_block_on_event,
             }),
         })

@@ -68,6 +68,7 @@ impl Config {
             env: self.env.clone(),
             auth: self.auth.clone(),
             base_url: self.base_url.clone(),
+            data_dir: Some(self.data_dir.clone()),
             ..EngineSettings::new(self.env.clone())
         }
     }
