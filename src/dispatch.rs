@@ -64,7 +64,7 @@ fn run_args(args: Args, sink: &Arc<TerminalSink>) -> Result<i32> {
         return serve::run(serve, &config).map(|()| 0);
     }
     if let Some(sign_in) = config.sign_in.clone() {
-        return login::start::run(&config, sign_in);
+        return login::start::run(&config, sign_in, sink);
     }
     if let Some(many) = config.many.clone() {
         return batch::start::run(&config, many);

@@ -252,3 +252,51 @@ fn keyring_mode_without_any_keyring_says_so() {
     assert_eq!(run.code, 1, "{run}");
     assert!(run.stderr.contains("no OS keyring is available"), "{run}");
 }
+
+#[test]
+fn auto_mode_without_a_keyring_saves_the_sign_in_to_auth_json_as_codex_does() {
+    let sandbox = Sandbox::new();
+    let home = sandbox.home().join(".codex");
+    std::fs::create_dir_all(&home).unwrap();
+    std::fs::write(
+        home.join("config.toml"),
+        "cli_auth_credentials_store = \"auto\"\n",
+    )
+    .unwrap();
+    let server = Server::start();
+    server.enqueue(
+        "/api/accounts/deviceauth/usercode",
+        Reply::json(
+            200,
+            &json!({"device_auth_id": "d", "user_code": "U-1", "interval": "0"}),
+        ),
+    );
+    server.enqueue(
+        "/api/accounts/deviceauth/token",
+        Reply::json(
+            200,
+            &json!({"authorization_code": "c", "code_challenge": "x", "code_verifier": "v"}),
+        ),
+    );
+    server.enqueue(
+        "/oauth/token",
+        Reply::json(
+            200,
+            &token_answer("auto@example.com", "acct-auto", "refresh-a"),
+        ),
+    );
+    let run = sandbox.run(&["--login", "--device-auth", "--issuer", &server.addr]);
+    assert_eq!(run.code, 0, "{run}");
+    let file = home.join("auth.json");
+    assert!(
+        run.stdout.contains(&format!("Saved to {}", file.display())),
+        "{run}"
+    );
+    assert!(
+        run.stdout
+            .contains("note: the OS keyring could not be used"),
+        "{run}"
+    );
+    assert_eq!(mode_of(&file), 0o600);
+    assert_eq!(read_json(&file)["tokens"]["account_id"], "acct-auto");
+}

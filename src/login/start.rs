@@ -19,12 +19,11 @@ use crate::frontend::terminal::TerminalSink;
 use crate::frontend::{report, runtime};
 
 /// Run `--login` or `--logout`; the exit code.
-pub(crate) fn run(config: &Config, sign_in: SignInConfig) -> Result<i32> {
+pub(crate) fn run(config: &Config, sign_in: SignInConfig, sink: &Arc<TerminalSink>) -> Result<i32> {
     if sign_in.flags.logout {
         return logout::run(config);
     }
-    let sink = Arc::new(TerminalSink::new(config.quiet, false));
-    let progress = Reporter::new(sink);
+    let progress = Reporter::new(sink.clone());
     let http = reqwest::Client::builder()
         .build()
         .map_err(|e| Error::Io(format!("Cannot create the HTTP client: {e}")))?;
