@@ -448,9 +448,8 @@ impl Keyring {
 
     /// Write an item the way Codex's `keyring` 3.6 does: service, username, target, application.
     pub fn store_as_codex(&self, account: &str, secret: &str) {
-        let label = format!(
-            "keyring-rs v3.6.3 for target 'default', service 'Codex Auth', user '{account}'"
-        );
+        // The label Codex 0.171 (keyring 3.6.3) gives its item.
+        let label = format!("{account}@Codex Auth:default (keyring v3.6.3)");
         let (ok, out) = self.tool(
             "secret-tool",
             &[
