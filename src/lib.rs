@@ -16,6 +16,7 @@ mod engine;
 mod foundation;
 mod frontend;
 mod history;
+mod login;
 mod mcp;
 mod output;
 mod serve;

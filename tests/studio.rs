@@ -490,7 +490,7 @@ async fn without_credentials_a_banner_names_the_sign_in_command() {
         .await
         .unwrap();
     assert_eq!(status["credentials"]["found"], false, "{status}");
-    assert_eq!(status["credentials"]["sign_in"], "codex login");
+    assert_eq!(status["credentials"]["sign_in"], "codex-imagen --login");
     assert_eq!(status["usage"], Value::Null);
     assert!(
         server.requests_to("/backend-api/wham/usage").is_empty(),
@@ -505,7 +505,7 @@ async fn without_credentials_a_banner_names_the_sign_in_command() {
         .await
         .unwrap();
     assert!(banner.contains("No credentials found"), "{banner}");
-    assert!(banner.contains("codex login"), "{banner}");
+    assert!(banner.contains("codex-imagen --login"), "{banner}");
     b.wait_for("//p[@id='grid-status'][normalize-space(.)='No images yet.']")
         .await;
     b.screenshot("no-credentials").await;

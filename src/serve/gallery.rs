@@ -276,7 +276,7 @@ async fn status(State(service): Shared, Extension(gallery): Ext) -> Json<Value> 
             json!({
                 "found": false,
                 "message": message,
-                "sign_in": "codex login",
+                "sign_in": "codex-imagen --login",
             }),
         ),
     };

@@ -214,7 +214,10 @@ fn open_studio(bound: std::net::SocketAddr, log: Log) {
     };
     let url = format!("http://{host}:{}/", bound.port());
     log.line(&format!("studio: {url}"));
-    if let Err(e) = open::that_detached(&url) {
-        log.line(&format!("cannot open a browser on {url}: {e}"));
-    }
+    // The browser launcher may wait for its helper to exit: not on the runtime's threads.
+    std::thread::spawn(move || {
+        if let Err(e) = webbrowser::open(&url) {
+            log.line(&format!("cannot open a browser on {url}: {e}"));
+        }
+    });
 }

@@ -41,7 +41,7 @@ async function refreshStatus() {
     banner.replaceChildren(
       el("strong", { text: "No credentials found. " }),
       el("span", { text: "Sign in with " }),
-      el("code", { text: status.credentials.sign_in || "codex login" }),
+      el("code", { text: status.credentials.sign_in || "codex-imagen --login" }),
       el("span", { text: ", then reload this page." }),
       el("details", {},
         el("summary", { text: "Where the service looked" }),
