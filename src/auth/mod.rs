@@ -4,6 +4,7 @@
 //! [`lock`], [`lock_paths`] and [`fence`]), and the [`manager`] that every job of a process
 //! shares: it turns the settings into usable credentials and runs one refresh per profile.
 
+pub(crate) mod cooldown;
 pub(crate) mod discover;
 pub(crate) mod fence;
 pub(crate) mod lock;
@@ -11,6 +12,7 @@ pub(crate) mod lock_paths;
 pub(crate) mod manager;
 pub(crate) mod merge;
 pub(crate) mod oauth;
+pub mod pool;
 pub(crate) mod refresh;
 pub(crate) mod select;
 pub(crate) mod sqlite;

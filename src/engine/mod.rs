@@ -15,9 +15,11 @@
 //! - `shared`: the [`Engine`] itself, what its jobs share.
 //! - `run`: one job end to end. `status`: the `--smoke` and `--usage` reports.
 
+pub(crate) mod accounts;
 pub(crate) mod generation;
 pub(crate) mod provenance;
 pub(crate) mod retry;
+pub(crate) mod route;
 pub(crate) mod run;
 pub(crate) mod settings;
 pub(crate) mod shared;

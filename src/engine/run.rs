@@ -29,12 +29,19 @@ impl Engine {
     ) -> Result<JobResult> {
         let progress = Reporter::new(sink);
         let work = async {
+            if let Some(pool) = &self.inner().pool {
+                return self.run_on_pool(pool, &job, &progress).await;
+            }
             let ctx = self.auth().context()?;
             let prepared = self
                 .auth()
                 .prepare(&ctx, job.force_refresh, Fallback::Allowed, &progress)
                 .await?;
-            self.run_prepared(&ctx, prepared, &job, &progress).await
+            let result = self.run_prepared(&ctx, prepared, &job, &progress).await;
+            if let Err(err) = &result {
+                self.note_failure(err);
+            }
+            result
         };
         tokio::select! {
             biased;
@@ -85,7 +92,11 @@ impl Engine {
         };
         result.refresh = refresh.map(|outcome| refresh_report(&outcome, &auth));
         provenance::apply(job, &mut result, &loaded, progress)?;
-        if let Some(warning) = generation::unmet_request(&job.controls, &result.images) {
+        if let Some(warning) = generation::unmet_request_with(
+            &job.controls,
+            &result.images,
+            result.response_metadata.as_ref(),
+        ) {
             progress.warn(&warning);
         }
         Ok(result)

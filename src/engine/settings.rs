@@ -59,6 +59,8 @@ pub struct EngineSettings {
     /// The Codex backend base URL, without a trailing `/`.
     pub base_url: String,
     pub delays: Delays,
+    /// `--pool`: many accounts (`auth/pool.rs`); `None`: the one store of `auth`.
+    pub pool: Option<crate::auth::pool::PoolSettings>,
 }
 
 impl EngineSettings {
@@ -74,6 +76,7 @@ impl EngineSettings {
             },
             base_url: DEFAULT_BASE_URL.to_string(),
             delays: Delays::default(),
+            pool: None,
         }
     }
 }

@@ -9,6 +9,7 @@ use std::path::PathBuf;
 
 use super::args::Args;
 use super::validate::{PromptSource, Validated, DEFAULT_JOBS};
+use crate::auth::pool::PoolSettings;
 use crate::auth::AuthSettings;
 use crate::engine::settings::{EngineSettings, DEFAULT_BASE_URL, DEFAULT_REFRESH_URL};
 use crate::foundation::error::{Error, Result};
@@ -41,6 +42,8 @@ pub(crate) struct Config {
     pub many: Option<Many>,
     /// Where every mode keeps its state ([`data_dir`]).
     pub data_dir: PathBuf,
+    /// `--pool`: every `--auth` store (none: discovery), cooldowns in the data directory.
+    pub pool: Option<PoolSettings>,
 }
 
 impl Config {
@@ -51,6 +54,7 @@ impl Config {
             env: self.env.clone(),
             auth: self.auth.clone(),
             base_url: self.base_url.clone(),
+            pool: self.pool.clone(),
             ..EngineSettings::new(self.env.clone())
         }
     }
@@ -88,15 +92,16 @@ pub(crate) fn resolve(args: Args, checked: Validated, env: Environment) -> Resul
         None => Backend::Responses,
         Some(b) if b == "responses" => Backend::Responses,
         Some(b) if b == "images" => Backend::Images,
+        Some(b) if b == "auto" => Backend::Auto,
         Some(_) => {
             return Err(Error::Usage(
-                "--backend must be one of: responses, images".into(),
+                "--backend must be one of: responses, images, auto".into(),
             ))
         }
     };
     let model = args.model.clone().unwrap_or_else(|| {
         match backend {
-            Backend::Responses => DEFAULT_RESPONSES_MODEL,
+            Backend::Responses | Backend::Auto => DEFAULT_RESPONSES_MODEL,
             Backend::Images => DEFAULT_IMAGES_MODEL,
         }
         .to_string()
@@ -156,7 +161,11 @@ pub(crate) fn resolve(args: Args, checked: Validated, env: Environment) -> Resul
         ..JobSpec::new(String::new(), out_dir, env.cwd().to_path_buf())
     };
     let auth = AuthSettings {
-        auth_path: given(&args.auth).map(|p| env.resolve(p)),
+        auth_path: args
+            .auth
+            .last()
+            .filter(|p| !p.is_empty())
+            .map(|p| env.resolve(p)),
         profile: args
             .auth_profile
             .as_deref()
@@ -188,6 +197,15 @@ pub(crate) fn resolve(args: Args, checked: Validated, env: Environment) -> Resul
         quiet: args.quiet,
         many,
         data_dir: data_dir(args.data_dir.as_deref(), &env),
+        pool: args.pool.then(|| PoolSettings {
+            auth_paths: args
+                .auth
+                .iter()
+                .filter(|p| !p.is_empty())
+                .map(|p| env.resolve(p))
+                .collect(),
+            data_dir: data_dir(args.data_dir.as_deref(), &env),
+        }),
         env,
     })
 }

@@ -429,7 +429,11 @@ impl ImagenServer {
             let cancel = jobs_ct.child_token();
             let task = tokio::spawn({
                 let sink = sink.clone();
-                async move { engine.run(spec, sink, cancel).await }
+                async move {
+                    // A usage limit pauses sending (issue #22); the call waits for the reset.
+                    crate::frontend::pause::wait_while_paused(&engine, &cancel).await;
+                    engine.run(spec, sink, cancel).await
+                }
             });
             running.push((task, sink));
         }
@@ -481,10 +485,13 @@ async fn build_result(outcomes: Vec<JobOutcome>, return_image: ReturnImage) -> C
     let mut errors = Vec::new();
     let mut timed_out = false;
     for (index, outcome) in outcomes.into_iter().enumerate() {
+        let mut origin: Option<JobResult> = None;
         let saved = match outcome.result {
-            Ok(result) => {
+            Ok(mut result) => {
                 timed_out |= result.timed_out;
-                result.images
+                let images = std::mem::take(&mut result.images);
+                origin = Some(result);
+                images
             }
             Err(error) => {
                 errors.push((index, error));
@@ -496,7 +503,11 @@ async fn build_result(outcomes: Vec<JobOutcome>, return_image: ReturnImage) -> C
             if let Some(block) = image_block(&image, return_image, &mut content).await {
                 content.push(block);
             }
-            images.push(image_json(&image));
+            let mut value = image_json(&image);
+            if let Some(result) = &origin {
+                crate::frontend::report::add_origin(&mut value, result);
+            }
+            images.push(value);
         }
     }
     if timed_out {
