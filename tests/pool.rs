@@ -664,3 +664,70 @@ async fn one_account_service_sends_nothing_until_the_reset() {
     .await;
     assert_eq!(image_requests(&server), 2);
 }
+
+#[test]
+fn openclaw_cooldowns_and_order_are_respected() {
+    let server = Server::start();
+    accounts_backend(&server, HashMap::new(), 3600);
+    let sandbox = Sandbox::new();
+    let expires = (now_secs() + 3600) * 1000;
+    let later = (now_secs() + 3600) * 1000;
+    let store = sandbox.path("openclaw/auth-profiles.json");
+    write_json(
+        &store,
+        &json!({"version": 1,
+            "order": {"openai-codex": ["openai-codex:second", "openai-codex:first", "openai-codex:cool"]},
+            "usageStats": {"openai-codex:cool": {"cooldownUntil": later, "errorCount": 1}},
+            "profiles": {
+                "openai-codex:first": openclaw_profile(&jwt(now_secs() + 3600), "r1", "acct-first-0001", expires),
+                "openai-codex:second": openclaw_profile(&jwt(now_secs() + 3600), "r2", "acct-second-002", expires),
+                "openai-codex:cool": openclaw_profile(&jwt(now_secs() + 3600), "r3", "acct-cool-00003", expires),
+        }}),
+    );
+    let data = sandbox.path("data").display().to_string();
+    let auth = store.display().to_string();
+    let run = run_against(
+        &sandbox,
+        &server,
+        &[
+            "--pool",
+            "--auth",
+            &auth,
+            "--data-dir",
+            &data,
+            "--count",
+            "3",
+            "--jobs",
+            "1",
+            "a fox",
+        ],
+    );
+    assert_eq!(run.code, 0, "{run}");
+    // OpenClaw's order first; the profile OpenClaw has on cooldown is never asked.
+    assert_eq!(
+        accounts_of(&server, RESPONSES_PATH),
+        ["acct-second-002", "acct-first-0001", "acct-second-002"],
+        "{run}"
+    );
+}
+
+#[test]
+fn the_backend_variable_sets_auto_for_batch_too() {
+    let server = Server::start();
+    auto_backend(&server, Reply::json(404, &json!({"detail": "Not Found"})));
+    let mut sandbox = authed_sandbox();
+    sandbox.env("CODEX_IMAGEN_BACKEND", "auto");
+    std::fs::write(
+        sandbox.work().join("jobs.jsonl"),
+        "{\"id\": \"one\", \"prompt\": \"a fox\"}\n",
+    )
+    .unwrap();
+    let run = run_against(&sandbox, &server, &["--batch", "jobs.jsonl"]);
+    assert_eq!(run.code, 0, "{run}");
+    assert_eq!(server.requests_to(IMAGES_GEN).len(), 1, "{run}");
+    assert_eq!(server.requests_to(RESPONSES_PATH).len(), 1, "{run}");
+    let found = files_named(&sandbox.work(), "results.jsonl");
+    let results = std::fs::read_to_string(&found[0]).unwrap();
+    let record: Value = serde_json::from_str(results.lines().next().unwrap()).unwrap();
+    assert_eq!(record["images"][0]["route"], "responses", "{record}");
+}

@@ -301,7 +301,13 @@ fn members_of(path: &Path, options: &SelectOptions) -> Result<Vec<Member>> {
     };
     let stats = usage_stats(path, &document);
     let mut options = options.clone();
-    options.state = state;
+    // OpenClaw's `order`: the SQLite state, else the JSON store's own, else (None) its
+    // sibling `auth-state.json`.
+    options.state = state.or_else(|| {
+        document
+            .get("order")
+            .map(|order| serde_json::json!({ "order": order }))
+    });
     let ids = select::pool_profile_ids(profiles, path, &options);
     let mut found = Vec::new();
     for id in ids {
