@@ -182,6 +182,19 @@ impl Display {
         ));
     }
 
+    /// An image an interrupted run saved and a rerun adopted without a request.
+    pub(crate) fn image_adopted(&self, id: &str, index: usize, path: &Path) {
+        let shown = path.display().to_string();
+        if self.paths_on_stdout {
+            self.print_stdout(&shown);
+        }
+        self.note(&format!(
+            "codex-imagen: [{id}] adopted image {} saved by an interrupted run (no request): \
+             {shown}",
+            index + 1
+        ));
+    }
+
     /// `text` is the engine's warning line, which carries its own `codex-imagen: warning: `.
     pub(crate) fn warning(&self, id: &str, text: &str) {
         let text = text

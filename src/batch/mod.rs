@@ -4,7 +4,9 @@
 //! 1. [`input`] reads the whole file (or stdin) and validates every line against the
 //!    command-line template; any problem ends the run with exit 2 before a request is sent.
 //! 2. [`results`] opens the results file (repairing a torn tail) and, unless `--fresh`, finds
-//!    the jobs whose earlier images still verify: those are written as `skipped` and not sent.
+//!    the jobs whose earlier images still verify: those are skipped, not sent, and get no new
+//!    line. A job with no such line whose images are on disk under its names anyway (a run
+//!    killed between saving and recording) is adopted: recorded `adopted`, not sent.
 //! 3. [`run`] schedules the rest, `--jobs` at a time, writing one results line per ending.
 //! 4. [`display`] shows progress on stderr and saved paths (or the `--json` summary) on stdout.
 //!
@@ -36,7 +38,7 @@ pub(crate) use self::signals::ShutdownSignals;
 use self::{
     display::{Display, SharedWriter},
     input::{Job, ParseContext},
-    results::{ResultRecord, ResultsFile, ResumeIndex, Status},
+    results::{ImageRecord, ResultRecord, ResultsFile, ResumeIndex, Status},
     run::{iso, rerun_advice, RunReport, Scheduler},
 };
 use crate::engine::shared::Engine;
@@ -231,15 +233,23 @@ pub(crate) async fn run_batch_with(
         Err(e) => return fail(vec![format!("codex-imagen: {e}")]),
     };
 
-    // Hashing earlier images is blocking work proportional to their size.
-    let split = tokio::task::spawn_blocking(move || split_done(jobs, &index)).await;
-    let Ok((skipped, to_run)) = split else {
+    // Hashing earlier images, and decoding the ones an interrupted run left, is blocking work
+    // proportional to their size.
+    let adopter = (!opts.fresh).then(|| engine.clone());
+    let split =
+        tokio::task::spawn_blocking(move || split_done(jobs, &index, adopter.as_ref())).await;
+    let Ok(Split {
+        skipped,
+        adopted,
+        to_run,
+    }) = split
+    else {
         return fail(vec![
             "codex-imagen: internal error while checking earlier results".into(),
         ]);
     };
 
-    let total = skipped.len() + to_run.len();
+    let total = skipped.len() + adopted.len() + to_run.len();
     let display = Arc::new(Display::new(
         stdout,
         stderr,
@@ -248,20 +258,11 @@ pub(crate) async fn run_batch_with(
         opts.json,
         to_run.len(),
     ));
-    let mut skip_write_errors = 0usize;
-    for (record, prompt_changed) in &skipped {
+    for (id, prompt_changed) in &skipped {
         if *prompt_changed {
             display.note(&format!(
-                "codex-imagen: [{}] skipped by id although its prompt changed since the earlier \
-                 run (use --fresh or a new id to regenerate)",
-                record.id
-            ));
-        }
-        if let Err(e) = results_file.append(record) {
-            skip_write_errors += 1;
-            display.important(&format!(
-                "codex-imagen: cannot write {}: {e}",
-                results_path.display()
+                "codex-imagen: [{id}] skipped by id although its prompt changed since the earlier \
+                 run (use --fresh or a new id to regenerate)"
             ));
         }
     }
@@ -271,33 +272,52 @@ pub(crate) async fn run_batch_with(
             skipped.len()
         ));
     }
+    // An adopted job was paid for by a run killed before it could record it: its line is
+    // written now, so the next run skips it like any other.
+    let mut adopt_write_errors = 0usize;
+    let mut adopted_images = Vec::new();
+    for record in &adopted {
+        for (i, image) in record.images.iter().enumerate() {
+            display.image_adopted(&record.id, i, &image.path);
+            adopted_images.push(image.path.display().to_string());
+        }
+        if let Err(e) = results_file.append(record) {
+            adopt_write_errors += 1;
+            display.important(&format!(
+                "codex-imagen: cannot write {}: {e}",
+                results_path.display()
+            ));
+        }
+    }
 
     let scheduler = Scheduler {
         engine,
         display: display.clone(),
         results: Some(Arc::new(Mutex::new(results_file))),
         max_jobs: opts.jobs,
-        done_before: skipped.len(),
+        done_before: skipped.len() + adopted.len(),
         total,
     };
     let report = scheduler.run(to_run, shutdown).await;
     display.finish();
 
+    adopted_images.extend(report.images.iter().cloned());
     let summary = Summary {
         jobs: total,
-        succeeded: report.succeeded,
+        // An adopted job is done and its images are delivered by this run, without a request.
+        succeeded: report.succeeded + adopted.len(),
         failed: report.failed,
         skipped: skipped.len(),
         not_started: report.not_started,
-        images: report.images.clone(),
+        images: adopted_images,
         results_path: results_path.display().to_string(),
         seconds: (clock.elapsed().as_secs_f64() * 1000.0).round() / 1000.0,
         usage_limit: report.usage_limit.map(|at| UsageLimitSummary {
             resets_at: at.map(iso),
         }),
     };
-    print_summary(&display, &summary, &report, opts.json);
-    let exit_code = exit_code(&report, skip_write_errors);
+    print_summary(&display, &summary, &report, adopted.len(), opts.json);
+    let exit_code = exit_code(&report, adopt_write_errors);
     BatchOutcome { exit_code }
 }
 
@@ -359,42 +379,68 @@ async fn read_source(
     }
 }
 
-/// Splits jobs into those an earlier run already finished (as `skipped` records to write, with
-/// whether the prompt changed) and those to send.
-fn split_done(jobs: Vec<Job>, index: &ResumeIndex) -> (Vec<(ResultRecord, bool)>, Vec<Job>) {
-    let mut skipped = Vec::new();
-    let mut to_run = Vec::new();
-    for job in jobs {
-        match index.verify(&job.id, &job.spec.prompt) {
-            Some(verified) => {
-                let now = iso(Utc::now());
-                skipped.push((
-                    ResultRecord {
-                        id: job.id.clone(),
-                        line: job.line,
-                        status: Status::Skipped,
-                        prompt: job.spec.prompt.clone(),
-                        images: verified.images,
-                        error: None,
-                        attempts: 0,
-                        started_at: Some(now.clone()),
-                        finished_at: Some(now),
-                        seconds: Some(0.0),
-                    },
-                    verified.prompt_changed,
-                ));
-            }
-            None => to_run.push(job),
-        }
-    }
-    (skipped, to_run)
+/// The jobs of a run, by what an earlier run left.
+struct Split {
+    /// Done and recorded, their images verified: not sent, no line written. The id, and
+    /// whether the prompt changed since.
+    skipped: Vec<(String, bool)>,
+    /// Done but never recorded (a run killed between saving and recording): the line to write.
+    adopted: Vec<ResultRecord>,
+    to_run: Vec<Job>,
 }
 
-fn print_summary(display: &Display, summary: &Summary, report: &RunReport, json: bool) {
+/// Splits jobs into those an earlier run already finished, those whose images an interrupted
+/// run left under their names (`adopter`, the engine, unless `--fresh`), and those to send.
+fn split_done(jobs: Vec<Job>, index: &ResumeIndex, adopter: Option<&Engine>) -> Split {
+    let mut split = Split {
+        skipped: Vec::new(),
+        adopted: Vec::new(),
+        to_run: Vec::new(),
+    };
+    for job in jobs {
+        if let Some(verified) = index.verify(&job.id, &job.spec.prompt) {
+            split.skipped.push((job.id, verified.prompt_changed));
+            continue;
+        }
+        let found = adopter
+            .map(|e| e.saved_images(&job.spec))
+            .unwrap_or_default();
+        if found.is_empty() {
+            split.to_run.push(job);
+            continue;
+        }
+        let now = iso(Utc::now());
+        split.adopted.push(ResultRecord {
+            id: job.id.clone(),
+            line: job.line,
+            status: Status::Adopted,
+            prompt: job.spec.prompt.clone(),
+            images: found.iter().map(ImageRecord::from).collect(),
+            error: None,
+            attempts: 0,
+            started_at: Some(now.clone()),
+            finished_at: Some(now),
+            seconds: Some(0.0),
+        });
+    }
+    split
+}
+
+fn print_summary(
+    display: &Display,
+    summary: &Summary,
+    report: &RunReport,
+    adopted: usize,
+    json: bool,
+) {
     let resets_at: Option<Option<DateTime<Utc>>> = report.usage_limit;
+    let adopted = match adopted {
+        0 => String::new(),
+        n => format!(" ({n} adopted from an interrupted run)"),
+    };
     display.note(&format!(
-        "codex-imagen: batch finished in {:.1} s: {} succeeded, {} failed, {} skipped, {} not \
-         started; results in {}",
+        "codex-imagen: batch finished in {:.1} s: {} succeeded{adopted}, {} failed, {} skipped, \
+         {} not started; results in {}",
         summary.seconds,
         summary.succeeded,
         summary.failed,
@@ -423,12 +469,12 @@ fn print_summary(display: &Display, summary: &Summary, report: &RunReport, json:
     }
 }
 
-fn exit_code(report: &RunReport, skip_write_errors: usize) -> i32 {
+fn exit_code(report: &RunReport, adopt_write_errors: usize) -> i32 {
     if let Some(sig) = report.signal {
         return sig.exit_code();
     }
     let incomplete = report.failed > 0 || report.not_started > 0;
-    if incomplete || !report.write_errors.is_empty() || skip_write_errors > 0 {
+    if incomplete || !report.write_errors.is_empty() || adopt_write_errors > 0 {
         1
     } else {
         0

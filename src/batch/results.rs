@@ -7,8 +7,9 @@
 //! JSON (killed between the write and the newline being seen) they get their newline, else they
 //! are cut, so the next line is never glued to garbage. Reading ignores any line that does not
 //! parse. Resume trusts only what is on disk now: a job is skipped when some `succeeded` (or
-//! earlier `skipped`, which copies the verified images) line for its id lists images that all
-//! exist with the recorded SHA-256, re-hashed. Records keep keys in the documented order via
+//! `adopted`, or a `skipped` line older runs wrote) line for its id lists images that all exist
+//! with the recorded SHA-256, re-hashed. A skip writes no line (the earlier one still says it
+//! all), so reruns do not grow the file. Records keep keys in the documented order via
 //! struct field order (serde_json is built with `preserve_order`).
 
 use std::{
@@ -27,8 +28,12 @@ use crate::foundation::job::SavedImage;
 pub(crate) enum Status {
     Succeeded,
     Failed,
+    /// Written by earlier versions for a job a rerun skipped; still read, never written now.
     Skipped,
     NotStarted,
+    /// Its images were found on disk under the job's names, saved by an interrupted run that
+    /// could not record them; adopted without a request.
+    Adopted,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -181,7 +186,6 @@ struct Candidate {
 
 /// What the index says about one job.
 pub(crate) struct Verified {
-    pub(crate) images: Vec<ImageRecord>,
     /// The earlier run's prompt differed: the skip is by id, as documented, but worth a warning.
     pub(crate) prompt_changed: bool,
 }
@@ -199,8 +203,10 @@ impl ResumeIndex {
             let Ok(record) = serde_json::from_slice::<ResultRecord>(raw) else {
                 continue;
             };
-            if matches!(record.status, Status::Succeeded | Status::Skipped)
-                && !record.images.is_empty()
+            if matches!(
+                record.status,
+                Status::Succeeded | Status::Skipped | Status::Adopted
+            ) && !record.images.is_empty()
             {
                 index.by_id.entry(record.id).or_default().push(Candidate {
                     prompt: record.prompt,
@@ -219,7 +225,6 @@ impl ResumeIndex {
             .rev()
             .find(|c| c.images.iter().all(image_intact))
             .map(|c| Verified {
-                images: c.images.clone(),
                 prompt_changed: c.prompt != prompt,
             })
     }

@@ -128,6 +128,13 @@ impl Scheduler {
     pub(crate) async fn run(self, jobs: Vec<Job>, mut signals: ShutdownSignals) -> RunReport {
         let jobs: Vec<Arc<Job>> = jobs.into_iter().map(Arc::new).collect();
         let mut report = RunReport::default();
+        let abort_hook = if cfg!(debug_assertions) {
+            self.engine
+                .environment()
+                .var("CODEX_IMAGEN_TEST_KILL_BEFORE_RECORD")
+        } else {
+            None
+        };
         let root = CancellationToken::new();
         let mut set: JoinSet<Ended> = JoinSet::new();
         let mut task_job: HashMap<tokio::task::Id, usize> = HashMap::new();
@@ -198,6 +205,9 @@ impl Scheduler {
                     counts.failed = report.failed;
                     counts.running = set.len();
                     let failure = record.error.as_ref().map(|e| e.message.clone());
+                    if abort_hook.as_deref() == Some(record.id.as_str()) {
+                        kill_before_recording();
+                    }
                     self.write(&record, &mut report).await;
                     self.display.job_finished(&record.id, failure.as_deref(), counts);
                 }
@@ -348,6 +358,18 @@ impl Scheduler {
             .important(&format!("codex-imagen: [{}] {message}", record.id));
         report.write_errors.push(message);
     }
+}
+
+/// Test-only hook (debug builds): `CODEX_IMAGEN_TEST_KILL_BEFORE_RECORD=<job id>` kills the
+/// process with SIGKILL once that job's images are saved and before its results line is
+/// written, the moment a rerun must recover from without paying again.
+fn kill_before_recording() {
+    #[cfg(unix)]
+    // SAFETY: sending a signal to this very process; nothing is borrowed.
+    unsafe {
+        libc::kill(std::process::id() as libc::pid_t, libc::SIGKILL);
+    }
+    std::process::abort();
 }
 
 fn failed_record(

@@ -20,6 +20,7 @@ use crate::foundation::events::Reporter;
 use crate::frontend::config::Config;
 use crate::frontend::prompt::read_prompt;
 use crate::frontend::terminal::TerminalSink;
+use crate::frontend::validate::PromptSource;
 use crate::frontend::{report, runtime};
 
 /// The one-shot run of a resolved command line: `--usage`, `--smoke`, `--refresh-only`, or one
@@ -96,6 +97,9 @@ async fn run_online(
     ctx: auth::AuthContext,
     progress: &Reporter,
 ) -> Result<()> {
+    if !config.smoke && !config.refresh_only {
+        check_output_first(config, engine)?;
+    }
     if engine.has_pool() && !config.smoke && !config.refresh_only {
         // Each job picks its account (auth/pool.rs), so the prompt is read first.
         let prompt = read_prompt(&config.prompt, &config.env)?;
@@ -151,6 +155,24 @@ async fn run_online(
         report::print_paths(&result.images);
     }
     Ok(())
+}
+
+/// Check before paying: with the prompt on the command line, the output directory is checked
+/// before auth (a refresh included), naming the flag that chose it; a missing prompt stays the
+/// usage error it is, and a `--prompt-file` is read after auth (SPEC §14), so those are checked
+/// by the engine once the prompt is known, still before any request.
+fn check_output_first(config: &Config, engine: &Engine) -> Result<()> {
+    let PromptSource::Inline(prompt) = &config.prompt else {
+        return Ok(());
+    };
+    if prompt.trim().is_empty() {
+        return Ok(());
+    }
+    let flag = match config.job.output {
+        Some(_) => "--output",
+        None => "--out-dir",
+    };
+    engine.check_output(&config.job, Some(flag))
 }
 
 async fn print_usage(config: &Config, engine: &Engine, progress: &Reporter) -> Result<()> {

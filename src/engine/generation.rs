@@ -211,7 +211,8 @@ impl<'a> Generation<'a> {
         let identity = self.engine.identity_for(&self.auth);
         let plan = OutputPlan::new(job.output.clone(), job.out_dir.clone(), &self.job_env)
             .with_naming(job.naming.clone())
-            .with_temp_files(self.engine.inner().temp_files.clone());
+            .with_temp_files(self.engine.inner().temp_files.clone())
+            .with_rescue_dir(self.engine.inner().rescue_dir.clone());
         let mut state = AttemptState::new(plan.clone(), self.progress.clone());
         self.progress
             .info(&format!("codex-imagen: POST {endpoint}"));
@@ -388,6 +389,7 @@ mod tests {
             height: Some(h),
             has_alpha: Some(alpha),
             c2pa: false,
+            rescued_from: None,
         }
     }
 

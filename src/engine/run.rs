@@ -1,6 +1,11 @@
 //! One job end to end (SPEC §14): prepare auth → load references and the mask → attempts with
 //! retries ([`super::generation`]) → on a 401, one refresh ("if the token is still the one I
 //! used") and one more round → provenance → the unmet-request warning.
+//!
+//! Before any of that costs anything, the output directory is checked ([`Engine::check_output`]):
+//! created, and a probe file created and removed in it. `run` checks before auth (so not even
+//! a token refresh happens for a job that could not save its image) once the job has a prompt,
+//! and `run_prepared` checks again, for front-ends that prepare auth themselves.
 
 use std::sync::Arc;
 
@@ -14,8 +19,10 @@ use crate::auth::{Auth, AuthContext, Fallback, PreparedAuth, RefreshOutcome};
 use crate::backend::references;
 use crate::foundation::error::{Error, Result};
 use crate::foundation::events::{EventSink, Reporter};
-use crate::foundation::job::{JobResult, JobSpec, RefreshReport};
+use crate::foundation::job::{JobResult, JobSpec, RefreshReport, SavedImage};
 use crate::foundation::paths::Environment;
+use crate::output::naming::OutputPlan;
+use crate::output::probe;
 
 impl Engine {
     /// Run one job to its end. When `cancel` fires, the job stops at once (its request is
@@ -30,9 +37,16 @@ impl Engine {
         let progress = Reporter::new(sink);
         let work = async {
             if let Some(pool) = &self.inner().pool {
+                if !job.prompt.trim().is_empty() {
+                    self.check_output(&job, None)?;
+                }
                 return self.run_on_pool(pool, &job, &progress).await;
             }
             let ctx = self.auth().context()?;
+            if !job.prompt.trim().is_empty() {
+                // A blank prompt stays the usage error `run_prepared` reports.
+                self.check_output(&job, None)?;
+            }
             let prepared = self
                 .auth()
                 .prepare(&ctx, job.force_refresh, Fallback::Allowed, &progress)
@@ -59,6 +73,7 @@ impl Engine {
         progress: &Reporter,
     ) -> Result<JobResult> {
         job.require_prompt()?;
+        self.check_output(job, None)?;
         let PreparedAuth {
             mut auth,
             mut refresh,
@@ -100,6 +115,41 @@ impl Engine {
             progress.warn(&warning);
         }
         Ok(result)
+    }
+}
+
+impl Engine {
+    /// Check before paying: the directory `job` saves its images in is created and can be
+    /// written (a probe file is created and removed), or the job fails now with the path and
+    /// the operating system's reason, before any request. `field` names the flag or field that
+    /// chose the directory, for front-ends that know it.
+    pub(crate) fn check_output(&self, job: &JobSpec, field: Option<&str>) -> Result<()> {
+        let dir = self.output_plan(job).directory();
+        crate::foundation::blocking::run(|| probe::check_writable(&dir)).map_err(|err| {
+            let named = field.map(|f| format!(" ({f})")).unwrap_or_default();
+            Error::Io(format!(
+                "Cannot write images to {}{named}: {err}. Nothing was sent.",
+                dir.display()
+            ))
+        })
+    }
+
+    /// The images an interrupted run of `job` already saved under its stable names (an exact
+    /// output file, or batch's `<id>-<k>.<ext>`), each decoded whole; empty when there are
+    /// none, or when the job asks for partial images (a preview may sit under the final
+    /// name). Blocking: reads and decodes every file found.
+    pub(crate) fn saved_images(&self, job: &JobSpec) -> Vec<SavedImage> {
+        if job.controls.partial_images.unwrap_or(0) > 0 {
+            // What is on disk may be a preview the final image never replaced.
+            return Vec::new();
+        }
+        crate::output::adopt::saved_images(&self.output_plan(job))
+    }
+
+    fn output_plan(&self, job: &JobSpec) -> OutputPlan {
+        let env = self.inner().env.clone().with_cwd(job.base_dir.clone());
+        OutputPlan::new(job.output.clone(), job.out_dir.clone(), &env)
+            .with_naming(job.naming.clone())
     }
 }
 

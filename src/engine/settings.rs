@@ -61,6 +61,10 @@ pub struct EngineSettings {
     pub delays: Delays,
     /// `--pool`: many accounts (`auth/pool.rs`); `None`: the one store of `auth`.
     pub pool: Option<crate::auth::pool::PoolSettings>,
+    /// The data directory (`--data-dir`): an image that cannot be written where it should go
+    /// after it arrived is kept in its `rescued/`. `None`: such an image is lost and the
+    /// write's error is the job's.
+    pub data_dir: Option<std::path::PathBuf>,
 }
 
 impl EngineSettings {
@@ -77,6 +81,7 @@ impl EngineSettings {
             base_url: DEFAULT_BASE_URL.to_string(),
             delays: Delays::default(),
             pool: None,
+            data_dir: None,
         }
     }
 }

@@ -26,6 +26,8 @@ pub(crate) struct Inner {
     /// A usage limit seen without `--pool`: no request before then (Unix seconds), so a
     /// long-running front-end stops sending until the reset.
     pub(crate) paused: std::sync::Mutex<Option<i64>>,
+    /// `<data dir>/rescued/`: where an image that could not be written is kept.
+    pub(crate) rescue_dir: Option<std::path::PathBuf>,
     /// Debug builds only: the SSE event type that blocks the job's thread (proves the CLI's
     /// hard watchdog), from `CODEX_IMAGEN_TEST_BLOCK_ON_EVENT`.
     pub(crate) test_block_on_event: Option<String>,
@@ -78,6 +80,7 @@ impl Engine {
                 temp_files: Default::default(),
                 pool,
                 paused: std::sync::Mutex::new(None),
+                rescue_dir: settings.data_dir.map(|dir| dir.join("rescued")),
                 test_block_on_event,
             }),
         })

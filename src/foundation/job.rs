@@ -201,6 +201,10 @@ pub struct SavedImage {
     pub has_alpha: Option<bool>,
     /// The file carries a C2PA manifest (content credentials).
     pub c2pa: bool,
+    /// Where the image was meant to go when it could not be written there after it arrived
+    /// (a full disk, a folder replaced mid-run): it was kept at `path`, under the data
+    /// directory's `rescued/`, instead. `None` for an image saved where it was meant to go.
+    pub rescued_from: Option<PathBuf>,
 }
 
 /// Provenance, `--metadata none|sidecar|embed` (written by `output/provenance.rs`).

@@ -55,6 +55,7 @@ impl Config {
             auth: self.auth.clone(),
             base_url: self.base_url.clone(),
             pool: self.pool.clone(),
+            data_dir: Some(self.data_dir.clone()),
             ..EngineSettings::new(self.env.clone())
         }
     }

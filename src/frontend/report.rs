@@ -29,6 +29,11 @@ pub(crate) fn image_json(image: &SavedImage) -> Value {
         map.insert("height".into(), json!(image.height));
         map.insert("has_alpha".into(), json!(image.has_alpha));
         map.insert("c2pa".into(), json!(image.c2pa));
+        if let Some(intended) = &image.rescued_from {
+            // Only on a rescued image, so every other summary keeps its keys.
+            map.insert("rescued".into(), json!(true));
+            map.insert("rescued_from".into(), json!(intended.display().to_string()));
+        }
     }
     value
 }

@@ -403,6 +403,18 @@ impl ImagenServer {
         request: Request,
         ctx: &RequestContext<RoleServer>,
     ) -> CallToolResult {
+        // Check before paying: a directory that cannot be written fails the call now, naming
+        // the argument (or the server's flag) that chose it.
+        let field = match request.output_dir {
+            Some(_) => "output_dir",
+            None => "--out-dir",
+        };
+        if let Err(error) = self
+            .engine
+            .check_output(&self.job_spec(&request), Some(field))
+        {
+            return CallToolResult::error(vec![ContentBlock::text(error.to_string())]);
+        }
         let reporter = Reporter::start(
             ctx.peer.clone(),
             ctx.meta.get_progress_token(),

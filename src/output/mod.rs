@@ -23,15 +23,21 @@
 //! - `spill`: a large image decoded to a temporary file while it streams in.
 //! - `saver`: saving images as a stream delivers them, or all at once, and the report of each.
 //! - `atomic`: writing a file through a temporary sibling and a rename.
+//! - `probe`: before a request, that the output directory can be written at all.
+//! - `rescue`: an image whose write failed after it arrived, kept under `<data dir>/rescued/`.
+//! - `adopt`: images an interrupted batch run saved under a job's stable names, found again.
 //! - `inspect`: what came back (format, dimensions, alpha, C2PA), read from the bytes.
 //! - `metadata`, `sidecar`, `embed`, `xmp`: the provenance record, and where it is written.
 
+pub(crate) mod adopt;
 pub(crate) mod atomic;
 pub(crate) mod decode;
 pub(crate) mod embed;
 pub(crate) mod inspect;
 pub(crate) mod metadata;
 pub(crate) mod naming;
+pub(crate) mod probe;
+pub(crate) mod rescue;
 pub(crate) mod saver;
 pub(crate) mod sidecar;
 pub(crate) mod spill;

@@ -18,6 +18,9 @@ pub struct OutputPlan {
     timestamp: String,
     naming: Naming,
     temps: spill::TempFiles,
+    /// Where an image is kept when it cannot be written where it should go
+    /// ([`super::rescue`]); `None`: nowhere, the write's error is the job's.
+    rescue: Option<PathBuf>,
 }
 
 impl OutputPlan {
@@ -32,6 +35,32 @@ impl OutputPlan {
             timestamp: chrono::Utc::now().format("%Y%m%d-%H%M%SZ").to_string(),
             naming: Naming::Spec,
             temps: spill::TempFiles::default(),
+            rescue: None,
+        }
+    }
+
+    /// Images that cannot be written where they should go are kept in `dir`.
+    pub(crate) fn with_rescue_dir(mut self, dir: Option<PathBuf>) -> Self {
+        self.rescue = dir;
+        self
+    }
+
+    pub(crate) fn naming(&self) -> &Naming {
+        &self.naming
+    }
+
+    pub(crate) fn rescue_dir(&self) -> Option<&Path> {
+        self.rescue.as_deref()
+    }
+
+    /// The directory every image of this plan is written in (an exact file's parent).
+    pub(crate) fn directory(&self) -> PathBuf {
+        match self.exact_file() {
+            Some(file) => file
+                .parent()
+                .map(Path::to_path_buf)
+                .unwrap_or_else(|| PathBuf::from(".")),
+            None => self.auto_dir(),
         }
     }
 
@@ -56,15 +85,8 @@ impl OutputPlan {
     /// Where a large image is decoded while it streams in ([`spill`]): the directory every
     /// image of this plan is saved in, so saving it is a rename.
     pub(crate) fn spill_target(&self) -> spill::SpillTarget {
-        let dir = match self.exact_file() {
-            Some(file) => file
-                .parent()
-                .map(Path::to_path_buf)
-                .unwrap_or_else(|| PathBuf::from(".")),
-            None => self.auto_dir(),
-        };
         spill::SpillTarget {
-            dir,
+            dir: self.directory(),
             temps: self.temps.clone(),
         }
     }

@@ -6,10 +6,10 @@
 
 use std::path::PathBuf;
 
-use super::atomic::{write_atomic, write_atomic_parts};
 use super::decode::{decode_image, Decoded, Fingerprint};
 use super::inspect::{self, ImageFormat};
 use super::naming::{numbered, OutputPlan};
+use super::rescue;
 use super::spill::Spill;
 use crate::foundation::error::{Error, Result};
 use crate::foundation::events::{Event, Reporter};
@@ -59,7 +59,7 @@ pub struct CallState {
 
 impl SavedImage {
     /// A new record for `bytes` written to `path`, annotated from the bytes' headers.
-    fn new(path: PathBuf, bytes: &[u8], sha256: String) -> Self {
+    pub(super) fn new(path: PathBuf, bytes: &[u8], sha256: String) -> Self {
         SavedImage::with_info(path, bytes.len(), sha256, inspect::inspect(bytes))
     }
 
@@ -84,9 +84,16 @@ impl SavedImage {
             height: None,
             has_alpha: None,
             c2pa: false,
+            rescued_from: None,
         };
         image.set_inspection(info);
         image
+    }
+
+    /// This image was meant for `intended` and kept at its `path` instead ([`rescue`]).
+    fn rescued(mut self, intended: PathBuf) -> Self {
+        self.rescued_from = Some(intended);
+        self
     }
 
     fn refresh_inspection_from_file(&mut self) {
@@ -114,11 +121,19 @@ impl SavedImage {
 }
 
 /// Put one image at the path `place` chooses for its format (atomically), and describe it.
-/// Nothing is placed unless the whole image decoded.
-fn store_image<F>(data: ImageData, call_id: Option<&str>, mut place: F) -> Result<SavedImage>
+/// Nothing is placed unless the whole image decoded. When the write fails, the image is kept
+/// in the plan's rescue directory ([`rescue`]) and described there.
+fn store_image<F>(
+    data: ImageData,
+    call_id: Option<&str>,
+    plan: &OutputPlan,
+    progress: &Reporter,
+    mut place: F,
+) -> Result<SavedImage>
 where
     F: FnMut(Option<ImageFormat>) -> Result<PathBuf>,
 {
+    let rescue_dir = plan.rescue_dir();
     match data {
         ImageData::Inline(b64) => {
             let mut written = None;
@@ -126,23 +141,30 @@ where
                 // The magic bytes are at the start of the first part.
                 let format = parts.first().and_then(|p| ImageFormat::detect(p));
                 let path = place(format)?;
-                write_atomic_parts(&path, parts)?;
-                written = Some(path);
+                let kept = rescue::write_or_keep(&path, parts, rescue_dir, progress)?;
+                written = Some((path, kept));
                 Ok(())
             })?;
             drop(b64);
-            let Some(path) = written else {
+            let Some((path, kept)) = written else {
                 // `decode_image` returns Ok only after `with_bytes` ran and succeeded.
                 return Err(Error::Io("image was decoded but not written".to_string()));
             };
-            Ok(SavedImage::new(path, &bytes, sha256))
+            Ok(match kept {
+                None => SavedImage::new(path, &bytes, sha256),
+                Some(kept) => SavedImage::new(kept, &bytes, sha256).rescued(path),
+            })
         }
-        ImageData::Spilled(spill) => {
+        ImageData::Spilled(mut spill) => {
             spill.check_decoded(call_id)?;
             let path = place(ImageFormat::detect(spill.head()))?;
             let (len, sha256) = (spill.len(), spill.sha256().to_string());
-            spill.persist(&path)?;
-            Ok(SavedImage::from_file(path, len, sha256))
+            Ok(
+                match rescue::persist_or_keep(&mut spill, &path, rescue_dir, progress)? {
+                    None => SavedImage::from_file(path, len, sha256),
+                    Some(kept) => SavedImage::from_file(kept, len, sha256).rescued(path),
+                },
+            )
         }
     }
 }
@@ -218,23 +240,37 @@ impl StreamingSaver {
                             decode_image(&b64, state.id.as_deref(), |_| Ok(()))?;
                         drop(b64);
                         let changed = sha != self.images[i].sha256;
-                        if changed {
-                            write_atomic(&path, &bytes)?;
-                        }
+                        let kept = match changed {
+                            true => rescue::write_or_keep(
+                                &path,
+                                &[&bytes],
+                                self.plan.rescue_dir(),
+                                &progress,
+                            )?,
+                            false => None,
+                        };
                         let image = &mut self.images[i];
+                        if let Some(kept) = kept {
+                            image.rescued_from = Some(std::mem::replace(&mut image.path, kept));
+                        }
                         image.bytes = bytes.len();
                         image.sha256 = sha;
                         image.refresh_inspection(&bytes);
                         changed
                     }
-                    ImageData::Spilled(spill) => {
+                    ImageData::Spilled(mut spill) => {
                         spill.check_decoded(state.id.as_deref())?;
                         let changed = spill.sha256() != self.images[i].sha256;
+                        let rescue_dir = self.plan.rescue_dir();
                         let image = &mut self.images[i];
                         image.bytes = spill.len();
                         image.sha256 = spill.sha256().to_string();
                         if changed {
-                            spill.persist(&path)?;
+                            let kept =
+                                rescue::persist_or_keep(&mut spill, &path, rescue_dir, &progress)?;
+                            if let Some(kept) = kept {
+                                image.rescued_from = Some(std::mem::replace(&mut image.path, kept));
+                            }
                             image.refresh_inspection_from_file();
                         }
                         changed
@@ -263,8 +299,12 @@ impl StreamingSaver {
         let progress = self.progress.clone();
         let index = self.images.len();
         let fingerprint = data.fingerprint();
-        let mut image = store_image(data, state.id.as_deref(), |format| {
-            self.renumber_first_for_multi()?;
+        let plan = self.plan.clone();
+        let mut image = store_image(data, state.id.as_deref(), &plan, &progress, |format| {
+            if let Err(err) = self.renumber_first_for_multi() {
+                // The first image keeps its name; this one is still saved (or rescued).
+                self.progress.warn(&format!("codex-imagen: warning: {err}"));
+            }
             let path = self
                 .plan
                 .path_for_format(state.id.as_deref(), index, None, format);
@@ -329,7 +369,7 @@ pub fn save_all(
     let total = calls.len();
     let mut images = Vec::with_capacity(total);
     for (index, (_key, state, data)) in calls.into_iter().enumerate() {
-        let mut image = store_image(data, state.id.as_deref(), |format| {
+        let mut image = store_image(data, state.id.as_deref(), plan, progress, |format| {
             let path = plan.path_for_format(state.id.as_deref(), index, Some(total), format);
             if let Some(warning) = plan.extension_warning(&path, format) {
                 progress.warn(&warning);

@@ -196,7 +196,9 @@ impl SpillWriter {
             kept: false,
             registry: target.temps.clone(),
         };
+        // Readable too: a rescue ([`super::rescue`]) reads the image back through this handle.
         let file = std::fs::OpenOptions::new()
+            .read(true)
             .write(true)
             .create_new(true)
             .open(&temp.path)
@@ -364,6 +366,7 @@ impl SpillWriter {
         let sha256 = hex(self.sha256.finish().as_ref());
         Spill {
             temp: self.temp,
+            file: self.file,
             len: self.decoded_len,
             sha256,
             head: self.head,
@@ -398,6 +401,8 @@ fn shift(err: base64::DecodeSliceError, offset: usize) -> base64::DecodeError {
 #[derive(Debug)]
 pub(crate) struct Spill {
     temp: TempFile,
+    /// Still open: it reads the image even after the folder around it was removed.
+    file: std::fs::File,
     /// Decoded bytes.
     len: usize,
     sha256: String,
@@ -445,6 +450,17 @@ impl Spill {
         }
     }
 
+    /// For a rescue ([`super::rescue`]): the whole image from its start, read through the
+    /// handle this spill still holds; an image whose bytes could not all be written is not.
+    pub(crate) fn reader(&mut self) -> std::io::Result<&mut std::fs::File> {
+        use std::io::Seek;
+        if let Some(err) = &self.io_error {
+            return Err(std::io::Error::new(err.kind(), err.to_string()));
+        }
+        self.file.seek(std::io::SeekFrom::Start(0))?;
+        Ok(&mut self.file)
+    }
+
     #[cfg(test)]
     pub(crate) fn temp_path(&self) -> &Path {
         &self.temp.path
@@ -454,13 +470,14 @@ impl Spill {
     /// replaces what was there. A failed write of the temporary file, or of the rename, is
     /// `Cannot write image <path>`, as for an image written from memory; the temporary file
     /// is removed then.
-    pub(crate) fn persist(mut self, path: &Path) -> Result<()> {
+    pub(crate) fn persist(&mut self, path: &Path) -> Result<()> {
         let placed = match self.io_error.take() {
             Some(err) => Err(err),
             None => std::fs::rename(&self.temp.path, path),
         };
         placed.map_err(|err| Error::io(format!("Cannot write image {}", path.display()), err))?;
         self.temp.kept = true;
+        self.temp.registry.forget(&self.temp.path);
         Ok(())
     }
 }
@@ -602,7 +619,7 @@ mod tests {
     fn a_spill_is_renamed_into_place_or_removed() {
         let dir = dir();
         let text = STANDARD.encode(b"an image");
-        let kept = spill_in_pieces(dir.path(), text.as_bytes(), 3);
+        let mut kept = spill_in_pieces(dir.path(), text.as_bytes(), 3);
         let target = dir.path().join("x.png");
         kept.persist(&target).unwrap();
         assert_eq!(std::fs::read(&target).unwrap(), b"an image");
@@ -665,7 +682,7 @@ mod tests {
             .collect();
         writers.iter_mut().for_each(|w| w.push(text.as_bytes()));
         assert_eq!(target.temps.len(), 3);
-        let saved = writers.pop().unwrap().finish();
+        let mut saved = writers.pop().unwrap().finish();
         saved.persist(&dir.path().join("a.png")).unwrap();
         drop(writers.pop());
         assert_eq!(target.temps.len(), 1);
