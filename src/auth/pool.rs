@@ -361,6 +361,62 @@ mod tests {
     use super::*;
     use serde_json::json;
 
+    fn test_member(id: &str) -> Member {
+        Member {
+            key: account_key(id),
+            label: id.into(),
+            redacted: redact(id),
+            path: PathBuf::from("/x"),
+            profile: None,
+            openclaw_until: None,
+        }
+    }
+
+    fn test_pool(dir: &Path, members: Vec<Member>) -> Pool {
+        Pool {
+            dirs: OpenClawDirs::from_env(&Environment::from_vars([], "/h".into(), "/w".into())),
+            members,
+            cooldowns: CooldownStore::new(dir),
+            next: AtomicUsize::new(0),
+            headroom: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn chosen(pool: &Pool, tried: &[String], now: i64) -> String {
+        match pool.choose(tried, now) {
+            Choice::Use(m) => m.label,
+            Choice::Exhausted(list) => format!("exhausted {list:?}"),
+        }
+    }
+
+    #[test]
+    fn choice_takes_turns_skips_cooldowns_and_prefers_headroom() {
+        let dir = tempfile::tempdir().unwrap();
+        let (a, b, c) = (
+            test_member("acct-a"),
+            test_member("acct-b"),
+            test_member("acct-c"),
+        );
+        let pool = test_pool(dir.path(), vec![a.clone(), b.clone(), c.clone()]);
+        let turns: Vec<String> = (0..4).map(|_| chosen(&pool, &[], 100)).collect();
+        assert_eq!(turns, ["acct-a", "acct-b", "acct-c", "acct-a"]);
+        pool.cool_down(&b, 500, 100).unwrap();
+        assert_eq!(chosen(&pool, &[a.key.clone()], 100), "acct-c");
+        assert_eq!(pool.paused_until(100), None);
+        // Every headroom known: the most wins.
+        pool.record_headroom(&a, Some(10.0));
+        pool.record_headroom(&c, Some(70.0));
+        assert_eq!(chosen(&pool, &[], 100), "acct-c");
+        assert_eq!(chosen(&pool, &[], 100), "acct-c");
+        // Everyone out: exhausted, paused until the earliest reset.
+        pool.cool_down(&a, 300, 100).unwrap();
+        pool.cool_down(&c, 400, 100).unwrap();
+        assert!(chosen(&pool, &[], 100).starts_with("exhausted"));
+        assert_eq!(pool.paused_until(100), Some(300));
+        assert_eq!(pool.paused_until(300), None);
+        assert!(!pool.headroom_due(&a));
+    }
+
     #[test]
     fn redaction_keeps_little() {
         assert_eq!(redact("jane@example.com"), "j***@example.com");

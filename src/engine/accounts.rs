@@ -63,7 +63,7 @@ pub(crate) fn cooldown_until(err: &Error, now: i64) -> Option<i64> {
 impl Engine {
     /// When this engine sends nothing until: every `--pool` account is on cooldown, or (one
     /// account) the last usage limit seen has not reset. `None`: go ahead.
-    pub fn paused_until(&self) -> Option<DateTime<Utc>> {
+    pub(crate) fn paused_until(&self) -> Option<DateTime<Utc>> {
         let now = now_secs();
         let until = match &self.inner().pool {
             Some(pool) => pool.paused_until(now),
@@ -72,8 +72,31 @@ impl Engine {
         until.and_then(|t| DateTime::from_timestamp(t, 0))
     }
 
+    /// [`Engine::run`] after any pause is over (see [`Engine::paused_until`]): for front-ends
+    /// that keep running (the MCP server), which wait out a usage limit instead of sending
+    /// into it. Looks again at least every 30 s, so a cooldown another process lifted counts.
+    pub(crate) async fn run_when_ready(
+        &self,
+        job: JobSpec,
+        sink: Arc<dyn crate::foundation::events::EventSink>,
+        cancel: tokio_util::sync::CancellationToken,
+    ) -> Result<JobResult> {
+        while let Some(until) = self.paused_until() {
+            let left = (until - Utc::now())
+                .to_std()
+                .unwrap_or_default()
+                .min(std::time::Duration::from_secs(30))
+                + std::time::Duration::from_millis(50);
+            tokio::select! {
+                _ = cancel.cancelled() => break,
+                _ = tokio::time::sleep(left) => {}
+            }
+        }
+        self.run(job, sink, cancel).await
+    }
+
     /// True with `--pool`.
-    pub fn has_pool(&self) -> bool {
+    pub(crate) fn has_pool(&self) -> bool {
         self.inner().pool.is_some()
     }
 
@@ -164,6 +187,11 @@ impl Engine {
                     continue;
                 }
             };
+            if pool.cooldown_of(&member, now_secs()).is_some() {
+                // Another job met this account's limit while this one got ready: choose again,
+                // so nothing more is sent to it before its reset.
+                continue;
+            }
             match self.run_prepared(&ctx, prepared, job, progress).await {
                 Ok(mut result) => {
                     result.account = Some(member.label.clone());

@@ -6,7 +6,6 @@
 
 pub(crate) mod args;
 pub(crate) mod config;
-pub(crate) mod pause;
 pub(crate) mod prompt;
 pub(crate) mod report;
 pub(crate) mod runtime;

@@ -441,11 +441,7 @@ impl ImagenServer {
             let cancel = jobs_ct.child_token();
             let task = tokio::spawn({
                 let sink = sink.clone();
-                async move {
-                    // A usage limit pauses sending (issue #22); the call waits for the reset.
-                    crate::frontend::pause::wait_while_paused(&engine, &cancel).await;
-                    engine.run(spec, sink, cancel).await
-                }
+                async move { engine.run_when_ready(spec, sink, cancel).await }
             });
             running.push((task, sink));
         }
@@ -497,17 +493,14 @@ async fn build_result(outcomes: Vec<JobOutcome>, return_image: ReturnImage) -> C
     let mut errors = Vec::new();
     let mut timed_out = false;
     for (index, outcome) in outcomes.into_iter().enumerate() {
-        let mut origin: Option<JobResult> = None;
-        let saved = match outcome.result {
-            Ok(mut result) => {
+        let (saved, origin) = match outcome.result {
+            Ok(result) => {
                 timed_out |= result.timed_out;
-                let images = std::mem::take(&mut result.images);
-                origin = Some(result);
-                images
+                (result.images.clone(), Some(result))
             }
             Err(error) => {
                 errors.push((index, error));
-                outcome.saved_before_error
+                (outcome.saved_before_error, None)
             }
         };
         for image in saved {
@@ -515,11 +508,7 @@ async fn build_result(outcomes: Vec<JobOutcome>, return_image: ReturnImage) -> C
             if let Some(block) = image_block(&image, return_image, &mut content).await {
                 content.push(block);
             }
-            let mut value = image_json(&image);
-            if let Some(result) = &origin {
-                crate::frontend::report::add_origin(&mut value, result);
-            }
-            images.push(value);
+            images.push(image_json(&image, origin.as_ref()));
         }
     }
     if timed_out {
@@ -575,8 +564,8 @@ fn describe(image: &SavedImage) -> String {
     text
 }
 
-fn image_json(image: &SavedImage) -> Value {
-    json!({
+fn image_json(image: &SavedImage, origin: Option<&JobResult>) -> Value {
+    let mut value = json!({
         "path": image.path,
         "bytes": image.bytes,
         "sha256": image.sha256,
@@ -584,7 +573,11 @@ fn image_json(image: &SavedImage) -> Value {
         "height": image.height,
         "format": image.format,
         "revised_prompt": image.revised_prompt,
-    })
+    });
+    if let Some(result) = origin {
+        crate::frontend::report::add_origin(&mut value, result);
+    }
+    value
 }
 
 /// A failed preview is reported as a note, not an error: the image itself is saved.
