@@ -170,6 +170,8 @@ impl Drop for Service {
 struct Conn {
     reader: BufReader<TcpStream>,
     writer: TcpStream,
+    /// The `Host` header: the service answers only to its own address (issue #20).
+    host: String,
 }
 
 impl Conn {
@@ -179,13 +181,15 @@ impl Conn {
         Conn {
             writer: stream.try_clone().expect("clone"),
             reader: BufReader::new(stream),
+            host: addr.to_string(),
         }
     }
 
     fn send(&mut self, method: &str, path: &str, body: Option<&str>) -> (u16, Vec<u8>) {
         let body = body.unwrap_or("");
         let head = format!(
-            "{method} {path} HTTP/1.1\r\nhost: bench\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+            "{method} {path} HTTP/1.1\r\nhost: {}\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+            self.host,
             body.len()
         );
         self.writer.write_all(head.as_bytes()).expect("write");

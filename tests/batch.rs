@@ -1114,3 +1114,24 @@ fn a_job_warning_is_one_line_naming_the_job() {
         "{run}"
     );
 }
+
+#[test]
+fn a_batch_reference_with_an_unsupported_scheme_is_named_as_such() {
+    let server = Server::start();
+    fast(&server);
+    let sandbox = authed_sandbox();
+    write(
+        &sandbox,
+        "u.jsonl",
+        "{\"prompt\": \"x\", \"images\": [\"ftp://host/y.png\"]}\n",
+    );
+    let run = run_against(&sandbox, &server, &["--batch", "u.jsonl", "--json"]);
+    assert_eq!(run.code, 2, "{run}");
+    assert!(
+        run.stderr.contains(
+            "u.jsonl:1: \"images\"[0]: Unsupported reference ftp://host/y.png: the URL scheme ftp: is not supported"
+        ),
+        "{run}"
+    );
+    assert!(server.requests().is_empty());
+}

@@ -921,3 +921,54 @@ fn references_are_comma_split_locals_first_and_image_urls_kept_whole() {
     assert_eq!(content[12]["text"], "<image name=[Image #5]>");
     assert_eq!(content.last().unwrap()["text"], "combine");
 }
+
+#[test]
+fn a_misspelled_option_gets_a_guess_after_the_node_text() {
+    let sandbox = Sandbox::new();
+    for (arg, guess) in [
+        ("--promt", "--prompt"),
+        ("--promt=a cat", "--prompt"),
+        ("--qualty", "--quality"),
+        ("--out-dri", "--out-dir"),
+    ] {
+        let run = sandbox.run(&["a prompt", arg]);
+        assert_usage_error(
+            &run,
+            &format!("Unknown option: {arg}\ndid you mean {guess}?"),
+        );
+    }
+}
+
+#[test]
+fn an_unsupported_url_scheme_is_named_and_nothing_is_sent() {
+    let server = image_server();
+    let sandbox = Sandbox::new();
+    sandbox.with_codex_auth();
+    let sargs = server_args(&server);
+    for (args, scheme) in [
+        (
+            &["--input-ref", "ftp://x/y.png"][..],
+            "the URL scheme ftp: is not supported",
+        ),
+        (
+            &["-i", "s3://bucket/y.png"][..],
+            "the URL scheme s3: is not supported",
+        ),
+        (
+            &["--input-ref", "data:text/plain,hello"][..],
+            "data: URLs must be images",
+        ),
+    ] {
+        let mut all = vec!["a cat"];
+        all.extend_from_slice(args);
+        let run = sandbox.run(&with_server(&sargs, &all));
+        assert_eq!(run.code, 1, "{run}");
+        assert!(
+            run.stderr.contains("Error: Unsupported reference image "),
+            "{run}"
+        );
+        assert!(run.stderr.contains(scheme), "{run}");
+        assert!(!run.stderr.contains("Cannot read reference image"), "{run}");
+    }
+    assert!(server.requests_to(RESPONSES).is_empty());
+}

@@ -529,3 +529,23 @@ fn a_size_or_format_not_honoured_is_one_warning() {
     // The file still says what it is.
     assert_eq!(saved_path(&run).extension().unwrap(), "png");
 }
+
+#[test]
+fn a_refused_size_names_the_nearest_valid_one_before_anything_is_sent() {
+    let server = Server::start();
+    let sandbox = authed_sandbox();
+    for (size, nearest) in [
+        ("1000x1000", "1008x1008"),
+        ("4096x2048", "3840x2048"),
+        ("3840x2176", "3840x2160"),
+    ] {
+        let run = run_against(&sandbox, &server, &["a fox", "--size", size]);
+        assert_eq!(run.code, 2, "{run}");
+        assert!(
+            run.stderr
+                .contains(&format!("; the nearest valid size is {nearest}\n")),
+            "{run}"
+        );
+    }
+    assert!(server.requests().is_empty());
+}

@@ -1012,6 +1012,268 @@ async fn count_jobs_with_the_same_call_id_get_files_of_their_own() {
     mcp.stop().await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unknown_arguments_are_invalid_params_naming_them_and_nothing_is_sent() {
+    let server = serving(png_bytes(1, 10));
+    let mut sandbox = authed_sandbox();
+    let mcp = start(&mut sandbox, &server, &["--quiet"]).await;
+    for tool in ["generate_image", "edit_image"] {
+        let args = json!({"prompt": "cat", "images": ["a.png"], "qualty": "high", "colour": "red"});
+        let message = invalid_params_message(mcp.call_raw(tool, args).await);
+        assert!(
+            message.starts_with(
+                "unknown arguments `qualty` (did you mean `quality`?), `colour`; the arguments are `prompt`"
+            ),
+            "{tool}: {message}"
+        );
+    }
+    let message = invalid_params_message(
+        mcp.call_raw("generate_image", json!({"prompt": "cat", "colour": "red"}))
+            .await,
+    );
+    assert!(
+        message.starts_with("unknown argument `colour`;"),
+        "{message}"
+    );
+    assert!(server.requests().is_empty(), "the backend was asked");
+    assert!(files_in(&mcp.out_dir).is_empty());
+    mcp.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn argument_errors_speak_the_schema_and_prompts_are_capped_as_the_service_caps_them() {
+    let server = serving(png_bytes(1, 10));
+    let mut sandbox = authed_sandbox();
+    let mcp = start(&mut sandbox, &server, &["--quiet"]).await;
+    let cases = [
+        (
+            json!({"prompt": "cat", "count": "two"}),
+            "`count` must be an integer from 1 to 4, got \"two\"",
+        ),
+        (
+            json!({"prompt": "cat", "count": 2.5}),
+            "`count` must be an integer from 1 to 4, got 2.5",
+        ),
+        (
+            json!({"prompt": "cat", "images": "a.png"}),
+            "`images` must be an array of strings, got \"a.png\"",
+        ),
+        (
+            json!({"prompt": "cat", "return_image": null}),
+            "`return_image` must be one of \"thumbnail\", \"full\", \"none\", got null",
+        ),
+        (json!({"prompt": 7}), "`prompt` must be a string, got 7"),
+        (json!({"size": "auto"}), "`prompt` is required"),
+        (
+            json!({"prompt": "x".repeat(32_001)}),
+            "`prompt` must be at most 32000 characters, got 32001",
+        ),
+        (
+            json!({"prompt": "x".repeat(8 * 1024 * 1024)}),
+            "`prompt` must be at most 32000 characters, got 8388608",
+        ),
+    ];
+    for (args, expected) in cases {
+        let message = invalid_params_message(mcp.call_raw("generate_image", args).await);
+        assert_eq!(message, expected);
+        assert!(!message.contains("i64"), "{message}");
+    }
+    // The cap counts characters, as the service's does: 32000 of them pass.
+    let at_cap = "é".repeat(32_000);
+    let result = mcp
+        .call(
+            "generate_image",
+            json!({"prompt": at_cap, "return_image": "none"}),
+        )
+        .await;
+    assert_eq!(result.is_error, Some(false), "{:?}", texts(&result));
+    assert_eq!(server.requests_to(RESPONSES_PATH).len(), 1);
+    mcp.stop().await;
+}
+
+/// Every property's schema agrees with itself: a type that allows null has null in its enum
+/// (here: no nullable enums at all), and the prompt carries the service's cap.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tool_schemas_are_consistent() {
+    let server = serving(png_bytes(1, 10));
+    let mut sandbox = authed_sandbox();
+    let mcp = start(&mut sandbox, &server, &["--quiet"]).await;
+    let tools = mcp.client.list_all_tools().await.unwrap();
+    for tool in &tools {
+        let schema = Value::Object(tool.input_schema.as_ref().clone());
+        let Some(properties) = schema["properties"].as_object() else {
+            continue;
+        };
+        for (field, spec) in properties {
+            let nullable = match &spec["type"] {
+                Value::Array(types) => types.contains(&json!("null")),
+                other => *other == json!("null"),
+            };
+            if let Some(choices) = spec["enum"].as_array() {
+                assert_eq!(
+                    nullable,
+                    choices.contains(&Value::Null),
+                    "{}.{field}: {spec}",
+                    tool.name
+                );
+            }
+        }
+        if tool.name == "generate_image" || tool.name == "edit_image" {
+            assert_eq!(schema["properties"]["prompt"]["maxLength"], 32_000);
+            assert_eq!(schema["properties"]["return_image"]["type"], "string");
+        }
+    }
+    mcp.stop().await;
+}
+
+/// A raw `--mcp` process after `initialize`: write a line, read stdout until the answer with
+/// `id` (`Value::Null` for an answer without one).
+struct RawMcp {
+    child: tokio::process::Child,
+    stdin: tokio::process::ChildStdin,
+    lines: tokio::io::Lines<tokio::io::BufReader<tokio::process::ChildStdout>>,
+}
+
+impl RawMcp {
+    async fn start(sandbox: &Sandbox, server: &Server) -> RawMcp {
+        let mut cmd = tokio::process::Command::from(mcp_command(sandbox, server, &["--quiet"]));
+        cmd.stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .kill_on_drop(true);
+        let mut child = cmd.spawn().unwrap();
+        let stdin = child.stdin.take().unwrap();
+        let lines = tokio::io::AsyncBufReadExt::lines(tokio::io::BufReader::new(
+            child.stdout.take().unwrap(),
+        ));
+        let mut raw = RawMcp {
+            child,
+            stdin,
+            lines,
+        };
+        let init = json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+            "protocolVersion": "2025-06-18", "capabilities": {},
+            "clientInfo": {"name": "raw", "version": "0"}}});
+        let answer = raw.ask(format!("{init}\n").as_bytes(), &json!(1)).await;
+        assert!(answer["result"].is_object(), "{answer}");
+        raw.send(b"{\"jsonrpc\":\"2.0\",\"method\":\"notifications/initialized\"}\n")
+            .await;
+        raw
+    }
+
+    async fn send(&mut self, bytes: &[u8]) {
+        use tokio::io::AsyncWriteExt;
+        self.stdin.write_all(bytes).await.unwrap();
+        self.stdin.flush().await.unwrap();
+    }
+
+    async fn ask(&mut self, bytes: &[u8], id: &Value) -> Value {
+        self.send(bytes).await;
+        loop {
+            let line = tokio::time::timeout(Duration::from_secs(30), self.lines.next_line())
+                .await
+                .expect("an answer within 30 s")
+                .unwrap()
+                .expect("stdout open");
+            let message: Value = serde_json::from_str(&line).expect("only JSON on stdout");
+            if message.get("id") == Some(id) {
+                return message;
+            }
+        }
+    }
+}
+
+fn error_of(answer: &Value) -> (i64, String) {
+    (
+        answer["error"]["code"]
+            .as_i64()
+            .unwrap_or_else(|| panic!("{answer}")),
+        answer["error"]["message"].as_str().unwrap().to_string(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_line_gets_an_answer_even_unreadable_and_oversized_ones() {
+    let server = serving(png_bytes(1, 10));
+    let sandbox = authed_sandbox();
+    let mut raw = RawMcp::start(&sandbox, &server).await;
+
+    let answer = raw.ask(b"this is not JSON\n", &Value::Null).await;
+    let (code, message) = error_of(&answer);
+    assert_eq!(code, -32700, "{answer}");
+    assert!(message.starts_with("Parse error"), "{message}");
+
+    let wrong_shape = json!({"jsonrpc": "2.0", "id": 3, "method": "tools/call",
+        "params": {"name": "generate_image", "arguments": [1]}});
+    let answer = raw
+        .ask(format!("{wrong_shape}\n").as_bytes(), &json!(3))
+        .await;
+    let (code, message) = error_of(&answer);
+    assert_eq!(code, -32602, "{answer}");
+    assert!(
+        message.contains("`arguments` must be an object"),
+        "{message}"
+    );
+
+    // Over rmcp's 16 MiB line limit: the id is found at the start, at the end, or not at all.
+    let huge = "x".repeat(17 * 1024 * 1024);
+    let leading = format!(
+        "{{\"jsonrpc\":\"2.0\",\"id\":4,\"method\":\"tools/call\",\"params\":{{\"name\":\"generate_image\",\"arguments\":{{\"prompt\":\"{huge}\"}}}}}}\n"
+    );
+    let answer = raw.ask(leading.as_bytes(), &json!(4)).await;
+    let (code, message) = error_of(&answer);
+    assert_eq!(code, -32600, "{answer}");
+    assert!(message.contains("over this server's limit"), "{message}");
+    let trailing = format!(
+        "{{\"jsonrpc\":\"2.0\",\"method\":\"tools/call\",\"params\":{{\"name\":\"generate_image\",\"arguments\":{{\"prompt\":\"{huge}\"}}}},\"id\":\"five\"}}\n"
+    );
+    let answer = raw.ask(trailing.as_bytes(), &json!("five")).await;
+    assert_eq!(error_of(&answer).0, -32600, "{answer}");
+    let answer = raw.ask(format!("{huge}\n").as_bytes(), &Value::Null).await;
+    assert_eq!(error_of(&answer).0, -32600, "{answer}");
+    drop(huge);
+
+    // The server still serves.
+    let list = json!({"jsonrpc": "2.0", "id": 6, "method": "tools/list"});
+    let answer = raw.ask(format!("{list}\n").as_bytes(), &json!(6)).await;
+    assert_eq!(
+        answer["result"]["tools"].as_array().unwrap().len(),
+        4,
+        "{answer}"
+    );
+    assert!(server.requests().is_empty(), "the backend was asked");
+    drop(raw.stdin);
+    let status = tokio::time::timeout(Duration::from_secs(10), raw.child.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(status.success(), "{status:?}");
+}
+
+/// Codex CLI starts MCP servers without `CODEX_HOME`: the error says so and shows both fixes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_credentials_under_mcp_names_the_host_environment_and_the_fix() {
+    let server = serving(png_bytes(1, 10));
+    let mut sandbox = Sandbox::new();
+    let mcp = start(&mut sandbox, &server, &["--quiet"]).await;
+    let result = mcp.call("generate_image", json!({"prompt": "cat"})).await;
+    assert_eq!(result.is_error, Some(true));
+    let text = texts(&result).join("\n");
+    assert!(text.starts_with("No auth JSON found. Tried:\n"), "{text}");
+    assert!(text.contains("MCP hosts may not pass CODEX_HOME"), "{text}");
+    assert!(text.contains("env_vars = [\"CODEX_HOME\"]"), "{text}");
+    assert!(text.contains("\"--auth\""), "{text}");
+    let structured = result.structured_content.unwrap();
+    assert!(structured["errors"][0]["message"]
+        .as_str()
+        .unwrap()
+        .contains("env_vars"));
+    let status = mcp.call("auth_status", json!({})).await;
+    assert_eq!(status.is_error, Some(true));
+    assert!(texts(&status)[0].contains("MCP hosts may not pass CODEX_HOME"));
+    assert!(server.requests().is_empty());
+    mcp.stop().await;
+}
+
 /// Issue #22: with `--pool`, a call moves off an account at its usage limit and
 /// `structuredContent` names the account of each image.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

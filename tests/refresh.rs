@@ -703,3 +703,56 @@ fn a_legacy_provider_map_store_is_refreshed_in_place() {
     assert_eq!(after["openai-codex"]["idToken"], "id-1");
     assert!(files_named(&sandbox.home(), ".lock").is_empty());
 }
+
+#[test]
+fn a_401_that_survives_the_refresh_ends_with_the_sign_in_fix() {
+    let server = Server::start();
+    single_use_oauth(&server);
+    let sandbox = Sandbox::new();
+    let path = sandbox.with_codex_auth();
+    for _ in 0..2 {
+        server.enqueue(RESPONSES, Reply::json(401, &json!({"detail": "revoked"})));
+    }
+    let sargs = server_args(&server);
+    let run = sandbox.run(&with_server(&sargs, &["x"]));
+    assert_eq!(run.code, 1, "{run}");
+    assert_eq!(
+        server.requests_to(RESPONSES).len(),
+        2,
+        "one refresh, one more round"
+    );
+    assert_eq!(server.requests_to(TOKEN).len(), 1);
+    assert!(
+        run.stderr.contains("Error: HTTP 401 Unauthorized\n"),
+        "{run}"
+    );
+    assert!(
+        run.stderr.ends_with(&format!(
+            "auth store: {} (profile (none))\nfix: run `codex login`, then try again\n",
+            path.display()
+        )),
+        "{run}"
+    );
+}
+
+#[test]
+fn a_usage_401_that_survives_the_refresh_ends_with_the_sign_in_fix() {
+    let server = Server::start();
+    single_use_oauth(&server);
+    let sandbox = Sandbox::new();
+    sandbox.with_codex_auth();
+    for _ in 0..2 {
+        server.enqueue(
+            "/backend-api/wham/usage",
+            Reply::json(401, &json!({"detail": "revoked"})),
+        );
+    }
+    let sargs = server_args(&server);
+    let run = sandbox.run(&with_server(&sargs, &["--usage"]));
+    assert_eq!(run.code, 1, "{run}");
+    assert!(
+        run.stderr
+            .ends_with("fix: run `codex login`, then try again\n"),
+        "{run}"
+    );
+}

@@ -569,8 +569,10 @@ async fn every_error_has_the_openai_shape_and_status() {
             assert_eq!(error["param"], param, "{body}");
         }
     };
+    // A body must say it is JSON (issue #20: 415 otherwise), so this one does.
     let response = http()
         .post(&generations)
+        .header("content-type", "application/json")
         .body("{not json")
         .send()
         .await

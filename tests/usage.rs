@@ -130,3 +130,27 @@ fn a_non_2xx_answer_is_explained_and_a_body_without_rate_limit_names_it() {
         "{run}"
     );
 }
+
+/// `--usage` writes reset times as the 429 message does (SPEC §11: `3:41 PM`).
+#[test]
+fn usage_reset_times_use_the_same_clock_style_as_the_usage_limit_message() {
+    let server = Server::start();
+    server.enqueue(USAGE_PATH, Reply::json(200, &usage_body()));
+    let mut sandbox = authed_sandbox();
+    sandbox.env("TZ", "UTC");
+    let run = run_against(&sandbox, &server, &["--usage"]);
+    assert_eq!(run.code, 0, "{run}");
+    let line = run.stdout.lines().nth(1).unwrap();
+    let when = line
+        .split(", resets ")
+        .nth(1)
+        .and_then(|rest| rest.split(" (in ").next())
+        .unwrap_or_else(|| panic!("{run}"));
+    // "9:30 PM" today, "Dec 2, 12:30 AM" when the reset falls on another day.
+    let clock = when.rsplit(", ").next().unwrap();
+    let (time, half) = clock.split_once(' ').unwrap_or_else(|| panic!("{run}"));
+    assert!(half == "AM" || half == "PM", "{run}");
+    let (h, m) = time.split_once(':').unwrap_or_else(|| panic!("{run}"));
+    assert!((1..=12).contains(&h.parse::<u32>().unwrap()), "{run}");
+    assert_eq!(m.len(), 2, "{run}");
+}

@@ -558,19 +558,35 @@ token.)";
 /// spent or refused, else try again later.
 pub(crate) fn fix_line(auth: &Auth, kind: RefreshErrorKind) -> String {
     if kind.store_is_spent() && kind != RefreshErrorKind::Failed {
-        match auth.format {
-            AuthFormat::CodexAuthJson => "fix: run `codex login`, then try again".to_string(),
-            _ => format!(
-                "fix: run `openclaw models auth login --provider {}`, then try again",
-                auth.provider
-            ),
-        }
+        sign_in_line(auth)
     } else {
         format!(
             "fix: try again later with `codex-imagen --refresh-only --auth {}`",
             auth.path.display()
         )
     }
+}
+
+/// The fix when only a new sign-in helps: the command of the tool that owns the store.
+pub(crate) fn sign_in_line(auth: &Auth) -> String {
+    match auth.format {
+        AuthFormat::CodexAuthJson => "fix: run `codex login`, then try again".to_string(),
+        _ => format!(
+            "fix: run `openclaw models auth login --provider {}`, then try again",
+            auth.provider
+        ),
+    }
+}
+
+/// A backend 401 that a refresh did not cure: the HTTP text, then which store and profile, then
+/// the sign-in fix.
+pub(crate) fn still_unauthorized_message(auth: &Auth, http_text: &str) -> String {
+    let profile = auth.profile_id.as_deref().unwrap_or("(none)");
+    format!(
+        "{http_text}\nThe backend still refuses these credentials after a refresh.\nauth store: {} (profile {profile})\n{}",
+        auth.path.display(),
+        sign_in_line(auth)
+    )
 }
 
 /// The SPEC text, then which store and profile failed and how to fix it (seed 002).

@@ -182,16 +182,12 @@ fn ceil_to_minute<Tz: TimeZone>(t: DateTime<Tz>) -> DateTime<Tz> {
     }
 }
 
-/// `3:41 PM` today; `Nov 23, 3:41 PM` on another day.
+/// `3:41 PM` today; `Nov 23, 3:41 PM` on another day: the `--usage` report's style.
 fn clock_time<Tz: TimeZone>(reset: &DateTime<Tz>, now: &DateTime<Tz>) -> String
 where
     Tz::Offset: std::fmt::Display,
 {
-    if reset.date_naive() == now.date_naive() {
-        reset.format("%-I:%M %p").to_string()
-    } else {
-        reset.format("%b %-d, %-I:%M %p").to_string()
-    }
+    super::usage::local_time_text(reset, now)
 }
 
 /// `13m`, `2h 13m`, `2h`, `3d 4h`: the `--usage` report's wording.

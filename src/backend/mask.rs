@@ -17,32 +17,28 @@ const PNG_SIGNATURE: &[u8; 8] = b"\x89PNG\r\n\x1a\n";
 /// rejected here rather than failing (or silently editing everything) server-side.
 pub(crate) fn mask_data_url(bytes: &[u8], path_for_messages: &str) -> Result<String, ControlError> {
     const F: &str = "--mask";
-    if !bytes.starts_with(PNG_SIGNATURE) {
+    if let Some(reason) = mask_problem(bytes) {
         return Err(ControlError::new(
             F,
-            format!("{F} {path_for_messages}: not a PNG file (the mask must be a PNG with an alpha channel)"),
+            format!("{F} {path_for_messages}: {reason}"),
         ));
-    }
-    match png_has_alpha(bytes) {
-        Some(true) => {}
-        Some(false) => {
-            return Err(ControlError::new(
-                F,
-                format!(
-                    "{F} {path_for_messages}: the PNG has no alpha channel; transparent pixels \
-                     mark the area to edit, so save the mask as RGBA"
-                ),
-            ))
-        }
-        None => {
-            return Err(ControlError::new(
-                F,
-                format!("{F} {path_for_messages}: the PNG is truncated or corrupt"),
-            ))
-        }
     }
     let b64 = base64::engine::general_purpose::STANDARD.encode(bytes);
     Ok(format!("data:image/png;base64,{b64}"))
+}
+
+/// Why `bytes` cannot be a mask, in words without a flag (the service names its field).
+pub(crate) fn mask_problem(bytes: &[u8]) -> Option<&'static str> {
+    if !bytes.starts_with(PNG_SIGNATURE) {
+        return Some("not a PNG file (the mask must be a PNG with an alpha channel)");
+    }
+    match png_has_alpha(bytes) {
+        Some(true) => None,
+        Some(false) => Some(
+            "the PNG has no alpha channel; transparent pixels mark the area to edit, so save the mask as RGBA",
+        ),
+        None => Some("the PNG is truncated or corrupt"),
+    }
 }
 
 /// Colour type 4/6, or a `tRNS` chunk before the image data. `None`: no readable IHDR.

@@ -53,6 +53,15 @@ pub fn sniff_mime(bytes: &[u8], path: &std::path::Path) -> Option<&'static str> 
 fn load_path(raw: &str, env: &Environment, progress: &Reporter) -> Result<LoadedReference> {
     let path = env.resolve(raw);
     let bytes = std::fs::read(&path).map_err(|e| {
+        // `ftp://x/y.png` is no path anyone meant: say what it is (a file by that name still
+        // wins, as it was read above).
+        if let Some(scheme) = crate::foundation::url::unsupported_scheme(raw) {
+            return Error::Input(crate::foundation::url::unsupported_message(
+                "reference image",
+                raw,
+                &scheme,
+            ));
+        }
         Error::Input(format!(
             "Cannot read reference image {}: {e}",
             path.display()

@@ -230,6 +230,22 @@ pub(crate) fn window_name(seconds: u64) -> String {
 }
 
 /// Two most significant units: `1h 12m`, `2d 11h`, `45m`, `30s`.
+/// A moment in local time, the one style of every reset time the tool prints (`--usage` and the
+/// 429 message; SPEC §11 pins `3:41 PM`): the time alone today, `Nov 23, 3:41 PM` another day,
+/// `Jan 2 2027, 3:41 PM` another year.
+pub(crate) fn local_time_text<Tz: TimeZone>(at: &DateTime<Tz>, now: &DateTime<Tz>) -> String
+where
+    Tz::Offset: std::fmt::Display,
+{
+    if at.date_naive() == now.date_naive() {
+        at.format("%-I:%M %p").to_string()
+    } else if at.year() == now.year() {
+        at.format("%b %-d, %-I:%M %p").to_string()
+    } else {
+        at.format("%b %-d %Y, %-I:%M %p").to_string()
+    }
+}
+
 pub(crate) fn duration_text(seconds: u64) -> String {
     let (d, h, m, s) = (
         seconds / 86_400,
@@ -285,14 +301,7 @@ where
         let mut line = format!("{name} window: {} used", percent_text(w.used_percent));
         if let Some(at) = &w.resets_at {
             let local = at.with_timezone(&now.timezone());
-            // Today: the time says it all. Later: weekday and date too; another year: the year.
-            let when = if local.date_naive() == now.date_naive() {
-                local.format("%H:%M").to_string()
-            } else if local.year() == now.year() {
-                local.format("%a %-d %b %H:%M").to_string()
-            } else {
-                local.format("%a %-d %b %Y %H:%M").to_string()
-            };
+            let when = local_time_text(&local, &now);
             line.push_str(&format!(", resets {when}"));
             if let Some(secs) = w.resets_in_seconds {
                 line.push_str(&format!(" (in {})", duration_text(secs)));
@@ -406,8 +415,8 @@ mod tests {
         assert_eq!(
             utc,
             "plan: plus\n\
-             5-hour window: 42% used, resets 21:30 (in 1h 12m)\n\
-             weekly window: 7% used, resets Fri 4 Dec 07:20 (in 2d 11h)\n"
+             5-hour window: 42% used, resets 9:30 PM (in 1h 12m)\n\
+             weekly window: 7% used, resets Dec 4, 7:20 AM (in 2d 11h)\n"
         );
         // Same instant seen from UTC+3: local clock times, and the 5-hour reset is tomorrow.
         let tz = FixedOffset::east_opt(3 * 3600).unwrap();
@@ -415,8 +424,8 @@ mod tests {
         assert_eq!(
             text,
             "plan: plus\n\
-             5-hour window: 42% used, resets Wed 2 Dec 00:30 (in 1h 12m)\n\
-             weekly window: 7% used, resets Fri 4 Dec 10:20 (in 2d 11h)\n"
+             5-hour window: 42% used, resets Dec 2, 12:30 AM (in 1h 12m)\n\
+             weekly window: 7% used, resets Dec 4, 10:20 AM (in 2d 11h)\n"
         );
     }
 
@@ -443,7 +452,7 @@ mod tests {
             to_text(&u, now()),
             "plan: free\n\
              limit reached: requests are refused until a window resets\n\
-             3-day window: 100% used, resets 20:19 (in 1m)\n"
+             3-day window: 100% used, resets 8:19 PM (in 1m)\n"
         );
         // Only the relative time: resets_at is computed from now.
         let body = r#"{"plan_type":"pro","rate_limit":{"allowed":true,"limit_reached":false,
@@ -453,7 +462,7 @@ mod tests {
         assert_eq!(to_json(&u)["secondary"], Value::Null);
         assert_eq!(
             to_text(&u, now()),
-            "plan: pro\n2-hour window: 12.5% used, resets 20:18 (in 30s)\n"
+            "plan: pro\n2-hour window: 12.5% used, resets 8:18 PM (in 30s)\n"
         );
         let body = r#"{"rate_limit":{"allowed":true,"limit_reached":false}}"#;
         assert_eq!(
@@ -473,7 +482,7 @@ mod tests {
         let u = parse(&body, n).unwrap();
         assert_eq!(
             to_text(&u, n),
-            "plan: team\nweekly window: 1% used, resets Mon 4 Jan 2027 12:00 (in 5d)\n"
+            "plan: team\nweekly window: 1% used, resets Jan 4 2027, 12:00 PM (in 5d)\n"
         );
     }
 

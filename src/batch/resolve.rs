@@ -22,6 +22,9 @@ pub(crate) fn check_local(base: &Path, key: &str, reference: &str) -> Result<(),
     let path = resolve(base, &path);
     if path.is_file() {
         Ok(())
+    } else if let Some(scheme) = crate::foundation::url::unsupported_scheme(reference) {
+        let message = crate::foundation::url::unsupported_message("reference", reference, &scheme);
+        Err(format!("{key}: {message}"))
     } else {
         Err(format!("{key}: no such file: {}", path.display()))
     }

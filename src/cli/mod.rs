@@ -36,7 +36,7 @@ pub(crate) fn run(config: Config, sink: &Arc<TerminalSink>) -> Result<i32> {
         return runtime
             .block_on(async {
                 tokio::select! {
-                    result = print_usage(&config, &engine, &progress) => result,
+                    result = print_usage(&config, &engine, &progress, sink) => result,
                     (code, name) = runtime::until_signal() => {
                         engine.release_locks();
                         sink.finish();
@@ -51,7 +51,7 @@ pub(crate) fn run(config: Config, sink: &Arc<TerminalSink>) -> Result<i32> {
         // No network, no fallback, no runtime: what the first store says.
         let auth = ctx.read(&ctx.path)?;
         auth::warn_auth_mode(&auth, &progress);
-        print_smoke(&config, &engine, &auth, &progress);
+        print_smoke(&config, &engine, &auth, &progress, sink);
         return Ok(0);
     }
     let released = engine.clone();
@@ -59,7 +59,7 @@ pub(crate) fn run(config: Config, sink: &Arc<TerminalSink>) -> Result<i32> {
     let runtime = runtime::one_shot_runtime()?;
     sink.start_live_line();
     let outcome = runtime.block_on(async {
-        let job = run_online(&config, &engine, ctx, &progress);
+        let job = run_online(&config, &engine, ctx, &progress, sink);
         tokio::select! {
             result = job => Ok(result),
             signal = runtime::until_signal() => Err(signal),
@@ -78,12 +78,19 @@ pub(crate) fn run(config: Config, sink: &Arc<TerminalSink>) -> Result<i32> {
     }
 }
 
-fn print_smoke(config: &Config, engine: &Engine, auth: &auth::Auth, progress: &Reporter) {
+fn print_smoke(
+    config: &Config,
+    engine: &Engine,
+    auth: &auth::Auth,
+    progress: &Reporter,
+    sink: &TerminalSink,
+) {
     if CredentialState::of(auth) == CredentialState::RefreshFailed {
         // The same fix `--refresh-only` prints for this profile.
         progress.warn(&fix_line(auth, RefreshErrorKind::OpenClawFailed));
     }
     let value = engine.smoke_report(auth, &config.job);
+    sink.finish();
     if config.json {
         report::print_json(&value);
     } else {
@@ -96,6 +103,7 @@ async fn run_online(
     engine: &Engine,
     ctx: auth::AuthContext,
     progress: &Reporter,
+    sink: &TerminalSink,
 ) -> Result<()> {
     if !config.smoke && !config.refresh_only {
         check_output_first(config, engine)?;
@@ -123,7 +131,7 @@ async fn run_online(
         .prepare(&ctx, config.force_refresh, fallback, progress)
         .await?;
     if config.smoke {
-        print_smoke(config, engine, &prepared.auth, progress);
+        print_smoke(config, engine, &prepared.auth, progress, sink);
         return Ok(());
     }
     if config.refresh_only {
@@ -137,6 +145,7 @@ async fn run_online(
                     .await?
             }
         };
+        sink.finish();
         if config.json {
             report::print_json(&report::refresh_only_json(&auth, &outcome));
         } else {
@@ -149,6 +158,8 @@ async fn run_online(
     let mut job = config.job.clone();
     job.prompt = prompt;
     let result = engine.run_prepared(&ctx, prepared, &job, progress).await?;
+    // On a terminal stdout and stderr share the screen: the live line goes before the report.
+    sink.finish();
     if config.json {
         report::print_json(&report::generation_json(&result, &job));
     } else {
@@ -175,9 +186,15 @@ fn check_output_first(config: &Config, engine: &Engine) -> Result<()> {
     engine.check_output(&config.job, Some(flag))
 }
 
-async fn print_usage(config: &Config, engine: &Engine, progress: &Reporter) -> Result<()> {
+async fn print_usage(
+    config: &Config,
+    engine: &Engine,
+    progress: &Reporter,
+    sink: &TerminalSink,
+) -> Result<()> {
     if engine.has_pool() {
         let reports = usage::outcome(engine.pool_usage(progress).await)?;
+        sink.finish();
         if config.json {
             report::print_json(&usage::pool_json(&reports));
         } else {
@@ -186,6 +203,7 @@ async fn print_usage(config: &Config, engine: &Engine, progress: &Reporter) -> R
         return Ok(());
     }
     let usage = engine.usage_report(progress).await?;
+    sink.finish();
     if config.json {
         report::print_json(&crate::backend::usage::to_json(&usage));
     } else {

@@ -14,7 +14,7 @@ use tokio_util::sync::CancellationToken;
 use super::generation::{self, Generation};
 use super::provenance;
 use super::shared::Engine;
-use crate::auth::refresh::REASON_BACKEND_401;
+use crate::auth::refresh::{still_unauthorized_message, REASON_BACKEND_401};
 use crate::auth::{Auth, AuthContext, Fallback, PreparedAuth, RefreshOutcome};
 use crate::backend::references;
 use crate::foundation::error::{Error, Result};
@@ -101,7 +101,22 @@ impl Engine {
                 auth = fresh;
                 refresh = Some(outcome);
                 generation.auth = auth.clone();
-                generation.run_with_retries().await?
+                match generation.run_with_retries().await {
+                    Err(Error::Http {
+                        status: 401,
+                        message,
+                        usage_limit,
+                        retry_after_secs,
+                    }) => {
+                        return Err(Error::Http {
+                            status: 401,
+                            message: still_unauthorized_message(&auth, &message),
+                            usage_limit,
+                            retry_after_secs,
+                        })
+                    }
+                    other => other?,
+                }
             }
             other => other?,
         };

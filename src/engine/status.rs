@@ -6,7 +6,7 @@ use serde_json::{json, Value};
 
 use super::shared::Engine;
 use crate::auth::fence::CredentialState;
-use crate::auth::refresh::REASON_BACKEND_401;
+use crate::auth::refresh::{still_unauthorized_message, REASON_BACKEND_401};
 use crate::auth::{Auth, Fallback};
 use crate::backend::request;
 use crate::foundation::error::{Error, Result};
@@ -136,7 +136,20 @@ impl Engine {
                 continue;
             }
             if !response.status().is_success() {
-                return Err(crate::backend::http_error(response).await);
+                return Err(match crate::backend::http_error(response).await {
+                    Error::Http {
+                        status: 401,
+                        message,
+                        usage_limit,
+                        retry_after_secs,
+                    } if refreshed => Error::Http {
+                        status: 401,
+                        message: still_unauthorized_message(&auth, &message),
+                        usage_limit,
+                        retry_after_secs,
+                    },
+                    other => other,
+                });
             }
             let body = response
                 .text()

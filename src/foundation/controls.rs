@@ -18,6 +18,8 @@
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
+use super::size_limits::{nearest_size, MAX_PIXELS, MAX_RATIO, MAX_SIDE};
+
 /// A rejected flag value or flag combination. Display is the whole user-facing message.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[error("{message}")]
@@ -70,10 +72,6 @@ const MODERATION: &[&str] = &["auto", "low"];
 const ACTION: &[&str] = &["auto", "generate", "edit"];
 const INPUT_FIDELITY: &[&str] = &["low", "high"];
 
-/// Limits of the `WxH` form (gpt-image-2's documented bounds).
-const MAX_SIDE: u32 = 3840;
-const MAX_PIXELS: u64 = 3840 * 2160;
-const MAX_RATIO: u64 = 3;
 /// `W:H` picks the largest exact-ratio size whose area fits in the classic 1536x1024 budget:
 /// big enough to be useful, small enough to stay in the fast/cheap tier.
 const RATIO_AREA_BUDGET: u64 = 1536 * 1024;
@@ -186,6 +184,16 @@ pub(crate) fn check_pixel_size(w: u32, h: u32) -> Result<(), ControlError> {
         ));
     }
     Ok(())
+}
+
+/// A refused `WxH` names the nearest valid size (the service keeps OpenAI's wording instead).
+fn with_nearest(mut error: ControlError, value: &str) -> ControlError {
+    let lower = value.to_ascii_lowercase();
+    let sides = lower.split_once('x').map(|(w, h)| (side(w), side(h)));
+    if let Some((w, h)) = sides.and_then(|s| nearest_size(s.0?, s.1?)) {
+        error.message = format!("{}; the nearest valid size is {w}x{h}", error.message);
+    }
+    error
 }
 
 /// Largest `WxH` with exactly the ratio `w:h`, both sides multiples of 16, area within budget.
@@ -345,7 +353,7 @@ impl ImageControls {
     /// `--format`) into `self`, for front-ends that get name/value pairs (batch lines, HTTP).
     pub(crate) fn set(&mut self, flag: &str, value: &str) -> Result<(), ControlError> {
         match flag.trim_start_matches("--") {
-            "size" => self.size = Some(parse_size(value)?),
+            "size" => self.size = Some(parse_size(value).map_err(|e| with_nearest(e, value))?),
             "quality" => self.quality = Some(parse_quality(value)?),
             "format" | "output-format" | "output_format" => {
                 self.format = Some(parse_format(value)?)
@@ -445,6 +453,27 @@ pub(crate) mod tests {
                 assert!((u64::from(a) + ua) * (u64::from(b) + ub) > RATIO_AREA_BUDGET);
                 assert!(check_pixel_size(a, b).is_ok());
             }
+        }
+    }
+
+    #[test]
+    fn a_refused_size_names_the_nearest_valid_one() {
+        let mut c = ImageControls::default();
+        assert_eq!(
+            c.set("size", "1000x1000").unwrap_err().to_string(),
+            "--size 1000x1000: width and height must both be multiples of 16; \
+             the nearest valid size is 1008x1008"
+        );
+        assert_eq!(
+            c.set("size", "big").unwrap_err().to_string(),
+            "--size must be WxH (e.g. 1536x1024), W:H (e.g. 16:9) or auto"
+        );
+        let grid = (0..4000)
+            .step_by(97)
+            .flat_map(|w| (0..4000).step_by(89).map(move |h| (w, h)));
+        for (w, h) in grid {
+            let fits = crate::foundation::size_limits::fits(w, h);
+            assert_eq!(check_pixel_size(w, h).is_ok(), fits, "{w}x{h}");
         }
     }
 

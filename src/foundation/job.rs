@@ -56,6 +56,8 @@ impl Reference {
 pub const DEFAULT_RESPONSES_MODEL: &str = "gpt-5.4";
 pub const DEFAULT_IMAGES_MODEL: &str = "gpt-image-2";
 pub const DEFAULT_RETRIES: u32 = 4;
+/// The longest prompt the service and the MCP tools take, in characters: one cap for both.
+pub(crate) const MAX_PROMPT_CHARS: usize = 32_000;
 pub const DEFAULT_TIMEOUT_MS: u64 = 15 * 60 * 1000;
 
 /// How automatic file names are made (when there is no exact `output` file).

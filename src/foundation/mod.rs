@@ -1,6 +1,6 @@
 //! Foundations: what every layer above may use and what uses nothing of the crate above it.
 //! Typed errors and exit codes, the environment snapshot and paths, the events a job reports,
-//! the job's own types (`JobSpec` and its parts, image controls, URL classification), and
+//! the job's own types (`JobSpec` and its parts, image controls and the size limits, URL classification), and
 //! moving blocking work off the async threads.
 
 pub(crate) mod blocking;
@@ -10,5 +10,6 @@ pub(crate) mod events;
 pub(crate) mod job;
 pub(crate) mod paths;
 pub(crate) mod process;
+pub(crate) mod size_limits;
 pub(crate) mod sync;
 pub(crate) mod url;

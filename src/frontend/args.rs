@@ -293,6 +293,29 @@ pub struct Args {
     #[arg(long, value_name = "PATH", allow_hyphen_values = true)]
     pub serve_token_file: Option<String>,
 
+    /// Service: local-path references may be read from under this directory (repeatable).
+    /// Without it, local paths are refused.
+    #[arg(long, value_name = "DIR", action = ArgAction::Append, allow_hyphen_values = true)]
+    pub allow_dir: Vec<String>,
+
+    /// Service without a token: also answer requests whose Host is NAME (repeatable); file URLs
+    /// may then carry it. Default: only the bound address and loopback names.
+    #[arg(long, value_name = "NAME", action = ArgAction::Append, allow_hyphen_values = true)]
+    pub allow_host: Vec<String>,
+
+    /// Service: allow web pages from ORIGIN (e.g. http://localhost:3000) to call it, with CORS
+    /// (repeatable). Default: no CORS, cross-origin POST/DELETE refused.
+    #[arg(long, value_name = "ORIGIN", action = ArgAction::Append, allow_hyphen_values = true)]
+    pub cors_origin: Vec<String>,
+
+    /// Service: callbacks may go to private, link-local and other non-public addresses.
+    #[arg(long)]
+    pub allow_private_callbacks: bool,
+
+    /// Service: images readable by other users (0644 under the usual umask) rather than 0600.
+    #[arg(long)]
+    pub shared_files: bool,
+
     /// Print a shell completion script: bash, zsh, fish, powershell or elvish.
     #[arg(long, value_name = "SHELL", allow_hyphen_values = true)]
     pub completions: Option<String>,
@@ -359,7 +382,9 @@ fn completions_script(shell: &str) -> Result<String> {
 fn man_page() -> String {
     let mut out = Vec::new();
     // Rendering into memory cannot fail.
-    let _ = clap_mangen::Man::new(Args::command()).render(&mut out);
+    // The version goes into the `.TH` header (and a VERSION section); `--help` does not show it.
+    let command = Args::command().version(env!("CARGO_PKG_VERSION"));
+    let _ = clap_mangen::Man::new(command).render(&mut out);
     String::from_utf8_lossy(&out).into_owned()
 }
 
@@ -470,7 +495,20 @@ fn usage_message(err: &clap::Error, argv: &[String]) -> String {
                 .find(|a| **a == arg || a.starts_with(&format!("{arg}=")))
                 .cloned()
                 .unwrap_or(arg);
-            format!("Unknown option: {typed}")
+            // The Node tool's line stays first (scripts match it); a guess follows on its own.
+            let name = typed.split('=').next().unwrap_or(&typed);
+            let flags = Args::command();
+            let longs = flags.get_arguments().flat_map(|a| {
+                let aliases = a.get_all_aliases().unwrap_or_default();
+                a.get_long().into_iter().chain(aliases)
+            });
+            let longs: Vec<String> = longs.map(|l| format!("--{l}")).collect();
+            match super::suggest::closest(name, longs.iter().map(String::as_str)) {
+                Some(flag) if name.starts_with("--") => {
+                    format!("Unknown option: {typed}\ndid you mean {flag}?")
+                }
+                _ => format!("Unknown option: {typed}"),
+            }
         }
         ErrorKind::TooManyValues => {
             // `--smoke=1`: a flag that takes no value is not an option the Node tool knew.

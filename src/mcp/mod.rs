@@ -9,16 +9,24 @@
 //!   image (a prompt, references, `--output`, `--smoke`, ...) are refused with exit 2.
 //! - `server`: the `ServerHandler` (serverInfo, capabilities) and `serve_stdio`.
 //! - `tools`: the four tools, their argument schemas, validation and result building.
+//! - `arguments`: a call's arguments checked against the tool's schema (unknown keys, types,
+//!   ranges), with messages in the schema's terms.
+//! - `hints`: what an engine error means for an MCP host (e.g. an environment it did not pass).
+//! - `transport`: stdin/stdout framing with an answer for every line (parse errors, oversized
+//!   lines, params of the wrong shape), one writer for stdout.
 //! - `progress`: turns engine events into `notifications/progress`, with a heartbeat.
 //! - `thumbnail`: downsized previews for the image blocks, on the blocking pool.
 //!
 //! stdout belongs to the protocol alone: nothing in this module prints to it, and
 //! diagnostics go to stderr.
 
+mod arguments;
+mod hints;
 mod progress;
 mod server;
 mod thumbnail;
 mod tools;
+mod transport;
 
 use std::time::Duration;
 

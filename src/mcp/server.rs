@@ -3,7 +3,8 @@
 //! `ImagenServer` is cheap to clone (an `Engine` clone, an `Arc` of the defaults and the tool
 //! router), because rmcp hands every request to its own task: concurrent tool calls therefore
 //! share one `Engine`, and with it the engine's single auth refresh. The tool handlers live
-//! in `tools.rs`; this file only wires them into rmcp and owns the process-level settings.
+//! in `tools.rs` and the stdio framing in `transport.rs`; this file only wires them into rmcp
+//! and owns the process-level settings.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -85,7 +86,7 @@ pub(crate) async fn serve_stdio(engine: Engine, defaults: McpDefaults) -> Result
         ));
     }
     let running = server
-        .serve(rmcp::transport::stdio())
+        .serve(super::transport::LineTransport::stdio())
         .await
         .map_err(|e| Error::Io(format!("MCP initialisation failed: {e}")))?;
     running

@@ -1,8 +1,9 @@
 //! The MCP tools: `generate_image`, `edit_image`, `image_usage`, `auth_status`.
 //!
 //! Argument structs derive `schemars::JsonSchema`; their doc comments become the field
-//! descriptions an agent reads in `tools/list`. Checks that serde cannot express (count
-//! range, non-empty prompt, `return_image` values, edit without images) produce an
+//! descriptions an agent reads in `tools/list`, and `arguments.rs` holds each call to that
+//! schema first (unknown keys, types, ranges). Checks the schema cannot express (non-empty
+//! prompt, a mask without images, the image controls) follow here. Both produce an
 //! invalid-params protocol error naming the field, because those are caller mistakes the
 //! agent should fix and retry. Anything that goes wrong while generating is instead a
 //! normal tool result with `isError: true` and the engine error's plain-words Display, so
@@ -15,15 +16,14 @@
 use std::sync::Arc;
 
 use base64::Engine as _;
-use rmcp::handler::server::common::schema_for_type;
 use rmcp::model::{CallToolResult, ContentBlock, JsonObject};
 use rmcp::schemars::{self, JsonSchema};
 use rmcp::service::RequestContext;
 use rmcp::{tool, tool_router, ErrorData, RoleServer};
-use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
+use super::arguments;
 use super::progress::Reporter;
 use super::server::ImagenServer;
 use super::thumbnail::{mime_of, thumbnail_of};
@@ -31,7 +31,7 @@ use crate::foundation::controls::{self, ControlError, ImageControls};
 use crate::foundation::error::{Error, ErrorKind};
 use crate::foundation::events::NullSink;
 use crate::foundation::job::SavedImage;
-use crate::foundation::job::{JobResult, JobSpec, Reference};
+use crate::foundation::job::{JobResult, JobSpec, Reference, MAX_PROMPT_CHARS};
 
 const MAX_COUNT: i64 = 4;
 /// Full images above this (as base64) risk the 16 MiB line limit of stdio MCP clients
@@ -67,14 +67,17 @@ pub(crate) struct ImageOptions {
     #[serde(default)]
     output_dir: Option<String>,
     /// What image data to return: "thumbnail" (default; longest side at most 512 px, JPEG, or PNG if the image has transparency), "full" (the saved file's bytes) or "none" (paths only).
+    // Its schema is a string from the enum, not null: a nullable type with an enum that lacks
+    // null contradicts itself (validators disagree on such a field).
     #[serde(default)]
-    #[schemars(extend("enum" = ["thumbnail", "full", "none"]))]
+    #[schemars(with = "String", extend("enum" = ["thumbnail", "full", "none"]))]
     return_image: Option<String>,
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]
 pub(crate) struct GenerateImageArgs {
-    /// Description of the image to create. Be specific about subject, style, composition and any text to render.
+    /// Description of the image to create, at most 32000 characters. Be specific about subject, style, composition and any text to render.
+    #[schemars(length(max = MAX_PROMPT_CHARS))]
     prompt: String,
     /// Optional reference images to guide the result: local file paths (absolute, or relative to the server's working directory or --cwd), http(s) URLs or data:image/... URLs.
     #[serde(default)]
@@ -85,7 +88,8 @@ pub(crate) struct GenerateImageArgs {
 
 #[derive(Debug, Deserialize, JsonSchema)]
 pub(crate) struct EditImageArgs {
-    /// How to change the image(s): what to add, remove or restyle.
+    /// How to change the image(s): what to add, remove or restyle. At most 32000 characters.
+    #[schemars(length(max = MAX_PROMPT_CHARS))]
     prompt: String,
     /// The image(s) to edit, at least one: local file paths (absolute, or relative to the server's working directory or --cwd), http(s) URLs or data:image/... URLs. The first is the main image; others are extra references.
     #[schemars(length(min = 1))]
@@ -117,42 +121,6 @@ fn invalid(message: String) -> ErrorData {
     ErrorData::invalid_params(message, None)
 }
 
-/// The tools take raw `JsonObject` arguments instead of rmcp's `Parameters<T>`, because
-/// rmcp turns `Parameters` deserialization failures into `isError` tool results, and bad
-/// arguments are meant to be invalid-params protocol errors that name the field.
-fn parse_args<T: DeserializeOwned>(args: JsonObject) -> Result<T, ErrorData> {
-    let error = match serde_path_to_error::deserialize(Value::Object(args.clone())) {
-        Ok(parsed) => return Ok(parsed),
-        Err(error) => error,
-    };
-    // serde's `flatten` hides the path of a bad shared option; the options alone show it.
-    let error = if error.path().to_string() == "." {
-        match serde_path_to_error::deserialize::<_, ImageOptions>(Value::Object(args)) {
-            Err(inner) if inner.path().to_string() != "." => inner,
-            _ => error,
-        }
-    } else {
-        error
-    };
-    let path = error.path().to_string();
-    let inner = error.into_inner();
-    Err(if path == "." {
-        // Missing fields fail at the root; serde's text already names them.
-        invalid(format!("invalid arguments: {inner}"))
-    } else {
-        invalid(format!("invalid `{path}`: {inner}"))
-    })
-}
-
-/// Input schema from the argument type, as rmcp would derive it for `Parameters<T>`
-/// (minus the Rust type name as title).
-fn input_schema<T: JsonSchema + std::any::Any>() -> Arc<JsonObject> {
-    let mut schema = schema_for_type::<T>().as_ref().clone();
-    schema.remove("title");
-    schema.remove("description");
-    Arc::new(schema)
-}
-
 fn validate(
     prompt: String,
     references: Vec<String>,
@@ -162,6 +130,12 @@ fn validate(
 ) -> Result<Request, ErrorData> {
     if prompt.trim().is_empty() {
         return Err(invalid("`prompt` must not be empty".to_string()));
+    }
+    let chars = prompt.chars().count();
+    if chars > MAX_PROMPT_CHARS {
+        return Err(invalid(format!(
+            "`prompt` must be at most {MAX_PROMPT_CHARS} characters, got {chars}"
+        )));
     }
     if edit && references.is_empty() {
         return Err(invalid(
@@ -183,7 +157,7 @@ fn validate(
     let count = options.count.unwrap_or(1);
     if !(1..=MAX_COUNT).contains(&count) {
         return Err(invalid(format!(
-            "`count` must be from 1 to {MAX_COUNT}, got {count}"
+            "`count` must be an integer from 1 to {MAX_COUNT}, got {count}"
         )));
     }
     let return_image = match options.return_image.as_deref() {
@@ -284,7 +258,7 @@ impl Failure {
 
     fn message(&self) -> String {
         match self {
-            Failure::Engine(e) => e.to_string(),
+            Failure::Engine(e) => super::hints::message(e),
             Failure::Crashed(why) => format!("internal error: the image job failed ({why})"),
         }
     }
@@ -294,7 +268,7 @@ impl Failure {
             Failure::Engine(e) => json!({
                 "index": index,
                 "kind": e.kind(),
-                "message": e.to_string(),
+                "message": super::hints::message(e),
                 "resets_at": e
                     .usage_limit()
                     .and_then(|limit| limit.resets_at)
@@ -319,7 +293,7 @@ struct JobOutcome {
 #[tool_router(router = tool_router, vis = "pub(super)")]
 impl ImagenServer {
     #[tool(
-        input_schema = input_schema::<GenerateImageArgs>(),
+        input_schema = arguments::input_schema::<GenerateImageArgs>(),
         description = "Generate images from a text prompt with gpt-image (ChatGPT \
                        subscription). Optional reference images guide style or content. \
                        Saves the files and returns their absolute paths, metadata and a \
@@ -330,7 +304,7 @@ impl ImagenServer {
         args: JsonObject,
         ctx: RequestContext<RoleServer>,
     ) -> Result<CallToolResult, ErrorData> {
-        let args: GenerateImageArgs = parse_args(args)?;
+        let args: GenerateImageArgs = arguments::parse::<_, ImageOptions>(args).map_err(invalid)?;
         let request = validate(
             args.prompt,
             args.images.unwrap_or_default(),
@@ -342,7 +316,7 @@ impl ImagenServer {
     }
 
     #[tool(
-        input_schema = input_schema::<EditImageArgs>(),
+        input_schema = arguments::input_schema::<EditImageArgs>(),
         description = "Edit existing images with gpt-image (ChatGPT subscription): change, \
                        add or remove content, restyle, or inpaint with a mask. Saves the \
                        results and returns their absolute paths, metadata and a preview. \
@@ -353,7 +327,7 @@ impl ImagenServer {
         args: JsonObject,
         ctx: RequestContext<RoleServer>,
     ) -> Result<CallToolResult, ErrorData> {
-        let args: EditImageArgs = parse_args(args)?;
+        let args: EditImageArgs = arguments::parse::<_, ImageOptions>(args).map_err(invalid)?;
         let request = validate(
             args.prompt,
             args.images,
@@ -482,7 +456,9 @@ fn json_result(value: Result<Value, Error>) -> CallToolResult {
             }
             result
         }
-        Err(error) => CallToolResult::error(vec![ContentBlock::text(error.to_string())]),
+        Err(error) => {
+            CallToolResult::error(vec![ContentBlock::text(super::hints::message(&error))])
+        }
     }
 }
 

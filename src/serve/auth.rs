@@ -12,7 +12,7 @@ use axum::response::{IntoResponse, Response};
 use ring::digest::{digest, SHA256};
 use subtle::ConstantTimeEq;
 
-use super::openai::ApiError;
+use super::error::ApiError;
 use std::sync::Arc;
 
 /// The digest of the configured token, computed once.

@@ -9,9 +9,15 @@
 //! committed after every attempt, so a delivery pending at shutdown resumes after a restart
 //! where it left off. The `webhook-id` is the same for every attempt (`msg_<job id>`), so a
 //! receiver can drop duplicates. Delivery never changes the job's own status.
+//!
+//! Where a callback may go is `destinations.rs`'s rule, checked again before every attempt and
+//! inside the client's resolver; redirects are not followed. A job object says only `HTTP
+//! <status>` or `delivery failed`: nothing that would tell a caller whether some port is open.
+//! The detail goes to the service's log.
 
 use std::sync::Arc;
 
+use super::destinations;
 use super::service::Service;
 use super::store::{self, Notification, COMPLETED, FAILED};
 
@@ -126,6 +132,14 @@ async fn send(
     msg_id: &str,
     payload: &str,
 ) -> Result<(), String> {
+    const FAILED: &str = "delivery failed";
+    if let Err(why) = destinations::check_url(&callback.url, service.config.allow_private_callbacks)
+    {
+        service
+            .log
+            .line(&format!("callback {msg_id} refused: {why}"));
+        return Err(FAILED.into());
+    }
     let timestamp = chrono::Utc::now().timestamp();
     let mut request = service
         .http
@@ -155,7 +169,12 @@ async fn send(
     match request.body(payload.to_string()).send().await {
         Ok(response) if response.status().is_success() => Ok(()),
         Ok(response) => Err(format!("HTTP {}", response.status().as_u16())),
-        // The URL is the caller's; reqwest's text names it without credentials of ours.
-        Err(e) => Err(format!("transport: {}", e.without_url())),
+        Err(e) => {
+            // Without the URL: it may carry credentials.
+            service
+                .log
+                .line(&format!("callback {msg_id}: {}", e.without_url()));
+            Err(FAILED.into())
+        }
     }
 }

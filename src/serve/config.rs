@@ -1,5 +1,7 @@
 //! The service's own flags (`--serve [ADDR]`, `--data-dir`, `--jobs`, `--queue`, `--job-ttl`,
-//! `--shutdown-grace`, `--serve-token-file`) and `CODEX_IMAGEN_SERVE_TOKEN`, checked into one
+//! `--shutdown-grace`, `--serve-token-file`, and what the service allows beyond its defaults:
+//! `--allow-dir`, `--allow-host`, `--cors-origin`, `--allow-private-callbacks`, `--shared-files`)
+//! and `CODEX_IMAGEN_SERVE_TOKEN`, checked into one
 //! [`ServeConfig`]. Everything the engine needs (auth, backend URL, retries) still comes from the
 //! CLI's own resolution, so the service and the one-shot CLI read those flags the same way.
 //!
@@ -42,6 +44,29 @@ pub(crate) struct ServeConfig {
     pub quiet: bool,
     /// The wait after each failed callback attempt; its length is the number of attempts.
     pub callback_delays: Vec<Duration>,
+    /// `--allow-dir`, canonical (symlinks resolved): where local-path references may be read.
+    pub allow_dirs: Vec<PathBuf>,
+    /// `--allow-host`, lower case, without a trailing dot.
+    pub allow_hosts: Vec<String>,
+    /// `--cors-origin`, as origins (`scheme://host[:port]`).
+    pub cors_origins: Vec<String>,
+    pub allow_private_callbacks: bool,
+    pub shared_files: bool,
+    pub connections: ConnectionLimits,
+    /// Debug builds: a job with this prompt panics (`$CODEX_IMAGEN_TEST_PANIC_PROMPT`).
+    pub panic_prompt: Option<String>,
+}
+
+/// How long a connection may take and how many may be open.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct ConnectionLimits {
+    /// Open connections at most; more wait in the kernel's backlog.
+    pub max: usize,
+    /// A request's headers must arrive within this (from the connection's start, or from the
+    /// first byte of a later request).
+    pub header_timeout: Duration,
+    /// A connection with no request for this long is closed.
+    pub idle_timeout: Duration,
 }
 
 impl std::fmt::Debug for ServeConfig {
@@ -67,6 +92,11 @@ pub(crate) struct ServeArgs {
     pub shutdown_grace: Option<String>,
     pub serve_token_file: Option<String>,
     pub quiet: bool,
+    pub allow_dir: Vec<String>,
+    pub allow_host: Vec<String>,
+    pub cors_origin: Vec<String>,
+    pub allow_private_callbacks: bool,
+    pub shared_files: bool,
 }
 
 impl ServeArgs {
@@ -79,6 +109,11 @@ impl ServeArgs {
             shutdown_grace: args.shutdown_grace.clone(),
             serve_token_file: args.serve_token_file.clone(),
             quiet: args.quiet,
+            allow_dir: args.allow_dir.clone(),
+            allow_host: args.allow_host.clone(),
+            cors_origin: args.cors_origin.clone(),
+            allow_private_callbacks: args.allow_private_callbacks,
+            shared_files: args.shared_files,
         }
     }
 }
@@ -102,6 +137,11 @@ pub(crate) fn check(args: &Args) -> Result<()> {
         ("--job-ttl", args.job_ttl.is_some()),
         ("--shutdown-grace", args.shutdown_grace.is_some()),
         ("--serve-token-file", args.serve_token_file.is_some()),
+        ("--allow-dir", !args.allow_dir.is_empty()),
+        ("--allow-host", !args.allow_host.is_empty()),
+        ("--cors-origin", !args.cors_origin.is_empty()),
+        ("--allow-private-callbacks", args.allow_private_callbacks),
+        ("--shared-files", args.shared_files),
     ];
     match given.iter().find(|(_, set)| *set) {
         Some((flag, _)) => Err(Error::Usage(format!("{flag} requires --serve"))),
@@ -162,7 +202,101 @@ pub(crate) fn resolve(
         token,
         quiet: args.quiet,
         callback_delays: callback_delays(env),
+        allow_dirs: allow_dirs(&args.allow_dir, env)?,
+        allow_hosts: args
+            .allow_host
+            .iter()
+            .map(|h| allow_host(h))
+            .collect::<Result<_>>()?,
+        cors_origins: args
+            .cors_origin
+            .iter()
+            .map(|o| cors_origin(o))
+            .collect::<Result<_>>()?,
+        allow_private_callbacks: args.allow_private_callbacks,
+        shared_files: args.shared_files,
+        connections: connection_limits(env),
+        panic_prompt: if cfg!(debug_assertions) {
+            env.var("CODEX_IMAGEN_TEST_PANIC_PROMPT")
+        } else {
+            None
+        },
     })
+}
+
+fn allow_dirs(typed: &[String], env: &Environment) -> Result<Vec<PathBuf>> {
+    typed
+        .iter()
+        .map(|dir| {
+            let path = env.resolve(dir);
+            match path.canonicalize() {
+                Ok(real) if real.is_dir() => Ok(real),
+                _ => Err(Error::Usage(format!(
+                    "--allow-dir {dir}: not a directory that can be read"
+                ))),
+            }
+        })
+        .collect()
+}
+
+/// A host name, an IPv4 address or a bracketed IPv6 address, without a port.
+fn allow_host(typed: &str) -> Result<String> {
+    let name = typed.trim().trim_end_matches('.').to_ascii_lowercase();
+    let bracketed = name.starts_with('[') && name.ends_with(']');
+    let ok = !name.is_empty()
+        && (bracketed
+            || name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.' || c == '_'));
+    if ok {
+        Ok(name)
+    } else {
+        Err(Error::Usage(format!(
+            "--allow-host {typed}: expected a host name without a port, e.g. images.example.com"
+        )))
+    }
+}
+
+/// `http(s)://host[:port]`, exactly one origin (no path, no `*`).
+fn cors_origin(typed: &str) -> Result<String> {
+    let bad = || {
+        Error::Usage(format!(
+            "--cors-origin {typed}: expected an origin such as http://localhost:3000 (scheme, host and port; no path, no *)"
+        ))
+    };
+    let url = reqwest::Url::parse(typed.trim()).map_err(|_| bad())?;
+    if !matches!(url.scheme(), "http" | "https")
+        || url.host_str().is_none()
+        || !matches!(url.path(), "" | "/")
+        || url.query().is_some()
+        || !url.username().is_empty()
+    {
+        return Err(bad());
+    }
+    Ok(url.origin().ascii_serialization())
+}
+
+/// 512 connections, headers within 10 s, idle for 60 s; debug builds read shorter ones from
+/// the environment so tests need not wait.
+fn connection_limits(env: &Environment) -> ConnectionLimits {
+    let mut limits = ConnectionLimits {
+        max: 512,
+        header_timeout: Duration::from_secs(10),
+        idle_timeout: Duration::from_secs(60),
+    };
+    if cfg!(debug_assertions) {
+        let number = |key: &str| env.var(key).and_then(|v| v.trim().parse::<u64>().ok());
+        if let Some(max) = number("CODEX_IMAGEN_TEST_MAX_CONNECTIONS") {
+            limits.max = (max as usize).max(1);
+        }
+        if let Some(ms) = number("CODEX_IMAGEN_TEST_HEADER_TIMEOUT_MS") {
+            limits.header_timeout = Duration::from_millis(ms);
+        }
+        if let Some(ms) = number("CODEX_IMAGEN_TEST_IDLE_TIMEOUT_MS") {
+            limits.idle_timeout = Duration::from_millis(ms);
+        }
+    }
+    limits
 }
 
 /// Debug builds read a shorter schedule from the environment so tests need not wait 31 s.
@@ -271,7 +405,7 @@ pub(crate) fn parse_duration(value: &str) -> Option<Duration> {
         _ => return None,
     };
     let secs = number * scale;
-    (secs.is_finite() && secs >= 0.0).then(|| Duration::from_secs_f64(secs))
+    Duration::try_from_secs_f64(secs).ok()
 }
 
 #[cfg(test)]
@@ -295,5 +429,23 @@ mod tests {
         assert!(!parse_addr("0.0.0.0:1").unwrap().ip().is_loopback());
         assert!(parse_addr("[::1]:5").unwrap().ip().is_loopback());
         assert!(parse_addr("nonsense").is_err());
+    }
+
+    #[test]
+    fn origins_and_hosts_are_checked() {
+        assert_eq!(
+            cors_origin("http://localhost:3000/").unwrap(),
+            "http://localhost:3000"
+        );
+        assert!(cors_origin("*").is_err());
+        assert!(cors_origin("http://x.test/app").is_err());
+        assert!(cors_origin("ftp://x.test").is_err());
+        assert_eq!(
+            allow_host("Images.Example.com.").unwrap(),
+            "images.example.com"
+        );
+        assert!(allow_host("a.test:8080").is_err());
+        assert!(allow_host("a/b").is_err());
+        assert_eq!(parse_duration("1e300d"), None);
     }
 }

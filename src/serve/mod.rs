@@ -6,8 +6,10 @@
 //! bounded in-memory queue whose truth is the store. A sync request is a job like any other: it
 //! is admitted, queued and run the same way, and its handler waits on the job's live channel.
 //!
-//! Start-up order: data dir → store (recovery: running → failed `service_restarted`, queued
-//! resumed, expired rows removed, pending callbacks resumed) → bind → workers → serve. Shutdown
+//! Start-up order: private umask (unless `--shared-files`) → data dir (0700) → its lock
+//! (`serve.lock`: a second service on the same directory exits 2 naming the first one's pid) →
+//! store (recovery: running → failed `service_restarted`, queued resumed, expired rows
+//! removed, pending callbacks resumed) → bind → workers → serve (`connections.rs`). Shutdown
 //! (SIGTERM/SIGINT): stop accepting and stop taking queued jobs, give running jobs
 //! `--shutdown-grace`, then cancel them (failed `service_stopped`), and return so the process
 //! exits 0. Queued jobs stay queued for the next start.
@@ -15,7 +17,13 @@
 pub(crate) mod auth;
 pub(crate) mod callbacks;
 pub(crate) mod config;
+pub(crate) mod connections;
+pub(crate) mod destinations;
+pub(crate) mod error;
 pub(crate) mod files;
+pub(crate) mod guard;
+pub(crate) mod inputs;
+pub(crate) mod lock;
 pub(crate) mod openai;
 pub(crate) mod queue;
 pub(crate) mod routes;
@@ -44,15 +52,25 @@ use store::Store;
 /// Run the service until SIGTERM/SIGINT. `cli` is the CLI's resolved configuration (auth,
 /// backend URL, job defaults).
 pub(crate) fn run(config: ServeConfig, cli: &Config) -> Result<()> {
-    std::fs::create_dir_all(config.data_dir.join("artifacts")).map_err(|e| {
-        Error::io(
-            format!(
-                "Cannot create the data directory {}",
-                config.data_dir.display()
-            ),
-            e,
-        )
-    })?;
+    if !config.shared_files {
+        lock::private_umask();
+    }
+    for dir in [
+        config.data_dir.clone(),
+        config.data_dir.join("artifacts"),
+        config.data_dir.join("inputs"),
+    ] {
+        std::fs::create_dir_all(&dir).map_err(|e| {
+            Error::io(
+                format!("Cannot create the data directory {}", dir.display()),
+                e,
+            )
+        })?;
+        if !config.shared_files {
+            lock::narrow_dir(&dir);
+        }
+    }
+    let _held = lock::DataLock::take(&config.data_dir)?;
     let store = Store::open(&config.data_dir.join("jobs.sqlite"))?;
     let settings = cli.engine_settings();
     let engine = Engine::new(settings)?;
@@ -73,10 +91,13 @@ async fn serve(config: ServeConfig, store: Store, engine: Engine, defaults: JobS
     let bound = listener
         .local_addr()
         .map_err(|e| Error::Io(format!("Cannot read the bound address: {e}")))?;
-    let http = reqwest::Client::builder()
-        .timeout(Duration::from_secs(10))
-        .build()
-        .map_err(|e| Error::Io(format!("Cannot create the HTTP client: {e}")))?;
+    let http = destinations::client(config.allow_private_callbacks)?;
+    let guard = guard::Guard {
+        bound,
+        allow_hosts: Arc::new(config.allow_hosts.clone()),
+        cors_origins: Arc::new(config.cors_origins.clone()),
+        token: config.token.is_some(),
+    };
     let now = store::now_ms();
     let cutoff = now - config.job_ttl.as_millis().min(i64::MAX as u128) as i64;
     let recovered = store.recover(now, cutoff)?;
@@ -93,6 +114,7 @@ async fn serve(config: ServeConfig, store: Store, engine: Engine, defaults: JobS
         http,
         health: Mutex::new(None),
         public_base: format!("http://{bound}"),
+        guard,
         config,
     });
     for id in &recovered.restarted {
@@ -113,7 +135,7 @@ async fn serve(config: ServeConfig, store: Store, engine: Engine, defaults: JobS
     }
     let mut workers = Vec::new();
     for _ in 0..service.config.jobs {
-        workers.push(tokio::spawn(workers::worker(service.clone())));
+        workers.push(tokio::spawn(workers::supervised(service.clone())));
     }
     tokio::spawn(workers::expire_periodically(service.clone()));
 
@@ -121,8 +143,12 @@ async fn serve(config: ServeConfig, store: Store, engine: Engine, defaults: JobS
     let shutdown = runtime::until_signal();
     let accepting = CancellationToken::new();
     let app = routes::router(service.clone());
-    let server = tokio::spawn(std::future::IntoFuture::into_future(
-        axum::serve(listener, app).with_graceful_shutdown(accepting.clone().cancelled_owned()),
+    let server = tokio::spawn(connections::serve(
+        listener,
+        app,
+        service.config.connections,
+        log,
+        accepting.clone(),
     ));
     log.line(&format!(
         "listening on http://{bound} (workers {}, queue {}, data {}, token {})",

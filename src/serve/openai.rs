@@ -10,81 +10,20 @@
 //! The image controls (`size`, `quality`, ...) are validated here and kept on the request; the
 //! one place they reach the engine is [`apply_controls`].
 
-use axum::http::{HeaderValue, StatusCode};
-use axum::response::{IntoResponse, Response};
+use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
-use serde_json::{json, Map, Value};
+use serde_json::{Map, Value};
 
+pub(crate) use super::error::ApiError;
+use super::inputs::{self, Given, Input};
 use super::store::{Callback, JobError};
 use crate::foundation::controls;
 use crate::foundation::error::{Error, ErrorKind};
-use crate::foundation::job::JobSpec;
+use crate::foundation::job::{JobSpec, MAX_PROMPT_CHARS};
 
-pub(crate) const MAX_PROMPT_CHARS: usize = 32_000;
 pub(crate) const DEFAULT_IMAGE_MODEL: &str = "gpt-image-2";
-const MAX_IMAGES: usize = 16;
-
-/// An answer in OpenAI's error shape `{"error": {"message", "type", "param", "code"}}`.
-#[derive(Debug, Clone)]
-pub(crate) struct ApiError {
-    pub status: StatusCode,
-    pub message: String,
-    pub kind: &'static str,
-    pub param: Option<String>,
-    pub code: Option<String>,
-    pub retry_after: Option<u64>,
-}
-
-impl ApiError {
-    pub(crate) fn new(status: StatusCode, kind: &'static str, message: impl Into<String>) -> Self {
-        ApiError {
-            status,
-            message: message.into(),
-            kind,
-            param: None,
-            code: None,
-            retry_after: None,
-        }
-    }
-
-    /// 400 `invalid_request_error` naming `param`.
-    pub(crate) fn invalid(param: &str, message: impl Into<String>) -> Self {
-        ApiError {
-            param: Some(param.to_string()),
-            ..ApiError::new(StatusCode::BAD_REQUEST, "invalid_request_error", message)
-        }
-    }
-
-    pub(crate) fn code(mut self, code: &str) -> Self {
-        self.code = Some(code.to_string());
-        self
-    }
-
-    pub(crate) fn not_found(message: impl Into<String>) -> Self {
-        ApiError::new(StatusCode::NOT_FOUND, "invalid_request_error", message).code("not_found")
-    }
-
-    pub(crate) fn body(&self) -> Value {
-        json!({"error": {
-            "message": self.message,
-            "type": self.kind,
-            "param": self.param,
-            "code": self.code,
-        }})
-    }
-}
-
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        let mut response = (self.status, axum::Json(self.body())).into_response();
-        if let Some(secs) = self.retry_after {
-            response
-                .headers_mut()
-                .insert("retry-after", HeaderValue::from(secs));
-        }
-        response
-    }
-}
+/// The longest `timeout_sec` a job may ask for.
+const MAX_TIMEOUT_SEC: f64 = 3600.0;
 
 /// The HTTP status and the stored error for a job that failed with `err`.
 pub(crate) fn job_error(err: &Error) -> (StatusCode, JobError) {
@@ -208,20 +147,25 @@ pub(crate) struct ImageRequest {
     pub input_fidelity: Option<String>,
     pub response_format: ResponseFormat,
     pub stream: bool,
-    /// References: local paths, http(s) URLs or data URLs.
+    /// References, judged ([`inputs::prepare`]): their source, size and hash, and the checked
+    /// copy the job sends.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub images: Vec<String>,
+    pub images: Vec<Input>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub mask: Option<String>,
+    pub mask: Option<Input>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub timeout_sec: Option<f64>,
 }
 
-/// A parsed request and the callback that goes with it (kept apart: it holds a secret).
+/// A parsed request and the callback that goes with it (kept apart: it holds a secret). The
+/// references and mask as given (each with its field name) become `request.images` and
+/// `request.mask` once [`inputs::prepare`] has judged them.
 #[derive(Debug)]
 pub(crate) struct Parsed {
     pub request: ImageRequest,
     pub callback: Option<Callback>,
+    pub references: Vec<(String, Given)>,
+    pub mask: Option<(String, Given)>,
 }
 
 fn one_of(param: &str, value: &Value, allowed: &[&str]) -> Result<String, ApiError> {
@@ -317,26 +261,6 @@ fn size(value: &Value) -> Result<String, ApiError> {
     }
 }
 
-/// A reference as JSON: a string (`/v1/jobs`) or `{"image_url": ...}` (OpenAI's edits).
-fn reference(param: &str, value: &Value) -> Result<String, ApiError> {
-    match value {
-        Value::String(s) if !s.trim().is_empty() => Ok(s.clone()),
-        Value::Object(map) => match (map.get("image_url"), map.get("file_id")) {
-            (Some(Value::String(url)), _) if !url.is_empty() => Ok(url.clone()),
-            (_, Some(_)) => Err(ApiError::invalid(
-                param,
-                "file_id references are not supported here: give image_url (an http(s) or data URL).",
-            )),
-            _ => Err(ApiError::invalid(param, format!("'{param}' needs an image_url string."))),
-        },
-        _ => Err(ApiError::invalid(
-            param,
-            format!("Invalid type for '{param}': expected a path, a URL or {{\"image_url\": ...}}."),
-        )
-        .code("invalid_type")),
-    }
-}
-
 fn callback(value: &Value) -> Result<Callback, ApiError> {
     let map = value.as_object().ok_or_else(|| {
         ApiError::invalid(
@@ -353,12 +277,8 @@ fn callback(value: &Value) -> Result<Callback, ApiError> {
         }
     }
     let url = string("callback.url", map.get("url").unwrap_or(&Value::Null))?;
-    let parsed = reqwest::Url::parse(&url).map_err(|_| {
-        ApiError::invalid(
-            "callback.url",
-            format!("Invalid URL for 'callback.url': {url}"),
-        )
-    })?;
+    let parsed = reqwest::Url::parse(&url)
+        .map_err(|_| ApiError::invalid("callback.url", "Invalid URL for 'callback.url'."))?;
     if !matches!(parsed.scheme(), "http" | "https") {
         return Err(ApiError::invalid(
             "callback.url",
@@ -433,6 +353,8 @@ pub(crate) fn parse(endpoint: Endpoint, body: &Map<String, Value>) -> Result<Par
     };
     let mut callback_value = None;
     let mut prompt_seen = false;
+    let mut references: Vec<(String, Given)> = Vec::new();
+    let mut mask: Option<(String, Given)> = None;
     for (key, value) in body {
         // `null` means "not given", as the SDKs send it.
         if value.is_null() {
@@ -505,23 +427,24 @@ pub(crate) fn parse(endpoint: Endpoint, body: &Map<String, Value>) -> Result<Par
                     other => vec![other],
                 };
                 for (i, item) in items.into_iter().enumerate() {
-                    request
-                        .images
-                        .push(reference(&format!("{key}[{i}]"), item)?);
+                    let param = format!("{}[{i}]", key.trim_end_matches("[]"));
+                    let given = inputs::given(&param, item)?;
+                    references.push((param, given));
                 }
             }
             ("mask", Endpoint::Edit | Endpoint::Job) => {
-                request.mask = Some(reference("mask", value)?)
+                mask = Some(("mask".to_string(), inputs::given("mask", value)?))
             }
             ("timeout_sec", Endpoint::Job) => {
                 let secs = value
                     .as_f64()
-                    .filter(|s| *s > 0.0 && s.is_finite())
+                    .filter(|s| *s > 0.0 && *s <= MAX_TIMEOUT_SEC)
                     .ok_or_else(|| {
                         ApiError::invalid(
                             "timeout_sec",
-                            "'timeout_sec' must be a positive number of seconds.",
+                            "'timeout_sec' must be a number of seconds greater than 0 and at most 3600.",
                         )
+                        .code("invalid_value")
                     })?;
                 request.timeout_sec = Some(secs);
             }
@@ -548,31 +471,31 @@ pub(crate) fn parse(endpoint: Endpoint, body: &Map<String, Value>) -> Result<Par
         )
         .code("string_above_max_length"));
     }
-    if request.images.len() > MAX_IMAGES {
+    if references.len() > inputs::MAX_REFERENCES {
         return Err(ApiError::invalid(
             "image",
             format!(
-                "{} images given; at most {MAX_IMAGES} are allowed.",
-                request.images.len()
+                "{} images given; at most {} are allowed.",
+                references.len(),
+                inputs::MAX_REFERENCES
             ),
         ));
     }
-    if endpoint == Endpoint::Edit && request.images.is_empty() {
+    if endpoint == Endpoint::Edit && references.is_empty() {
         return Err(
             ApiError::invalid("image", "'image' is required for an edit: 1 to 16 images.")
                 .code("missing_required_parameter"),
         );
     }
-    if let Some(mask) = &request.mask {
-        let lower = mask.to_ascii_lowercase();
-        if lower.starts_with("http://") || lower.starts_with("https://") {
+    if let Some((_, Given::Text(text))) = &mask {
+        if inputs::is_http(text) {
             return Err(ApiError::invalid(
                 "mask",
                 "'mask' must be an uploaded file, a local path or a data URL (not an http URL).",
             ));
         }
     }
-    if request.mask.is_some() && request.images.is_empty() {
+    if mask.is_some() && references.is_empty() {
         return Err(ApiError::invalid("mask", "A mask needs an image to edit."));
     }
     if request.output_compression.is_some()
@@ -594,11 +517,16 @@ pub(crate) fn parse(endpoint: Endpoint, body: &Map<String, Value>) -> Result<Par
             "A transparent background needs output_format 'png' or 'webp'.",
         ));
     }
-    if !request.images.is_empty() {
+    if !references.is_empty() {
         request.operation = "edit".into();
     }
     let callback = callback_value.map(callback).transpose()?;
-    Ok(Parsed { request, callback })
+    Ok(Parsed {
+        request,
+        callback,
+        references,
+        mask,
+    })
 }
 
 /// The one place the OpenAI controls reach the engine's job: `job.controls` and `job.mask`.
@@ -645,6 +573,7 @@ pub(crate) fn typed_form_value(name: &str, text: String) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     fn obj(v: Value) -> Map<String, Value> {
         v.as_object().cloned().unwrap()

@@ -6,7 +6,7 @@ use std::sync::Mutex;
 
 use tokio::sync::Notify;
 
-use super::openai::ApiError;
+use super::error::ApiError;
 use crate::foundation::sync::lock;
 
 /// Job ids waiting for a worker, oldest first. The store holds the truth; this is its order.

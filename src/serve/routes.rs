@@ -1,6 +1,8 @@
-//! The HTTP surface: routes, the request log, the token check, the 64 MiB body limit, and the
-//! rule that every error answer is in OpenAI's shape (even axum's own 404/405 and tower-http's
-//! 413, rewritten by [`openai_shape`]).
+//! The HTTP surface: routes, the request log, the guard (Host, Origin, body type, CORS: see
+//! `guard.rs`), the token check, the 64 MiB body limit, and the rule that every error answer is
+//! in OpenAI's shape (even axum's own 404/405 and tower-http's 413, rewritten by
+//! [`openai_shape`]). A request's references are judged (`inputs.rs`) and its callback address
+//! checked (`destinations.rs`) before its job is admitted.
 //!
 //! Bodies are read here, by hand, so a malformed body is a 400 naming what is wrong rather
 //! than an extractor's plain-text rejection.
@@ -23,10 +25,12 @@ use tokio::sync::broadcast;
 use tower_http::limit::RequestBodyLimitLayer;
 
 use super::auth::{self, TokenCheck};
+use super::guard;
+use super::inputs::{self, Upload};
 use super::openai::{self, ApiError, Endpoint, ImageRequest, Parsed, ResponseFormat};
 use super::service::{Live, Service};
-use super::store::{self, JobRow};
-use super::{files, stream, workers};
+use super::store::{self, Cursor, JobRow};
+use super::{destinations, files, stream, workers};
 use crate::foundation::sync::lock;
 
 /// Request bodies above this are refused with 413.
@@ -36,7 +40,7 @@ type Shared = State<Arc<Service>>;
 
 pub(crate) fn router(service: Arc<Service>) -> Router {
     let token = TokenCheck::new(service.config.token.as_deref());
-    Router::new()
+    let mut router = Router::new()
         .route("/health", get(health))
         .route("/v1/images/generations", post(generations))
         .route("/v1/images/edits", post(edits))
@@ -44,9 +48,18 @@ pub(crate) fn router(service: Arc<Service>) -> Router {
         .route("/v1/jobs/{id}", get(get_job).delete(delete_job))
         .route("/v1/files/{id}/{k}", get(get_file))
         .fallback(not_found)
+        .layer(middleware::from_fn(guard::check_body_type))
         .layer(middleware::from_fn_with_state(token, auth::require_token))
+        .layer(middleware::from_fn_with_state(
+            service.guard.clone(),
+            guard::check_host_and_origin,
+        ))
         .layer(DefaultBodyLimit::disable())
-        .layer(RequestBodyLimitLayer::new(BODY_LIMIT))
+        .layer(RequestBodyLimitLayer::new(BODY_LIMIT));
+    if let Some(cors) = guard::cors(&service.config.cors_origins) {
+        router = router.layer(cors);
+    }
+    router
         .layer(middleware::map_response(openai_shape))
         .layer(middleware::from_fn_with_state(service.clone(), log_request))
         .with_state(service)
@@ -102,10 +115,64 @@ async fn not_found() -> ApiError {
 }
 
 fn files_base(service: &Service, headers: &HeaderMap) -> String {
-    match headers.get(header::HOST).and_then(|h| h.to_str().ok()) {
-        Some(host) if !host.is_empty() => format!("http://{host}"),
-        _ => service.public_base.clone(),
+    guard::files_base(&service.guard, headers)
+}
+
+fn server_error(message: impl Into<String>) -> ApiError {
+    ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "server_error", message)
+}
+
+/// Judge the references and mask of `parsed` (off the async threads: files are read and
+/// written) and put them on its request; on an error the job's inputs folder goes.
+async fn prepare_inputs(
+    service: &Arc<Service>,
+    id: &str,
+    mut parsed: Parsed,
+    uploads: Vec<Upload>,
+) -> Result<Parsed, ApiError> {
+    if parsed.references.is_empty() && parsed.mask.is_none() {
+        return Ok(parsed);
     }
+    let service = service.clone();
+    let id = id.to_string();
+    tokio::task::spawn_blocking(move || {
+        let judged = inputs::prepare(
+            &service.config,
+            &id,
+            &parsed.references,
+            parsed.mask.as_ref(),
+            &uploads,
+        );
+        match judged {
+            Ok((images, mask)) => {
+                parsed.request.images = images;
+                parsed.request.mask = mask;
+                Ok(parsed)
+            }
+            Err(e) => {
+                let _ = std::fs::remove_dir_all(files::inputs_dir(&service.config.data_dir, &id));
+                Err(e)
+            }
+        }
+    })
+    .await
+    .map_err(|_| server_error("The inputs could not be checked."))?
+}
+
+/// A callback's address, at submission (400 naming `callback.url`).
+async fn check_callback(service: &Service, parsed: &Parsed) -> Result<(), ApiError> {
+    let Some(callback) = &parsed.callback else {
+        return Ok(());
+    };
+    destinations::check_submission(&callback.url, service.config.allow_private_callbacks)
+        .await
+        .map_err(|why| {
+            ApiError::invalid(
+                "callback.url",
+                format!("callback.url is refused: {why}. Callbacks go to public addresses and loopback; start the service with --allow-private-callbacks to allow others."),
+            )
+            .code("callback_not_allowed")
+        })
 }
 
 async fn health(State(service): Shared) -> Response {
@@ -208,28 +275,26 @@ async fn edits(State(service): Shared, headers: HeaderMap, request: Request) -> 
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.to_ascii_lowercase().starts_with("multipart/form-data"));
-    let map = if is_multipart {
-        read_form(&service, &id, request).await
-    } else {
-        read_json(request.into_body()).await
-    };
-    let parsed = map.and_then(|map| openai::parse(Endpoint::Edit, &map));
-    match parsed {
+    let result = async {
+        let (map, uploads) = if is_multipart {
+            read_form(request).await?
+        } else {
+            (read_json(request.into_body()).await?, Vec::new())
+        };
+        let parsed = openai::parse(Endpoint::Edit, &map)?;
+        prepare_inputs(&service, &id, parsed, uploads).await
+    }
+    .await;
+    match result {
         Ok(parsed) => run_sync(service, id, parsed, &headers).await,
-        Err(e) => {
-            let _ = std::fs::remove_dir_all(files::inputs_dir(&service.config.data_dir, &id));
-            e.into_response()
-        }
+        Err(e) => e.into_response(),
     }
 }
 
 /// A multipart edit as the JSON object the validator reads: uploaded `image`/`image[]` and
-/// `mask` files are written to the job's inputs folder and become paths.
-async fn read_form(
-    service: &Service,
-    id: &str,
-    request: Request,
-) -> Result<Map<String, Value>, ApiError> {
+/// `mask` files are kept in memory and appear in the object as `{"upload": n}`, the n-th of
+/// the uploads returned beside it.
+async fn read_form(request: Request) -> Result<(Map<String, Value>, Vec<Upload>), ApiError> {
     let form_err = |e: axum::extract::multipart::MultipartError| {
         if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
             too_large()
@@ -243,48 +308,29 @@ async fn read_form(
     let mut multipart = Multipart::from_request(request, &())
         .await
         .map_err(|e| ApiError::invalid("body", e.body_text()))?;
-    let dir = files::inputs_dir(&service.config.data_dir, id);
     let mut map = Map::new();
+    let mut uploads: Vec<Upload> = Vec::new();
     let mut images: Vec<Value> = Vec::new();
     let mut image_key = "image".to_string();
     while let Some(field) = multipart.next_field().await.map_err(form_err)? {
         let name = field.name().unwrap_or_default().to_string();
-        let is_file = field.file_name().is_some();
+        let file_name = field.file_name().map(str::to_string);
         let data = field.bytes().await.map_err(form_err)?;
         let image_field = name == "image" || name == "image[]";
-        if is_file && (image_field || name == "mask") {
+        if let (Some(file_name), true) = (file_name, image_field || name == "mask") {
             if data.is_empty() {
                 return Err(ApiError::invalid(
                     &name,
                     format!("'{name}' is an empty file."),
                 ));
             }
-            std::fs::create_dir_all(&dir).map_err(|e| {
-                ApiError::new(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "server_error",
-                    format!("Cannot keep the upload: {e}"),
-                )
-            })?;
-            let ext = files::extension_for(&data);
-            let file = if name == "mask" {
-                dir.join(format!("mask.{ext}"))
-            } else {
-                dir.join(format!("{}.{ext}", images.len() + 1))
-            };
-            std::fs::write(&file, &data).map_err(|e| {
-                ApiError::new(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "server_error",
-                    format!("Cannot keep the upload: {e}"),
-                )
-            })?;
-            let path = Value::String(file.display().to_string());
+            let placeholder = serde_json::json!({"upload": uploads.len()});
+            uploads.push(Upload { file_name, data });
             if name == "mask" {
-                map.insert(name, path);
+                map.insert(name, placeholder);
             } else {
                 image_key = name;
-                images.push(path);
+                images.push(placeholder);
             }
         } else if image_field {
             image_key = name;
@@ -298,7 +344,7 @@ async fn read_form(
     if !images.is_empty() {
         map.insert(image_key, Value::Array(images));
     }
-    Ok(map)
+    Ok((map, uploads))
 }
 
 /// A generation or edit answered when its job ends (or streamed while it runs).
@@ -310,7 +356,10 @@ async fn run_sync(
 ) -> Response {
     let (_, live) = match service.admit(&id, &parsed) {
         Ok(admitted) => admitted,
-        Err(e) => return e.into_response(),
+        Err(e) => {
+            let _ = std::fs::remove_dir_all(files::inputs_dir(&service.config.data_dir, &id));
+            return e.into_response();
+        }
     };
     if parsed.request.stream {
         return stream::response(service, id, live, parsed.request);
@@ -396,15 +445,23 @@ async fn images_response(
 }
 
 async fn create_job(State(service): Shared, body: Body) -> Response {
-    let parsed = match read_json(body)
-        .await
-        .and_then(|map| openai::parse(Endpoint::Job, &map))
-    {
+    let id = Service::new_id();
+    let result = async {
+        let map = read_json(body).await?;
+        let parsed = openai::parse(Endpoint::Job, &map)?;
+        check_callback(&service, &parsed).await?;
+        prepare_inputs(&service, &id, parsed, Vec::new()).await
+    }
+    .await;
+    let parsed = match result {
         Ok(parsed) => parsed,
         Err(e) => return e.into_response(),
     };
-    let id = Service::new_id();
-    match service.admit(&id, &parsed) {
+    let admitted = service.admit(&id, &parsed);
+    if admitted.is_err() {
+        let _ = std::fs::remove_dir_all(files::inputs_dir(&service.config.data_dir, &id));
+    }
+    match admitted {
         Ok((created, _)) => (
             StatusCode::ACCEPTED,
             Json(json!({"id": id, "object": "image.job", "status": "queued", "created_at": created / 1000})),
@@ -414,6 +471,9 @@ async fn create_job(State(service): Shared, body: Body) -> Response {
     }
 }
 
+/// The most jobs one list answer holds (OpenAI's own limit); `after`/`before` page on.
+const MAX_LIST: usize = 100;
+
 const STATUSES: [&str; 5] = ["queued", "running", "completed", "failed", "cancelled"];
 
 async fn list_jobs(
@@ -422,7 +482,7 @@ async fn list_jobs(
     Query(query): Query<HashMap<String, String>>,
 ) -> Result<Json<Value>, ApiError> {
     for key in query.keys() {
-        if key != "status" && key != "limit" {
+        if !["status", "limit", "after", "before"].contains(&key.as_str()) {
             return Err(ApiError::invalid(
                 key,
                 format!("Unrecognized request argument supplied: {key}"),
@@ -447,24 +507,59 @@ async fn list_jobs(
         Some(l) => l
             .parse::<usize>()
             .ok()
-            .filter(|l| (1..=1000).contains(l))
+            .filter(|l| (1..=MAX_LIST).contains(l))
             .ok_or_else(|| {
-                ApiError::invalid("limit", "'limit' must be an integer from 1 to 1000.")
+                ApiError::invalid(
+                    "limit",
+                    format!("'limit' must be an integer from 1 to {MAX_LIST}."),
+                )
             })?,
     };
-    let rows = service.store.list(status, limit + 1).map_err(|e| {
-        ApiError::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "server_error",
-            e.to_string(),
-        )
-    })?;
+    let cursor = match (query.get("after"), query.get("before")) {
+        (Some(_), Some(_)) => {
+            return Err(ApiError::invalid(
+                "before",
+                "Give 'after' or 'before', not both.",
+            ))
+        }
+        (Some(id), None) => Some(("after", Cursor::After(id.as_str()))),
+        (None, Some(id)) => Some(("before", Cursor::Before(id.as_str()))),
+        (None, None) => None,
+    };
+    if let Some((param, Cursor::After(id) | Cursor::Before(id))) = cursor {
+        if find(&service, id).is_err() {
+            return Err(ApiError::invalid(
+                param,
+                format!("'{param}': no job with id '{id}'."),
+            ));
+        }
+    }
+    let rows = service
+        .store
+        .list(status, limit + 1, cursor.map(|(_, c)| c))
+        .map_err(|e| server_error(e.to_string()))?;
     let has_more = rows.len() > limit;
     let base = files_base(&service, &headers);
-    let data: Vec<Value> = rows.iter().take(limit).map(|r| r.to_json(&base)).collect();
-    Ok(Json(
-        json!({"object": "list", "data": data, "has_more": has_more}),
-    ))
+    // Going back (`before`), the extra row is the newest one: it is the one left out.
+    let skip = match cursor {
+        Some((_, Cursor::Before(_))) if has_more => 1,
+        _ => 0,
+    };
+    let data: Vec<Value> = rows
+        .iter()
+        .skip(skip)
+        .take(limit)
+        .map(|r| r.to_json(&base))
+        .collect();
+    let first_id = data.first().map(|j| j["id"].clone());
+    let last_id = data.last().map(|j| j["id"].clone());
+    Ok(Json(json!({
+        "object": "list",
+        "data": data,
+        "first_id": first_id,
+        "last_id": last_id,
+        "has_more": has_more,
+    })))
 }
 
 fn find(service: &Service, id: &str) -> Result<JobRow, ApiError> {

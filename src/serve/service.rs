@@ -11,6 +11,7 @@ use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 
 use super::config::ServeConfig;
+use super::guard::Guard;
 use super::openai::{ApiError, Parsed};
 use super::queue::Queue;
 use super::store::{self, ImageRecord, Store};
@@ -67,6 +68,8 @@ pub(crate) struct Service {
     pub(crate) health: Mutex<Option<(Instant, std::result::Result<Value, String>)>>,
     /// `http://<bound address>`, for image URLs in callbacks (which have no Host header).
     pub public_base: String,
+    /// Host, Origin and file URLs (`guard.rs`).
+    pub guard: Guard,
 }
 
 impl Service {

@@ -9,6 +9,11 @@
 //! anyway. Images are a JSON array on the row, appended as each file lands, so a job that dies
 //! mid-way still lists what it saved. Restart recovery ([`Store::recover`]) fails what a previous
 //! process left running (never re-run, so never billed twice) and hands back what was queued.
+//!
+//! The file holds callback secrets, so it is created 0600 before SQLite opens it (its `-wal` and
+//! `-shm` files take the database's mode), and an existing one is narrowed to 0600. Job objects
+//! show inputs as `{source, bytes, sha256}` and callback URLs without credentials, whatever an
+//! older row holds.
 
 use std::path::Path;
 use std::sync::Mutex;
@@ -17,6 +22,7 @@ use rusqlite::{params, Connection, OptionalExtension};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
+use super::destinations;
 use crate::foundation::error::{Error, Result};
 
 const SCHEMA: &str = "
@@ -138,7 +144,7 @@ impl JobRow {
         let callback = self
             .callback
             .as_ref()
-            .map(|c| json!({"url": c.url, "events": c.events, "signed": c.secret.is_some()}));
+            .map(|c| json!({"url": destinations::redacted(&c.url), "events": c.events, "signed": c.secret.is_some()}));
         json!({
             "id": self.id,
             "object": "image.job",
@@ -146,7 +152,7 @@ impl JobRow {
             "created_at": secs(self.created_ms),
             "started_at": self.started_ms.map(secs),
             "finished_at": self.finished_ms.map(secs),
-            "request": self.request,
+            "request": shown_request(&self.request),
             "images": images,
             "error": self.error,
             "attempts": self.attempts,
@@ -158,6 +164,54 @@ impl JobRow {
             "notificationLastAttemptAt": self.notification.last_attempt_ms.map(secs),
         })
     }
+}
+
+/// The request as a job object shows it: each input as `{source, bytes, sha256}`. Rows from
+/// before inputs were judged hold the reference text itself; a data URL shows only its media
+/// type.
+fn shown_request(request: &Value) -> Value {
+    let mut request = request.clone();
+    if let Some(map) = request.as_object_mut() {
+        if let Some(Value::Array(items)) = map.get_mut("images") {
+            for item in items.iter_mut() {
+                *item = shown_input(item);
+            }
+        }
+        if let Some(mask) = map.get_mut("mask") {
+            *mask = shown_input(mask);
+        }
+    }
+    request
+}
+
+fn shown_input(input: &Value) -> Value {
+    match input {
+        Value::String(text) => {
+            let source = if text
+                .get(..5)
+                .is_some_and(|p| p.eq_ignore_ascii_case("data:"))
+            {
+                let media = text[5..].split([';', ',']).next().unwrap_or_default();
+                format!("data:{}", media.chars().take(100).collect::<String>())
+            } else {
+                text.chars().take(2048).collect()
+            };
+            json!({"source": source, "bytes": null, "sha256": null})
+        }
+        Value::Object(map) => json!({
+            "source": map.get("source"),
+            "bytes": map.get("bytes"),
+            "sha256": map.get("sha256"),
+        }),
+        _ => Value::Null,
+    }
+}
+
+/// Where a page of the job list starts: after (older than) or before (newer than) a job.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Cursor<'a> {
+    After(&'a str),
+    Before(&'a str),
 }
 
 fn secs(ms: i64) -> i64 {
@@ -183,6 +237,36 @@ pub(crate) struct Recovered {
 
 pub(crate) struct Store {
     conn: Mutex<Connection>,
+}
+
+/// `jobs.sqlite` and any `-wal`/`-shm` beside it exist and are 0600 before SQLite opens them.
+fn private_files(path: &Path) -> Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+        let narrow = |p: &Path| -> std::io::Result<()> {
+            std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o600))
+        };
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .mode(0o600)
+            .open(path)
+            .and_then(|_| narrow(path))
+            .map_err(|e| Error::io(format!("Cannot create the job store {}", path.display()), e))?;
+        for suffix in ["-wal", "-shm"] {
+            let mut side = path.as_os_str().to_owned();
+            side.push(suffix);
+            let side = std::path::PathBuf::from(side);
+            if side.exists() {
+                narrow(&side)
+                    .map_err(|e| Error::io(format!("Cannot make {} private", side.display()), e))?;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = path;
+    Ok(())
 }
 
 fn db_err(context: &str, e: rusqlite::Error) -> Error {
@@ -225,6 +309,7 @@ fn to_text<T: Serialize>(value: &T) -> String {
 
 impl Store {
     pub(crate) fn open(path: &Path) -> Result<Store> {
+        private_files(path)?;
         let conn = Connection::open(path)
             .map_err(|e| Error::Io(format!("Cannot open the job store {}: {e}", path.display())))?;
         conn.busy_timeout(std::time::Duration::from_secs(5))
@@ -345,31 +430,45 @@ impl Store {
         })
     }
 
-    /// Newest first.
-    pub(crate) fn list(&self, status: Option<&str>, limit: usize) -> Result<Vec<JobRow>> {
-        self.with(|c| {
-            let limit = limit as i64;
-            let mut rows = Vec::new();
-            match status {
-                Some(status) => {
-                    let mut stmt = c.prepare_cached(&format!(
-                        "SELECT {COLUMNS} FROM jobs WHERE status = ?1 ORDER BY created_ms DESC, rowid DESC LIMIT ?2"
-                    ))?;
-                    for row in stmt.query_map(params![status, limit], row_to_job)? {
-                        rows.push(row?);
-                    }
-                }
-                None => {
-                    let mut stmt = c.prepare_cached(&format!(
-                        "SELECT {COLUMNS} FROM jobs ORDER BY created_ms DESC, rowid DESC LIMIT ?1"
-                    ))?;
-                    for row in stmt.query_map(params![limit], row_to_job)? {
-                        rows.push(row?);
-                    }
-                }
-            }
+    /// Newest first, at most `limit`, from `cursor` on.
+    pub(crate) fn list(
+        &self,
+        status: Option<&str>,
+        limit: usize,
+        cursor: Option<Cursor<'_>>,
+    ) -> Result<Vec<JobRow>> {
+        let (bound, order, id) = match cursor {
+            None => ("", "DESC", None),
+            Some(Cursor::After(id)) => (
+                "AND (created_ms, rowid) < (SELECT created_ms, rowid FROM jobs WHERE id = ?3)",
+                "DESC",
+                Some(id),
+            ),
+            Some(Cursor::Before(id)) => (
+                "AND (created_ms, rowid) > (SELECT created_ms, rowid FROM jobs WHERE id = ?3)",
+                "ASC",
+                Some(id),
+            ),
+        };
+        let mut rows = self.with(|c| {
+            let mut stmt = c.prepare_cached(&format!(
+                "SELECT {COLUMNS} FROM jobs WHERE (?1 IS NULL OR status = ?1) {bound} \
+                 ORDER BY created_ms {order}, rowid {order} LIMIT ?2"
+            ))?;
+            let rows = match id {
+                Some(id) => stmt
+                    .query_map(params![status, limit as i64, id], row_to_job)?
+                    .collect::<rusqlite::Result<Vec<_>>>()?,
+                None => stmt
+                    .query_map(params![status, limit as i64], row_to_job)?
+                    .collect::<rusqlite::Result<Vec<_>>>()?,
+            };
             Ok(rows)
-        })
+        })?;
+        if matches!(cursor, Some(Cursor::Before(_))) {
+            rows.reverse();
+        }
+        Ok(rows)
     }
 
     pub(crate) fn set_notification(&self, id: &str, n: &Notification) -> Result<()> {
@@ -475,7 +574,7 @@ mod tests {
         assert_eq!(a.images, vec![image]);
         assert_eq!(a.error.unwrap().code, "service_restarted");
         let listed: Vec<String> = store
-            .list(None, 10)
+            .list(None, 10, None)
             .unwrap()
             .into_iter()
             .map(|r| r.id)

@@ -7,6 +7,10 @@
 //! futures drops their requests and releases their locks, and images saved before that stay
 //! listed. Each image is recorded in the store the moment it lands (from the event sink), so a
 //! crash mid-job still lists it.
+//!
+//! No input may panic a worker (inputs are judged before a job is accepted); should a job panic
+//! anyway, the panic is caught at the job's edge: the job fails with `internal_error` and the
+//! worker takes the next one, so the service keeps its `--jobs` workers.
 
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -15,6 +19,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use base64::Engine as _;
+use futures::FutureExt as _;
 use tokio_util::sync::CancellationToken;
 
 use super::callbacks;
@@ -27,6 +32,21 @@ use crate::foundation::events::{Event, EventSink};
 use crate::foundation::job::SavedImage;
 use crate::foundation::job::{JobResult, JobSpec, Naming, Reference};
 use crate::foundation::sync::lock;
+
+/// A worker, started again should it ever stop on a panic outside a job (a job's own panic is
+/// caught in [`worker`]), so the service always has its `--jobs` workers.
+pub(crate) async fn supervised(service: Arc<Service>) {
+    loop {
+        match tokio::spawn(worker(service.clone())).await {
+            Err(e) if e.is_panic() => {
+                service
+                    .log
+                    .line("a worker stopped on an internal error; starting another");
+            }
+            _ => return,
+        }
+    }
+}
 
 pub(crate) async fn worker(service: Arc<Service>) {
     loop {
@@ -47,7 +67,22 @@ pub(crate) async fn worker(service: Arc<Service>) {
             service.queue.push_front(&id);
             continue;
         }
-        run_job(&service, &id).await;
+        let caught = std::panic::AssertUnwindSafe(run_job(&service, &id))
+            .catch_unwind()
+            .await;
+        if caught.is_err() {
+            let error = JobError {
+                message:
+                    "The job stopped on an internal error; images saved before that are listed."
+                        .into(),
+                kind: "server_error".into(),
+                code: "internal_error".into(),
+            };
+            service.log.line(&format!(
+                "job {id}: internal error (a worker panicked); the worker goes on"
+            ));
+            finish(&service, &id, store::FAILED, Some(&error), 0);
+        }
     }
 }
 
@@ -225,7 +260,7 @@ fn job_spec(
     job.references = request
         .images
         .iter()
-        .map(|r| Reference::classify(r))
+        .map(|input| Reference::classify(input.reference()))
         .collect();
     if request.n > 1 {
         let ext = match request.output_format.as_deref() {
@@ -240,19 +275,24 @@ fn job_spec(
     }
     job.out_dir = dir;
     if let Some(secs) = request.timeout_sec {
+        // Float-to-integer casts saturate, so even an old row's huge value stays a number.
         job.timeout_ms = job.timeout_ms.min((secs * 1000.0).ceil() as u64).max(1);
     }
     openai::apply_controls(request, mask, &mut job);
     job
 }
 
-/// The job's mask as a file: a data URL is written to its inputs folder; a path stays.
+/// The job's mask as a file: the checked copy; a row from before inputs were judged may hold a
+/// data URL, written to the inputs folder here, or a path.
 fn mask_file(service: &Service, id: &str, request: &ImageRequest) -> Result<Option<String>, Error> {
     let Some(mask) = &request.mask else {
         return Ok(None);
     };
-    let Some(rest) = mask.strip_prefix("data:") else {
-        return Ok(Some(mask.clone()));
+    if let Some(file) = &mask.file {
+        return Ok(Some(file.clone()));
+    }
+    let Some(rest) = mask.source.strip_prefix("data:") else {
+        return Ok(Some(mask.source.clone()));
     };
     let b64 = rest
         .split_once(";base64,")
@@ -268,6 +308,20 @@ fn mask_file(service: &Service, id: &str, request: &ImageRequest) -> Result<Opti
     let path = dir.join(format!("mask.{}", files::extension_for(&bytes)));
     std::fs::write(&path, bytes).map_err(|e| Error::io("Cannot keep the mask", e))?;
     Ok(Some(path.display().to_string()))
+}
+
+/// Debug builds only: a job whose prompt is `$CODEX_IMAGEN_TEST_PANIC_PROMPT` panics here, so a
+/// test can see that a panicking job is failed and its worker goes on.
+fn panic_for_tests(service: &Service, request: &ImageRequest) {
+    if cfg!(debug_assertions)
+        && service
+            .config
+            .panic_prompt
+            .as_deref()
+            .is_some_and(|p| p == request.prompt)
+    {
+        panic!("test hook: CODEX_IMAGEN_TEST_PANIC_PROMPT");
+    }
 }
 
 enum Outcome {
@@ -315,6 +369,7 @@ async fn run_job(service: &Arc<Service>, id: &str) {
         }
     }
     service.log.line(&format!("job {id} running"));
+    panic_for_tests(service, &request);
 
     let mask = match mask_file(service, id, &request) {
         Ok(mask) => mask,
@@ -358,9 +413,12 @@ async fn run_job(service: &Arc<Service>, id: &str) {
         }
     });
     let all = futures::future::join_all(runs);
+    let limit = request
+        .timeout_sec
+        .and_then(|secs| Duration::try_from_secs_f64(secs).ok());
     let timeout = async {
-        match request.timeout_sec {
-            Some(secs) => tokio::time::sleep(Duration::from_secs_f64(secs)).await,
+        match limit {
+            Some(limit) => tokio::time::sleep(limit).await,
             None => std::future::pending().await,
         }
     };
