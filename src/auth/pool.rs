@@ -401,7 +401,7 @@ mod tests {
         let turns: Vec<String> = (0..4).map(|_| chosen(&pool, &[], 100)).collect();
         assert_eq!(turns, ["acct-a", "acct-b", "acct-c", "acct-a"]);
         pool.cool_down(&b, 500, 100).unwrap();
-        assert_eq!(chosen(&pool, &[a.key.clone()], 100), "acct-c");
+        assert_eq!(chosen(&pool, std::slice::from_ref(&a.key), 100), "acct-c");
         assert_eq!(pool.paused_until(100), None);
         // Every headroom known: the most wins.
         pool.record_headroom(&a, Some(10.0));
