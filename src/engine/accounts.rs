@@ -115,7 +115,8 @@ impl Engine {
     /// A job on the pool (the one-shot CLI, which prepares nothing itself with `--pool`).
     pub(crate) async fn run_pooled(&self, job: &JobSpec, progress: &Reporter) -> Result<JobResult> {
         match &self.inner().pool {
-            Some(pool) => self.run_on_pool(pool, job, progress).await,
+            // One job per process: a headroom look-up would be one request per run.
+            Some(pool) => self.run_on_pool(pool, job, progress, false).await,
             None => Err(Error::Usage("--pool was not given".into())),
         }
     }
@@ -149,12 +150,14 @@ impl Engine {
         reports
     }
 
-    /// One job on the pool's accounts (see the module docs).
+    /// One job on the pool's accounts (see the module docs). `probe`: ask `wham/usage` for the
+    /// chosen account's headroom in the background (a process that runs many jobs).
     pub(crate) async fn run_on_pool(
         &self,
         pool: &Pool,
         job: &JobSpec,
         progress: &Reporter,
+        probe: bool,
     ) -> Result<JobResult> {
         let mut tried: Vec<String> = Vec::new();
         let mut auth_error: Option<Error> = None;
@@ -166,7 +169,9 @@ impl Engine {
                     return Err(auth_error.unwrap_or_else(|| exhausted_error(&list, now)));
                 }
             };
-            self.refresh_headroom_later(pool, &member);
+            if probe {
+                self.refresh_headroom_later(pool, &member);
+            }
             progress.info(&format!("codex-imagen: account {}", member.label));
             let ctx = member.context(pool.dirs());
             let prepared = match self

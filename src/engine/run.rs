@@ -40,7 +40,7 @@ impl Engine {
                 if !job.prompt.trim().is_empty() {
                     self.check_output(&job, None)?;
                 }
-                return self.run_on_pool(pool, &job, &progress).await;
+                return self.run_on_pool(pool, &job, &progress, true).await;
             }
             let ctx = self.auth().context()?;
             if !job.prompt.trim().is_empty() {
