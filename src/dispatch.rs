@@ -12,7 +12,7 @@ use crate::foundation::paths::Environment;
 use crate::frontend::args::{self, Args, Parsed};
 use crate::frontend::terminal::TerminalSink;
 use crate::frontend::{config, report, validate};
-use crate::{batch, cli, mcp, serve};
+use crate::{batch, cli, login, mcp, serve};
 
 /// Run the tool with `argv` (without the program name); returns the exit code.
 pub fn run(argv: Vec<String>) -> i32 {
@@ -62,6 +62,9 @@ fn run_args(args: Args, sink: &Arc<TerminalSink>) -> Result<i32> {
     if let Some(serve) = serve {
         let serve = serve::config::resolve(&serve, &config.env, config.data_dir.clone())?;
         return serve::run(serve, &config).map(|()| 0);
+    }
+    if let Some(sign_in) = config.sign_in.clone() {
+        return login::start::run(&config, sign_in, sink);
     }
     if let Some(many) = config.many.clone() {
         return batch::start::run(&config, many);

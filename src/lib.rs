@@ -15,6 +15,7 @@ mod dispatch;
 mod engine;
 mod foundation;
 mod frontend;
+mod login;
 mod mcp;
 mod output;
 mod serve;

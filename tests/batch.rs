@@ -700,6 +700,108 @@ fn a_batch_killed_with_sigkill_resumes_without_repeating_finished_jobs() {
     assert_no_leftovers(&sandbox, &out(&sandbox));
 }
 
+/// The tester's run from issue #20: 500 jobs, two `kill -9`s, then a run to the end. Nothing
+/// is lost (every job ends with its image on disk and one `succeeded` or `adopted` line) and
+/// nothing is billed twice: a job recorded before a kill is never sent again, and only jobs
+/// that were in flight at a kill (at most `--jobs` per kill) are sent a second time.
+#[test]
+fn five_hundred_jobs_survive_two_sigkills_without_losing_or_paying_twice() {
+    const JOBS: usize = 500;
+    const PARALLEL: usize = 8;
+    let server = Server::start();
+    let seen = backend(&server, |_| Answer::Image(10));
+    let sandbox = authed_sandbox();
+    let text: String = (1..=JOBS).map(|n| format!("p{n}\n")).collect();
+    write(&sandbox, "b.txt", &text);
+    let args = [
+        "--batch",
+        "b.txt",
+        "--out-dir",
+        "out",
+        "--jobs",
+        "8",
+        "--quiet",
+    ];
+    let results_path = out(&sandbox).join("results.jsonl");
+    let done_prompts = || -> Vec<String> {
+        std::fs::read_to_string(&results_path)
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+            .filter(|r| r["status"] == "succeeded" || r["status"] == "adopted")
+            .filter_map(|r| r["prompt"].as_str().map(str::to_string))
+            .collect()
+    };
+    // What each prompt had cost when it was recorded as done before a kill: no later request.
+    let mut cost_when_recorded: HashMap<String, usize> = HashMap::new();
+    let mut killed = Vec::new();
+    for kill_at in [120, 320] {
+        let mut child = spawn(&sandbox, &server, &args);
+        killed.push(child.id());
+        assert!(
+            wait_for(Duration::from_secs(60), || done_prompts().len() >= kill_at),
+            "only {} jobs recorded",
+            done_prompts().len()
+        );
+        child.kill().unwrap(); // SIGKILL
+        child.wait().unwrap();
+        for prompt in done_prompts() {
+            let cost = seen.count(&prompt);
+            cost_when_recorded.entry(prompt).or_insert(cost);
+        }
+    }
+    let run = run_against(&sandbox, &server, &[&args[..], &["--json"]].concat());
+    assert_eq!(run.code, 0, "{run}");
+
+    let mut sent_twice = 0;
+    for n in 1..=JOBS {
+        let prompt = format!("p{n}");
+        let count = seen.count(&prompt);
+        assert!((1..=2).contains(&count), "{prompt} was sent {count} times");
+        if let Some(cost) = cost_when_recorded.get(&prompt) {
+            assert_eq!(
+                count, *cost,
+                "{prompt} was recorded before a kill, then sent again"
+            );
+        }
+        if count == 2 {
+            sent_twice += 1;
+        }
+    }
+    assert!(
+        sent_twice <= 2 * PARALLEL,
+        "{sent_twice} jobs sent twice; only those in flight at the two kills may be"
+    );
+    let records = results(&results_path);
+    let mut finished: Vec<&str> = records
+        .iter()
+        .filter(|r| r["status"] == "succeeded" || r["status"] == "adopted")
+        .filter_map(|r| r["prompt"].as_str())
+        .collect();
+    finished.sort_unstable();
+    finished.dedup();
+    assert_eq!(finished.len(), JOBS, "every job ends recorded once as done");
+    for record in &records {
+        for image in record["images"].as_array().into_iter().flatten() {
+            let path = image["path"].as_str().unwrap();
+            assert!(Path::new(path).is_file(), "{path} is missing");
+        }
+    }
+    // A kill between creating a temporary sibling and its rename leaves that file; the next
+    // run that streams into the folder removes it once it is 10 minutes old (spill.rs), so
+    // here only the killed processes' own temporary files may remain.
+    for name in file_names(&out(&sandbox)) {
+        let killed_temp = name.starts_with('.')
+            && name.ends_with(".tmp")
+            && killed.iter().any(|pid| name.contains(&format!(".{pid}.")));
+        assert!(
+            name.ends_with(".png") || name == "results.jsonl" || killed_temp,
+            "leftover {name}"
+        );
+    }
+    assert!(files_named(&sandbox.home(), ".lock").is_empty());
+}
+
 #[test]
 fn the_usage_limit_stops_new_jobs_and_records_the_rest_as_not_started() {
     let server = Server::start();

@@ -1,8 +1,18 @@
 //! Which auth store is used (SPEC §3): the candidates in order, the first existing file wins.
 //! `--auth` is the only candidate when given: an explicit path is never bypassed.
+//!
+//! A Codex home whose `config.toml` sets `cli_auth_credentials_store` is looked up the way Codex
+//! looks it up: `keyring` means the keyring entry instead of `auth.json`; `auto` means the
+//! keyring entry first, then `auth.json`. The entry stands in the list as its store path
+//! (`auth::keyring`); in `keyring` mode it counts as present unless the keyring says it is
+//! empty (a locked or absent keyring is then reported by the read, never as "not found"); in
+//! `auto` mode only an entry the keyring actually returns counts, so anything else falls back
+//! to `auth.json`, as Codex does.
 
 use std::path::{Path, PathBuf};
 
+use super::codex_config::{self, StoreMode};
+use super::keyring::{self, KeyringError};
 use crate::foundation::error::{AuthErrorKind, Error, Result};
 use crate::foundation::paths::{self, Environment, OpenClawDirs};
 
@@ -22,9 +32,9 @@ pub fn candidates(dirs: &OpenClawDirs, env: &Environment) -> Vec<PathBuf> {
     list.push(dirs.agent_dir.join("auth.json"));
     list.push(dirs.oauth_dir.join("oauth.json"));
     if let Some(codex_home) = env.var("CODEX_HOME") {
-        list.push(env.resolve(&codex_home).join("auth.json"));
+        list.extend(codex_stores(&env.resolve(&codex_home)));
     }
-    list.push(env.home().join(".codex").join("auth.json"));
+    list.extend(codex_stores(&env.home().join(".codex")));
 
     let mut unique: Vec<PathBuf> = Vec::with_capacity(list.len());
     for path in list {
@@ -33,6 +43,54 @@ pub fn candidates(dirs: &OpenClawDirs, env: &Environment) -> Vec<PathBuf> {
         }
     }
     unique
+}
+
+/// The stores of one Codex home, in the order Codex reads them.
+fn codex_stores(codex_home: &Path) -> Vec<PathBuf> {
+    let file = codex_home.join("auth.json");
+    match codex_config::store_mode(codex_home) {
+        StoreMode::Keyring => vec![keyring::store_path(codex_home)],
+        StoreMode::Auto => vec![keyring::store_path(codex_home), file],
+        StoreMode::File | StoreMode::Ephemeral => vec![file],
+    }
+}
+
+/// What the keyring said about a keyring candidate.
+fn keyring_probe(path: &Path) -> Option<(StoreMode, std::result::Result<bool, KeyringError>)> {
+    let entry = keyring::entry_of(path)?;
+    let mode = codex_config::store_mode(&entry.codex_home);
+    if !mode.uses_keyring() {
+        return Some((mode, Ok(false)));
+    }
+    Some((mode, entry.read().map(|secret| secret.is_some())))
+}
+
+/// Whether discovery counts `path` as an existing store.
+pub(crate) fn present(path: &Path) -> bool {
+    match keyring_probe(path) {
+        None => paths::is_file(path),
+        Some((StoreMode::Keyring, found)) => !matches!(found, Ok(false)),
+        Some((_, found)) => matches!(found, Ok(true)),
+    }
+}
+
+/// A line of the `Tried:` list: the path, and for a keyring entry which one and what it said.
+fn tried_line(path: &Path) -> String {
+    let Some(entry) = keyring::entry_of(path) else {
+        return format!("  - {}", path.display());
+    };
+    let said = match keyring_probe(path) {
+        Some((_, Ok(false))) => "no entry".to_string(),
+        Some((_, Ok(true))) => "present".to_string(),
+        Some((_, Err(err))) => err.to_string(),
+        None => "not consulted".to_string(),
+    };
+    format!(
+        "  - {} (OS keyring entry \"{}\" / \"{}\": {said})",
+        path.display(),
+        keyring::SERVICE,
+        entry.account
+    )
 }
 
 /// [`candidates`] with the OpenClaw SQLite stores that hold credentials spliced in ahead of the
@@ -69,7 +127,7 @@ pub fn resolve_auth_path(
     }
     if let Some(found) = candidates_with_sqlite(dirs, env)
         .into_iter()
-        .find(|p| paths::is_file(p))
+        .find(|p| present(p))
     {
         return Ok(found);
     }
@@ -87,10 +145,7 @@ pub fn resolve_auth_path(
     {
         list.insert(at + offset, db);
     }
-    let tried: Vec<String> = list
-        .iter()
-        .map(|p| format!("  - {}", p.display()))
-        .collect();
+    let tried: Vec<String> = list.iter().map(|p| tried_line(p)).collect();
     Err(Error::auth(
         AuthErrorKind::NotFound,
         format!(
@@ -116,7 +171,7 @@ pub fn fallback_order(
         return order;
     }
     for candidate in candidates_with_sqlite(dirs, env) {
-        if !order.contains(&candidate) && paths::is_file(&candidate) {
+        if !order.contains(&candidate) && present(&candidate) {
             order.push(candidate);
         }
     }

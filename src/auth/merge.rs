@@ -24,7 +24,7 @@ pub(crate) fn merge_response(doc: &mut Value, current: &Auth, response: &Value) 
     };
     let as_json = |s: Option<&str>| s.map(|s| json!(s));
     match current.format {
-        AuthFormat::CodexAuthJson => {
+        AuthFormat::CodexAuthJson | AuthFormat::CodexKeyring => {
             let tokens = doc.get_mut("tokens").ok_or_else(|| Error::Refresh {
                 kind: RefreshErrorKind::Store,
                 message: format!(

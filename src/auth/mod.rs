@@ -4,11 +4,15 @@
 //! [`lock`], [`lock_paths`] and [`fence`]), and the [`manager`] that every job of a process
 //! shares: it turns the settings into usable credentials and runs one refresh per profile.
 
+pub(crate) mod codex_config;
 pub(crate) mod cooldown;
 pub(crate) mod discover;
 pub(crate) mod fence;
+pub(crate) mod keyring;
 pub(crate) mod lock;
 pub(crate) mod lock_paths;
+pub(crate) mod login_exchange;
+pub(crate) mod login_store;
 pub(crate) mod manager;
 pub(crate) mod merge;
 pub(crate) mod oauth;

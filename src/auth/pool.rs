@@ -1,9 +1,9 @@
 //! `--pool`: many ChatGPT accounts, one job at a time on the best one.
 //!
 //! Members come from the stores given with `--auth` (repeatable), else from every store
-//! discovery finds ([`super::discover::candidates_with_sqlite`]: the Codex homes and OpenClaw's
-//! JSON and SQLite stores; whatever later discovery adds, such as a keyring store, joins the pool
-//! the same way, as one more store). A store that holds profiles gives one member per OAuth
+//! discovery finds ([`super::discover::candidates_with_sqlite`]: the Codex homes — `auth.json`
+//! or the Codex keyring entry, which stands in the list as a path — and OpenClaw's JSON and
+//! SQLite stores; whatever discovery learns later joins the pool the same way). A store that holds profiles gives one member per OAuth
 //! profile of the OpenAI providers, in OpenClaw's order (its `order`, then the config's, then the
 //! rest); any other store gives its one credential. The same ChatGPT account found twice (two
 //! stores, two profiles) is one member: the first one found.
@@ -27,7 +27,7 @@ use serde_json::Value;
 use super::cooldown::{account_key, Cooldown, CooldownStore};
 use super::{discover, select, sqlite, store, AuthContext, SelectOptions};
 use crate::foundation::error::{AuthErrorKind, Error, Result, UsageLimit};
-use crate::foundation::paths::{self, Environment, OpenClawDirs};
+use crate::foundation::paths::{Environment, OpenClawDirs};
 use crate::foundation::sync::lock;
 
 /// How often one account's `wham/usage` may be asked.
@@ -96,7 +96,8 @@ impl Pool {
         } else {
             discover::candidates_with_sqlite(&dirs, env)
                 .into_iter()
-                .filter(|p| paths::is_file(p))
+                // `present`: a file, or the Codex keyring entry (#21) standing in as its path.
+                .filter(|p| discover::present(p))
                 .collect()
         };
         let mut members: Vec<Member> = Vec::new();

@@ -571,6 +571,9 @@ pub(crate) fn fix_line(auth: &Auth, kind: RefreshErrorKind) -> String {
 pub(crate) fn sign_in_line(auth: &Auth) -> String {
     match auth.format {
         AuthFormat::CodexAuthJson => "fix: run `codex login`, then try again".to_string(),
+        AuthFormat::CodexKeyring => {
+            "fix: run `codex-imagen --login` (or `codex login`), then try again".to_string()
+        }
         _ => format!(
             "fix: run `openclaw models auth login --provider {}`, then try again",
             auth.provider

@@ -70,6 +70,7 @@ impl Layout {
             AuthFormat::OpenClawAgentSqlite => Some(Layout::Agent),
             AuthFormat::OpenClawStateSqlite => Some(Layout::State),
             AuthFormat::CodexAuthJson
+            | AuthFormat::CodexKeyring
             | AuthFormat::OpenClawAuthProfiles
             | AuthFormat::OpenClawOAuthJson
             | AuthFormat::OpenClawLegacyAuthJson => None,

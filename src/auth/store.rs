@@ -24,6 +24,9 @@ pub enum AuthFormat {
     OpenClawAgentSqlite,
     /// OpenClaw 2026.8+: the shared `profiles` document in `<state>/state/openclaw.sqlite`.
     OpenClawStateSqlite,
+    /// Codex's `auth.json` document kept in the OS keyring (`cli_auth_credentials_store`
+    /// `keyring` or `auto`; see `auth::keyring`).
+    CodexKeyring,
 }
 
 impl AuthFormat {
@@ -35,6 +38,7 @@ impl AuthFormat {
             AuthFormat::OpenClawLegacyAuthJson => "openclaw-legacy-auth-json",
             AuthFormat::OpenClawAgentSqlite => "openclaw-agent-sqlite",
             AuthFormat::OpenClawStateSqlite => "openclaw-state-sqlite",
+            AuthFormat::CodexKeyring => "codex-keyring",
         }
     }
 
@@ -45,6 +49,7 @@ impl AuthFormat {
             | AuthFormat::OpenClawAgentSqlite
             | AuthFormat::OpenClawStateSqlite => true,
             AuthFormat::CodexAuthJson
+            | AuthFormat::CodexKeyring
             | AuthFormat::OpenClawOAuthJson
             | AuthFormat::OpenClawLegacyAuthJson => false,
         }
@@ -101,8 +106,12 @@ impl Auth {
     }
 }
 
-/// Read and parse a store file, naming it in every error.
+/// Read and parse a store file, naming it in every error. The keyring store's path reads the
+/// keyring entry instead.
 pub fn read_document(path: &Path) -> Result<Value> {
+    if let Some(entry) = super::keyring::entry_of(path) {
+        return entry.document();
+    }
     let text = std::fs::read_to_string(path).map_err(|err| {
         Error::auth(
             AuthErrorKind::Unreadable,
@@ -167,7 +176,10 @@ pub fn parse_auth(path: &Path, document: &Value, options: &SelectOptions) -> Res
             Located::Codex => {
                 let tokens = &document["tokens"];
                 (
-                    AuthFormat::CodexAuthJson,
+                    match super::keyring::entry_of(path) {
+                        Some(_) => AuthFormat::CodexKeyring,
+                        None => AuthFormat::CodexAuthJson,
+                    },
                     None,
                     CODEX_PROVIDER.to_string(),
                     codex_profile(tokens),

@@ -9,8 +9,12 @@ use serde_json::Value;
 use crate::foundation::error::{Error, Result};
 
 /// Atomic write (SPEC §7): `.<name>.<pid>.<epoch ms>.<unique>.tmp` beside the store, mode 0600,
-/// 2-space JSON with a trailing newline, renamed over the store, then chmod 0600.
+/// 2-space JSON with a trailing newline, renamed over the store, then chmod 0600. The keyring
+/// store's path replaces the keyring entry's secret instead (one call, atomic in the keyring).
 pub fn write_store_atomic(path: &Path, doc: &Value) -> Result<()> {
+    if let Some(entry) = super::keyring::entry_of(path) {
+        return entry.save_document(doc);
+    }
     let dir = path.parent().unwrap_or(Path::new("."));
     let name = path
         .file_name()

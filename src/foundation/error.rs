@@ -35,6 +35,8 @@ pub enum AuthErrorKind {
     NoAccessToken,
     /// The credential entry has no ChatGPT account id.
     NoAccountId,
+    /// `--login`: the issuer refused the sign-in, or it could not be completed.
+    SignInFailed,
 }
 
 /// Why a refresh failed.

@@ -28,7 +28,7 @@ Auth discovery order:
   9. ~/.codex/auth.json
 
 Exit codes: 0 success, 1 generation/HTTP/auth failure, 2 usage error,
-124 timed out before any image was saved. --batch: 0 every job succeeded or
+124 timed out before any image was saved (--login: before the sign-in finished). --batch: 0 every job succeeded or
 was skipped, 1 some failed or were not started, 2 bad options or batch file,
 130/143 stopped by SIGINT/SIGTERM.";
 
@@ -315,6 +315,36 @@ pub struct Args {
     /// Service: images readable by other users (0644 under the usual umask) rather than 0600.
     #[arg(long)]
     pub shared_files: bool,
+
+    /// Sign in with ChatGPT in the browser and save the credential where Codex keeps it
+    /// (--auth PATH: a Codex auth.json there). Default --timeout: 600.
+    #[arg(long)]
+    pub login: bool,
+
+    /// With --login: sign in with a device code instead (no browser on this machine).
+    #[arg(long)]
+    pub device_auth: bool,
+
+    /// Remove the Codex credential codex-imagen would use (OpenClaw stores are never changed).
+    #[arg(long)]
+    pub logout: bool,
+
+    /// With --login: the OAuth issuer. Default: $CODEX_IMAGEN_ISSUER, else https://auth.openai.com
+    #[arg(long, value_name = "URL", allow_hyphen_values = true)]
+    pub issuer: Option<String>,
+
+    /// With --login: the local callback port (0: any free port). Default: 1455, the only one the
+    /// real issuer accepts (1457 when 1455 stays busy).
+    #[arg(long, value_name = "N", allow_hyphen_values = true)]
+    pub callback_port: Option<String>,
+
+    /// With --login: print the sign-in URL but do not open a browser.
+    #[arg(long)]
+    pub no_browser: bool,
+
+    /// With --login: replace a stored credential that belongs to another account.
+    #[arg(long)]
+    pub force: bool,
 
     /// Print a shell completion script: bash, zsh, fish, powershell or elvish.
     #[arg(long, value_name = "SHELL", allow_hyphen_values = true)]
@@ -766,6 +796,13 @@ mod tests {
             "--verbose",
             "--debug",
             "--mcp",
+            "--login",
+            "--device-auth",
+            "--logout",
+            "--issuer",
+            "--callback-port",
+            "--no-browser",
+            "--force",
             "--version",
             "--help",
             "CODEX_HOME/auth.json",

@@ -8,7 +8,8 @@
 use std::path::PathBuf;
 
 use super::args::Args;
-use super::validate::{PromptSource, Validated, DEFAULT_JOBS};
+use super::validate::{PromptSource, SignIn, Validated, DEFAULT_JOBS};
+use crate::auth::login_exchange::DEFAULT_ISSUER;
 use crate::auth::pool::PoolSettings;
 use crate::auth::AuthSettings;
 use crate::engine::settings::{EngineSettings, DEFAULT_BASE_URL, DEFAULT_REFRESH_URL};
@@ -21,6 +22,8 @@ use crate::foundation::paths::{self, Environment};
 
 const DEFAULT_TIMEOUT_MS: u64 = 15 * 60 * 1000;
 const DEFAULT_OPENCLAW_TIMEOUT_MS: u64 = 5 * 60 * 1000;
+/// `--login` gives up after this long unless `--timeout` says otherwise.
+const DEFAULT_SIGN_IN_TIMEOUT_MS: u64 = 10 * 60 * 1000;
 
 /// Everything one CLI run needs, resolved.
 #[derive(Debug, Clone)]
@@ -44,6 +47,20 @@ pub(crate) struct Config {
     pub data_dir: PathBuf,
     /// `--pool`: every `--auth` store (none: discovery), cooldowns in the data directory.
     pub pool: Option<PoolSettings>,
+    /// `--login` or `--logout`, resolved.
+    pub sign_in: Option<SignInConfig>,
+}
+
+/// What `--login` / `--logout` run with.
+#[derive(Debug, Clone)]
+pub(crate) struct SignInConfig {
+    pub flags: SignIn,
+    /// `--issuer`, else `CODEX_IMAGEN_ISSUER`, else Codex's issuer; no trailing `/`.
+    pub issuer: String,
+    pub no_browser: bool,
+    pub force: bool,
+    /// `--timeout` (or its aliases), else 600 s.
+    pub timeout_ms: u64,
 }
 
 impl Config {
@@ -180,7 +197,37 @@ pub(crate) fn resolve(args: Args, checked: Validated, env: Environment) -> Resul
             .unwrap_or_else(|| DEFAULT_REFRESH_URL.to_string()),
         refresh: !args.no_refresh,
     };
+    let sign_in = match checked.sign_in.clone() {
+        Some(flags) => {
+            let issuer = args
+                .issuer
+                .clone()
+                .or_else(|| env.var("CODEX_IMAGEN_ISSUER"))
+                .unwrap_or_else(|| DEFAULT_ISSUER.to_string());
+            let issuer = issuer.trim().trim_end_matches('/').to_string();
+            let scheme_ok = ["http://", "https://"].iter().any(|s| {
+                issuer.len() > s.len()
+                    && issuer
+                        .get(..s.len())
+                        .is_some_and(|p| p.eq_ignore_ascii_case(s))
+            });
+            if !scheme_ok {
+                return Err(Error::Usage(format!(
+                    "--issuer must be an http(s) URL (got {issuer:?})"
+                )));
+            }
+            Some(SignInConfig {
+                flags,
+                issuer,
+                no_browser: args.no_browser,
+                force: args.force,
+                timeout_ms: checked.timeout_ms.unwrap_or(DEFAULT_SIGN_IN_TIMEOUT_MS),
+            })
+        }
+        None => None,
+    };
     Ok(Config {
+        sign_in,
         prompt: checked.prompt,
         job,
         auth,

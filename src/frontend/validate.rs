@@ -44,6 +44,19 @@ pub(crate) struct Validated {
     pub mask: Option<String>,
     /// `--metadata`, when given (the environment's default is resolved later).
     pub metadata: Option<MetadataMode>,
+    /// `--login` or `--logout`, with their flags.
+    pub sign_in: Option<SignIn>,
+}
+
+/// `--login` / `--logout` and the flags that go with them, checked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct SignIn {
+    /// `--logout` (else `--login`).
+    pub logout: bool,
+    /// `--device-auth`.
+    pub device: bool,
+    /// `--callback-port`, when given.
+    pub callback_port: Option<u16>,
 }
 
 /// Check every value that can be checked without the environment, in the Node tool's order.
@@ -65,6 +78,7 @@ pub(crate) fn validate(args: &Args) -> Result<Validated> {
         parse_retries(value)?;
     }
     let timeout_ms = parse_timeout_flags(&args.timeout_flags)?;
+    let sign_in = check_sign_in_flags(args)?;
     let jobs = args
         .jobs
         .as_deref()
@@ -93,7 +107,86 @@ pub(crate) fn validate(args: &Args) -> Result<Validated> {
         batch,
         jobs,
         count,
+        sign_in,
     })
+}
+
+/// `--login`/`--logout`: their own flags need them, and they run alone (no prompt, no mode).
+fn check_sign_in_flags(args: &Args) -> Result<Option<SignIn>> {
+    let mode = match (args.login, args.logout) {
+        (true, true) => {
+            return Err(Error::Usage(
+                "--login and --logout cannot be used together".into(),
+            ))
+        }
+        (true, false) => "--login",
+        (false, true) => "--logout",
+        (false, false) => {
+            for (given, flag) in [
+                (args.device_auth, "--device-auth"),
+                (args.issuer.is_some(), "--issuer"),
+                (args.callback_port.is_some(), "--callback-port"),
+                (args.no_browser, "--no-browser"),
+                (args.force, "--force"),
+            ] {
+                if given {
+                    return Err(Error::Usage(format!("{flag} needs --login")));
+                }
+            }
+            return Ok(None);
+        }
+    };
+    let has_prompt = !args.words.is_empty()
+        || args.prompt.as_deref().is_some_and(|p| !p.is_empty())
+        || args.prompt_file.as_deref().is_some_and(|p| !p.is_empty());
+    for (given, flag) in [
+        (has_prompt, "a prompt"),
+        (args.batch.is_some(), "--batch"),
+        (args.count.is_some(), "--count"),
+        (args.serve.is_some(), "--serve"),
+        (args.smoke, "--smoke"),
+        (args.refresh_only, "--refresh-only"),
+        (args.usage, "--usage"),
+    ] {
+        if given {
+            return Err(Error::Usage(format!("{mode} cannot be used with {flag}")));
+        }
+    }
+    if args.logout {
+        for (given, flag) in [
+            (args.device_auth, "--device-auth"),
+            (args.issuer.is_some(), "--issuer"),
+            (args.callback_port.is_some(), "--callback-port"),
+            (args.no_browser, "--no-browser"),
+            (args.force, "--force"),
+        ] {
+            if given {
+                return Err(Error::Usage(format!("{flag} needs --login")));
+            }
+        }
+    }
+    let callback_port = match args.callback_port.as_deref() {
+        Some(value) => {
+            if args.device_auth {
+                return Err(Error::Usage(
+                    "--callback-port is for the browser sign-in, not --device-auth".into(),
+                ));
+            }
+            let n = js_number(value);
+            if value.trim().is_empty() || n.fract() != 0.0 || !(0.0..=65535.0).contains(&n) {
+                return Err(Error::Usage(
+                    "--callback-port must be an integer from 0 to 65535".into(),
+                ));
+            }
+            Some(n as u16)
+        }
+        None => None,
+    };
+    Ok(Some(SignIn {
+        logout: args.logout,
+        device: args.device_auth,
+        callback_port,
+    }))
 }
 
 /// `--batch` and the flags that only make sense with it (or with `--count`).

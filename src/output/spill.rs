@@ -50,20 +50,26 @@ pub(crate) struct TempFiles {
 /// nothing here), as a spill in progress is written to continuously and renamed at once.
 const STALE_AFTER: std::time::Duration = std::time::Duration::from_secs(10 * 60);
 
-/// The process id in a spill file's name, `.image.<pid>.<ms>.<random>.tmp`.
-fn spill_pid(name: &str) -> Option<i64> {
-    let rest = name.strip_prefix(".image.")?.strip_suffix(".tmp")?;
-    let mut parts = rest.split('.');
-    let pid = parts.next()?.parse().ok()?;
-    let (_ms, _random, None) = (parts.next()?, parts.next()?, parts.next()) else {
-        return None;
-    };
-    Some(pid)
+/// The process id in the name of a temporary file this tool writes: a spill file,
+/// `.image.<pid>.<ms>.<random>.tmp`, or an atomic write's sibling, `.<name>.<pid>.<ms>.<random>.tmp`
+/// (`paths::unique_temp_name`). A SIGKILL between creating either and its rename leaves it behind.
+fn temp_pid(name: &str) -> Option<i64> {
+    let rest = name.strip_prefix('.')?.strip_suffix(".tmp")?;
+    let mut parts = rest.rsplitn(4, '.');
+    let random = parts.next()?;
+    let ms = parts.next()?;
+    let pid = parts.next()?;
+    let stem = parts.next()?;
+    let alnum = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_alphanumeric());
+    let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    (alnum(random) && digits(ms) && !stem.is_empty()).then_some(())?;
+    digits(pid).then(|| pid.parse().ok())?
 }
 
 impl TempFiles {
-    /// Remove the spill files a killed run left in `dir`, once per directory per process, so
-    /// they do not pile up across reruns (a batch resumed after SIGKILL, say).
+    /// Remove the temporary files (spills and atomic writes' siblings) a killed run left in
+    /// `dir`, once per directory per process, so they do not pile up across reruns (a batch
+    /// resumed after SIGKILL, say).
     pub(crate) fn sweep_once(&self, dir: &Path) {
         let first = match self.swept.lock() {
             Ok(mut swept) => swept.insert(dir.to_path_buf()),
@@ -78,7 +84,7 @@ impl TempFiles {
         let own = i64::from(std::process::id());
         for entry in entries.flatten() {
             let name = entry.file_name();
-            let Some(pid) = name.to_str().and_then(spill_pid) else {
+            let Some(pid) = name.to_str().and_then(temp_pid) else {
                 continue;
             };
             let old = entry
@@ -657,19 +663,26 @@ mod tests {
         let stale = make(&format!(".image.{dead}.1.abc.tmp"), 3600);
         let young = make(&format!(".image.{dead}.1.def.tmp"), 10);
         let ours = make(&format!(".image.{own}.1.abc.tmp"), 3600);
-        let other = make(&format!(".pic.png.{dead}.1.abc.tmp"), 3600);
+        let write = make(&format!(".pic.png.{dead}.1.abc.tmp"), 3600);
         let image = make("a.png", 3600);
+        let lookalike = make(&format!(".notes.{dead}.tmp"), 3600);
         temps.sweep_once(dir.path());
         assert!(!stale.exists());
-        for kept in [&young, &ours, &other, &image] {
+        assert!(
+            !write.exists(),
+            "an atomic write's sibling left by a killed run goes too"
+        );
+        for kept in [&young, &ours, &image, &lookalike] {
             assert!(kept.exists(), "{}", kept.display());
         }
         let again = make(&format!(".image.{dead}.2.abc.tmp"), 3600);
         temps.sweep_once(dir.path());
         assert!(again.exists(), "once per directory per process");
-        assert_eq!(spill_pid(".image.12.3.x.tmp"), Some(12));
-        assert_eq!(spill_pid(".image.12.3.tmp"), None);
-        assert_eq!(spill_pid(".image.12.3.x.y.tmp"), None);
+        assert_eq!(temp_pid(".image.12.3.x.tmp"), Some(12));
+        assert_eq!(temp_pid(".pic.png.12.3.x.tmp"), Some(12));
+        assert_eq!(temp_pid(".image.12.3.tmp"), None);
+        assert_eq!(temp_pid(".image.12.3.x.y.tmp"), None);
+        assert_eq!(temp_pid("pic.png.12.3.x.tmp"), None);
     }
 
     #[test]
