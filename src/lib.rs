@@ -21,6 +21,7 @@ mod mcp;
 mod output;
 mod serve;
 
+pub use auth::pool::PoolSettings;
 pub use auth::AuthSettings;
 pub use dispatch::run;
 pub use engine::settings::{Delays, EngineSettings, DEFAULT_BASE_URL, DEFAULT_REFRESH_URL};

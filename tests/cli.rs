@@ -169,7 +169,7 @@ fn every_image_detail_in_the_set_is_accepted() {
 
 #[test]
 fn a_backend_outside_the_set_is_refused_from_the_flag_and_from_the_environment() {
-    let text = "--backend must be one of: responses, images";
+    let text = "--backend must be one of: responses, images, auto";
     let sandbox = Sandbox::new();
     assert_usage_error(&sandbox.run(&["x", "--backend", "dalle"]), text);
     assert_usage_error(&sandbox.run(&["x", "--backend=Images"]), text);

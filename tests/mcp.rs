@@ -1273,3 +1273,59 @@ async fn no_credentials_under_mcp_names_the_host_environment_and_the_fix() {
     assert!(server.requests().is_empty());
     mcp.stop().await;
 }
+
+/// Issue #22: with `--pool`, a call moves off an account at its usage limit and
+/// `structuredContent` names the account of each image.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pool_call_names_the_account_and_moves_off_a_limited_one() {
+    let server = Server::start();
+    let png = png_bytes(8, 200);
+    let limit = json!({"error": {"type": "usage_limit_reached", "plan_type": "plus",
+        "message": "The usage limit has been reached", "resets_in_seconds": 3600}});
+    server.handle(move |request| {
+        if request.header("chatgpt-account-id") == Some("acct-aaaa-0001") {
+            Reply::json(429, &limit)
+        } else {
+            image_stream(&[("ig_1", &png)])
+        }
+    });
+    let mut sandbox = Sandbox::new();
+    let mut paths = Vec::new();
+    for (dir, account) in [("a", "acct-aaaa-0001"), ("b", "acct-bbbb-0002")] {
+        let path = sandbox.path(&format!("{dir}/auth.json"));
+        let mut auth = codex_auth(3600);
+        auth["tokens"]["account_id"] = json!(account);
+        write_json(&path, &auth);
+        paths.push(path.display().to_string());
+    }
+    let data = sandbox.path("data").display().to_string();
+    let extra = [
+        "--quiet",
+        "--pool",
+        "--auth",
+        &paths[0],
+        "--auth",
+        &paths[1],
+        "--data-dir",
+        &data,
+    ];
+    let mcp = start(&mut sandbox, &server, &extra).await;
+    let result = mcp.call("generate_image", json!({"prompt": "a fox"})).await;
+    assert_ne!(result.is_error, Some(true), "{:?}", texts(&result));
+    let structured = result.structured_content.unwrap();
+    assert_eq!(
+        structured["images"][0]["account"], "acct…0002",
+        "{structured}"
+    );
+    let accounts: Vec<String> = server
+        .requests_to(RESPONSES_PATH)
+        .iter()
+        .map(|r| {
+            r.header("chatgpt-account-id")
+                .unwrap_or_default()
+                .to_string()
+        })
+        .collect();
+    assert_eq!(accounts, ["acct-aaaa-0001", "acct-bbbb-0002"]);
+    mcp.stop().await;
+}

@@ -891,7 +891,9 @@ fn images_response(items: Vec<Value>) -> Value {
 }
 
 fn assert_images_headers(request: &Request) {
-    assert_eq!(request.header("accept"), Some("application/json"));
+    // Codex's ImagesClient sets no Accept header, so reqwest's default goes (issue #22:
+    // exactly what Codex sends).
+    assert_eq!(request.header("accept"), Some("*/*"));
     assert_eq!(request.header("content-type"), Some("application/json"));
     assert!(
         request
@@ -975,7 +977,8 @@ fn typed_generation_posts_to_generations_and_reports_metadata() {
     assert_eq!(json["timed_out"], false);
     assert_eq!(
         json["response_metadata"],
-        json!({"created": 1_763_779_740, "background": "opaque", "quality": "high", "size": "1024x1024"})
+        // Issue #22: `output_format` (and `usage`) are read when the answer has them.
+        json!({"created": 1_763_779_740, "background": "opaque", "quality": "high", "size": "1024x1024", "output_format": "png"})
     );
     let image = &json["images"][0];
     assert_eq!(image["call_id"], "image");

@@ -638,6 +638,12 @@ async fn every_error_has_the_openai_shape_and_status() {
     let status = response.status().as_u16();
     check(status, &response.json().await.unwrap(), 400, Some("prompt"));
 
+    let (status, body) = post_json(&generations, &json!({"prompt": "fail"})).await;
+    check(status, &body, 502, None);
+    let (status, body) = post_json(&generations, &json!({"prompt": "hang"})).await;
+    check(status, &body, 504, None);
+    assert_eq!(body["error"]["code"], "timeout");
+    // Last: after a usage limit the service sends nothing until the reset (issue #22).
     let (status, body) = post_json(&generations, &json!({"prompt": "limit"})).await;
     check(status, &body, 429, None);
     assert_eq!(body["error"]["code"], "usage_limit_reached");
@@ -648,11 +654,6 @@ async fn every_error_has_the_openai_shape_and_status() {
             .contains("resets at"),
         "{body}"
     );
-    let (status, body) = post_json(&generations, &json!({"prompt": "fail"})).await;
-    check(status, &body, 502, None);
-    let (status, body) = post_json(&generations, &json!({"prompt": "hang"})).await;
-    check(status, &body, 504, None);
-    assert_eq!(body["error"]["code"], "timeout");
 
     // The failed sync requests are jobs with their errors.
     let (_, failed) = get_json(&svc.url("/v1/jobs?status=failed")).await;
@@ -662,7 +663,7 @@ async fn every_error_has_the_openai_shape_and_status() {
         .iter()
         .map(|j| j["error"]["code"].as_str().unwrap())
         .collect();
-    assert_eq!(codes, vec!["timeout", "http", "usage_limit_reached"]);
+    assert_eq!(codes, vec!["usage_limit_reached", "timeout", "http"]);
     let log = svc.log();
     assert!(log.contains("POST /v1/images/generations 429"), "{log}");
     assert!(

@@ -5,6 +5,7 @@
 //! shares: it turns the settings into usable credentials and runs one refresh per profile.
 
 pub(crate) mod codex_config;
+pub(crate) mod cooldown;
 pub(crate) mod discover;
 pub(crate) mod fence;
 pub(crate) mod keyring;
@@ -15,6 +16,7 @@ pub(crate) mod login_store;
 pub(crate) mod manager;
 pub(crate) mod merge;
 pub(crate) mod oauth;
+pub mod pool;
 pub(crate) mod refresh;
 pub(crate) mod select;
 pub(crate) mod sqlite;

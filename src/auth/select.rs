@@ -141,6 +141,38 @@ fn state_ids(state: Option<&Value>, field: &str) -> Vec<String> {
     ids
 }
 
+/// Every selectable profile of a store, for `--pool`: the order OpenClaw would try them in (the
+/// store's own `order`, then the config's), then the rest in the store's order.
+pub(crate) fn pool_profile_ids(
+    profiles: &Map<String, Value>,
+    store_path: &Path,
+    options: &SelectOptions,
+) -> Vec<String> {
+    let sibling = match &options.state {
+        Some(_) => None,
+        None => sibling_state(store_path),
+    };
+    let state = options.state.as_ref().or(sibling.as_ref());
+    let mut ids = state_ids(state, "order");
+    for id in options
+        .config_path
+        .as_deref()
+        .map(configured_order)
+        .unwrap_or_default()
+    {
+        if !ids.contains(&id) {
+            ids.push(id);
+        }
+    }
+    for id in profiles.keys() {
+        if !ids.contains(id) {
+            ids.push(id.clone());
+        }
+    }
+    ids.retain(|id| is_selectable(profiles.get(id.as_str())));
+    ids
+}
+
 /// Pick the profile id to use from a store's `profiles` object.
 pub fn select_profile(
     profiles: &Map<String, Value>,

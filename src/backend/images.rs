@@ -2,9 +2,14 @@
 //! references, `images/edits` with them. The answer is one JSON document, never a stream, so
 //! images are saved at the end with their total known — like `--no-stream` on Responses.
 //!
-//! Codex gates this path behind an under-development extension; it is here for probing, and it
-//! shares everything but the body with the Responses attempt: headers, cookies, HTTP errors,
-//! the retry loop.
+//! This is the route Codex itself uses since its image extension became the default (openai/codex
+//! PR #31596): `ImagesClient` in `codex-rs/codex-api/src/endpoint/images.rs`. What is sent is
+//! what Codex sends — the path, the headers ([`images_headers`]), the body keys in Codex's
+//! order (`images` for an edit, as `[{"image_url"}]`, then `prompt`, `background`, `model`,
+//! `quality`, `size`, with Codex's `auto` defaults) — plus only what the user asked for that
+//! Codex has no field for: `output_format`, `output_compression` and `moderation` after `size`,
+//! and the `--mask` as `{"mask": {"image_url"}}` last (Codex sends no mask at all). It shares
+//! cookies, HTTP errors and the retry loop with the Responses attempt.
 
 use reqwest::header::HeaderMap;
 use reqwest::Client;
@@ -105,10 +110,14 @@ pub fn controlled_images_body(
     body
 }
 
-/// The Codex headers, but JSON only and without the per-request session and thread ids, which
-/// belong to the Responses conversation model.
+/// What Codex's `ImagesClient` sends: its default client's `originator` and `User-Agent`, the
+/// provider's `version`, the bearer auth with `ChatGPT-Account-ID`, and reqwest's JSON
+/// `content-type` — no `Accept` of its own (reqwest's default `*/*` goes, as from Codex), and no session, thread or request ids (those belong to the
+/// Responses conversation model).
 pub fn images_headers(identity: &RequestIdentity) -> HeaderMap {
-    base_headers(identity, "application/json")
+    let mut headers = base_headers(identity, "application/json");
+    headers.remove(reqwest::header::ACCEPT);
+    headers
 }
 
 /// Run one attempt to its end; on success every image is on disk and recorded in `state`, and
@@ -162,15 +171,24 @@ pub async fn run(
     Ok(metadata)
 }
 
-/// `{created, background, quality, size}` from the response, each null when absent.
+/// `{created, background, quality, size}` from the response, each null when absent, then
+/// `output_format` and `usage` when the answer has them (Codex's `ImageResponse` fields).
 pub fn response_metadata(payload: &Value) -> Value {
     let field = |k: &str| payload.get(k).cloned().unwrap_or(Value::Null);
-    json!({
+    let mut metadata = json!({
         "created": field("created"),
         "background": field("background"),
         "quality": field("quality"),
         "size": field("size"),
-    })
+    });
+    if let Value::Object(map) = &mut metadata {
+        for key in ["output_format", "usage"] {
+            if let Some(value) = payload.get(key) {
+                map.insert(key.into(), value.clone());
+            }
+        }
+    }
+    metadata
 }
 
 /// Every `data[i]` with base64 (`b64_json`, else `result`) as a completed, final call, keyed

@@ -9,6 +9,7 @@ pub mod calls;
 pub mod cookies;
 pub mod errors;
 pub mod explain;
+pub mod headroom;
 pub mod images;
 pub mod mask;
 pub mod references;
@@ -76,6 +77,10 @@ pub async fn http_error(response: reqwest::Response) -> Error {
         usage_limit: (status.as_u16() == 429)
             .then(|| explain::usage_limit(&text, chrono::Utc::now()))
             .flatten(),
+        retry_after_secs: headers
+            .get(reqwest::header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok()),
     }
 }
 

@@ -596,9 +596,10 @@ fn count_json(report: &RunReport, count: u32, seconds: f64) -> serde_json::Value
                     if let Value::Object(map) = &mut value {
                         map.insert("job".into(), json!(id));
                     }
+                    crate::frontend::report::add_origin(&mut value, result);
                     images.push(value);
                 }
-                jobs.push(json!({
+                let mut job = json!({
                     "job": id,
                     "status": "succeeded",
                     "request_id": result.request_id,
@@ -608,7 +609,11 @@ fn count_json(report: &RunReport, count: u32, seconds: f64) -> serde_json::Value
                     "retry_attempts": result.retry_attempts,
                     "timed_out": result.timed_out,
                     "error": null,
-                }));
+                });
+                if let Value::Object(map) = &mut job {
+                    crate::frontend::report::add_origin_summary(map, result);
+                }
+                jobs.push(job);
             }
             Err(error) => jobs.push(json!({
                 "job": id,

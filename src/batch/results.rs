@@ -45,6 +45,12 @@ pub(crate) struct ImageRecord {
     pub(crate) height: Option<u32>,
     pub(crate) format: Option<String>,
     pub(crate) revised_prompt: Option<String>,
+    /// With `--pool`: the account that made it (email or redacted account id).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) account: Option<String>,
+    /// With `--backend auto`: the route that made it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) route: Option<String>,
 }
 
 impl From<&SavedImage> for ImageRecord {
@@ -57,6 +63,8 @@ impl From<&SavedImage> for ImageRecord {
             height: image.height,
             format: image.format.clone(),
             revised_prompt: image.revised_prompt.clone(),
+            account: None,
+            route: None,
         }
     }
 }

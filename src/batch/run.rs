@@ -277,7 +277,15 @@ impl Scheduler {
                     line: job.line,
                     status: Status::Succeeded,
                     prompt: job.spec.prompt.clone(),
-                    images: result.images.iter().map(ImageRecord::from).collect(),
+                    images: result
+                        .images
+                        .iter()
+                        .map(|image| ImageRecord {
+                            account: result.account.clone(),
+                            route: result.route.clone(),
+                            ..ImageRecord::from(image)
+                        })
+                        .collect(),
                     error: None,
                     attempts: result.retry_attempts + 1,
                     started_at: Some(iso(ended.started_at)),

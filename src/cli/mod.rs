@@ -7,6 +7,8 @@
 //! request and releases its locks, then exits 130/143), the hard watchdog (in the terminal
 //! sink), and stdout.
 
+mod usage;
+
 use std::sync::Arc;
 
 use crate::auth::fence::CredentialState;
@@ -106,6 +108,19 @@ async fn run_online(
     if !config.smoke && !config.refresh_only {
         check_output_first(config, engine)?;
     }
+    if engine.has_pool() && !config.smoke && !config.refresh_only {
+        // Each job picks its account (auth/pool.rs), so the prompt is read first.
+        let prompt = read_prompt(&config.prompt, &config.env)?;
+        let mut job = config.job.clone();
+        job.prompt = prompt;
+        let result = engine.run_pooled(&job, progress).await?;
+        if config.json {
+            report::print_json(&report::generation_json(&result, &job));
+        } else {
+            report::print_paths(&result.images);
+        }
+        return Ok(());
+    }
     let fallback = if config.smoke {
         Fallback::FirstStoreOnly
     } else {
@@ -177,6 +192,16 @@ async fn print_usage(
     progress: &Reporter,
     sink: &TerminalSink,
 ) -> Result<()> {
+    if engine.has_pool() {
+        let reports = usage::outcome(engine.pool_usage(progress).await)?;
+        sink.finish();
+        if config.json {
+            report::print_json(&usage::pool_json(&reports));
+        } else {
+            report::print_stdout(&usage::pool_text(&reports));
+        }
+        return Ok(());
+    }
     let usage = engine.usage_report(progress).await?;
     sink.finish();
     if config.json {

@@ -11,6 +11,7 @@ use std::time::Duration;
 use serde_json::Value;
 
 use super::retry::{retry_delay_ms, retry_reason};
+use super::route::{self, Route};
 use super::shared::Engine;
 use crate::auth::{Auth, AuthContext};
 use crate::backend::cookies::CookieJar;
@@ -22,7 +23,7 @@ use crate::foundation::controls::ImageControls;
 use crate::foundation::error::{Error, Result};
 use crate::foundation::events::{Event, Reporter, Stage};
 use crate::foundation::job::SavedImage;
-use crate::foundation::job::{Backend, JobResult, JobSpec};
+use crate::foundation::job::{Backend, JobResult, JobSpec, DEFAULT_IMAGES_MODEL};
 use crate::output::naming::OutputPlan;
 
 /// Seconds for messages: up to 3 decimals, no trailing zeros (`1.5`, `300`, `0.25`).
@@ -51,6 +52,12 @@ pub(crate) struct Generation<'a> {
     job_env: crate::foundation::paths::Environment,
     /// ChatGPT Cloudflare cookies remembered during the run (SPEC §10.3); never persisted.
     cookies: CookieJar,
+    /// The route the next attempt takes, and whether `--backend auto` may still move the job
+    /// to `/responses` ([`super::route`]).
+    route: Route,
+    may_fall_back: bool,
+    /// Why an `auto` job is on `/responses`.
+    route_reason: Option<String>,
 }
 
 /// Where one attempt goes.
@@ -70,7 +77,11 @@ impl<'a> Generation<'a> {
         mask: Option<String>,
         progress: Reporter,
     ) -> Self {
+        let plan = route::plan(job.backend, &job.controls);
         Generation {
+            route: plan.first,
+            may_fall_back: plan.may_fall_back,
+            route_reason: plan.reason,
             engine,
             ctx,
             job,
@@ -85,10 +96,42 @@ impl<'a> Generation<'a> {
     }
 
     fn target(&self) -> Target {
-        match self.job.backend {
-            Backend::Responses => Target::Responses,
-            Backend::Images => Target::Images(Operation::for_references(self.image_urls.len())),
+        match self.route {
+            Route::Responses => Target::Responses,
+            Route::Images => Target::Images(Operation::for_references(self.image_urls.len())),
         }
+    }
+
+    /// The model for the route in use: with `--backend auto` the job's model is the Responses
+    /// one, and the Images route takes the image model (`--image-model`, else gpt-image-2).
+    fn model(&self) -> &str {
+        match (self.job.backend, self.route) {
+            (Backend::Auto, Route::Images) => self
+                .job
+                .controls
+                .image_model
+                .as_deref()
+                .unwrap_or(DEFAULT_IMAGES_MODEL),
+            _ => &self.job.model,
+        }
+    }
+
+    /// `--backend auto`: move the job to `/responses` when `err` is a failure of the Images
+    /// route itself (once; never after an image was saved, which ends an attempt in success).
+    fn fall_back(&mut self, err: &Error) -> bool {
+        if !self.may_fall_back || self.route != Route::Images {
+            return false;
+        }
+        let Some(reason) = route::route_failure(err) else {
+            return false;
+        };
+        self.progress.info(&format!(
+            "codex-imagen: {reason}; trying the responses route"
+        ));
+        self.route = Route::Responses;
+        self.may_fall_back = false;
+        self.route_reason = Some(reason);
+        true
     }
 
     fn endpoint(&self, path: &str) -> String {
@@ -113,9 +156,18 @@ impl<'a> Generation<'a> {
             match outcome {
                 Ok(mut result) => {
                     result.retry_attempts = attempt;
+                    if self.job.backend == Backend::Auto {
+                        result.route = Some(self.route.as_str().to_string());
+                        result.route_fallback = self.route_reason.clone();
+                    }
                     return Ok(result);
                 }
                 Err(err) => {
+                    if self.fall_back(&err) {
+                        // The same job once on /responses, with its own retries.
+                        attempt = 0;
+                        continue;
+                    }
                     let Some(reason) = retry_reason(&err) else {
                         return Err(err);
                     };
@@ -170,8 +222,8 @@ impl<'a> Generation<'a> {
                 .progress
                 .info(&format!("codex-imagen: operation {operation}")),
         }
-        self.progress
-            .info(&format!("codex-imagen: model {}", job.model));
+        let model = self.model().to_string();
+        self.progress.info(&format!("codex-imagen: model {model}"));
         self.progress
             .verbose(&format!("request_id: {}", state.request_id));
 
@@ -189,7 +241,7 @@ impl<'a> Generation<'a> {
                         client,
                         endpoint: &endpoint,
                         identity: &identity,
-                        model: &job.model,
+                        model: &model,
                         content,
                         tool: &tool,
                         stream: job.stream,
@@ -206,7 +258,7 @@ impl<'a> Generation<'a> {
                         client,
                         endpoint: &endpoint,
                         identity: &identity,
-                        model: &job.model,
+                        model: &model,
                         prompt,
                         image_urls,
                         controls: &job.controls,
@@ -242,13 +294,16 @@ impl<'a> Generation<'a> {
             session_id: state.session_id.clone(),
             endpoint,
             operation,
-            model: job.model.clone(),
+            model: model.clone(),
             seen_event_types: state.processor.seen_event_types.clone(),
             images: state.into_images(),
             timed_out,
             response_metadata,
             retry_attempts: 0,
             refresh: None,
+            account: None,
+            route: None,
+            route_fallback: None,
         })
     }
 }
@@ -256,13 +311,42 @@ impl<'a> Generation<'a> {
 /// One warning line when the final images are not what was asked for: a `WxH` size, a format,
 /// or a transparent background. The backend may silently substitute any of them, and a caller
 /// who asked for 2048x1152 should not have to compare the JSON to find out.
+#[cfg(test)]
 pub(crate) fn unmet_request(controls: &ImageControls, images: &[SavedImage]) -> Option<String> {
+    unmet_request_with(controls, images, None)
+}
+
+/// [`unmet_request`], also comparing what the Images route says it produced (`size`,
+/// `quality` in its answer) with what was asked.
+pub(crate) fn unmet_request_with(
+    controls: &ImageControls,
+    images: &[SavedImage],
+    metadata: Option<&Value>,
+) -> Option<String> {
     let mut unmet: Vec<String> = Vec::new();
     let mut note = |text: String| {
         if !unmet.contains(&text) {
             unmet.push(text);
         }
     };
+    let reported = |key: &str| {
+        metadata
+            .and_then(|m| m.get(key))
+            .and_then(Value::as_str)
+            .map(str::to_string)
+    };
+    if let (Some(size), Some(got)) = (controls.size.as_deref(), reported("size")) {
+        if size != "auto" && size != got {
+            note(format!("requested {size}, the backend returned {got}"));
+        }
+    }
+    if let (Some(quality), Some(got)) = (controls.quality.as_deref(), reported("quality")) {
+        if quality != "auto" && quality != got {
+            note(format!(
+                "requested quality {quality}, the backend returned {got}"
+            ));
+        }
+    }
     for image in images.iter().filter(|i| i.partial != Some(true)) {
         if let (Some(size), Some(w), Some(h)) =
             (controls.size.as_deref(), image.width, image.height)
@@ -337,6 +421,25 @@ mod tests {
             ..ImageControls::default()
         };
         assert_eq!(unmet_request(&auto, &got), None);
+    }
+
+    #[test]
+    fn the_images_answer_is_compared_too() {
+        let asked = ImageControls {
+            size: Some("2048x1152".into()),
+            quality: Some("high".into()),
+            ..ImageControls::default()
+        };
+        let said = serde_json::json!({"size": "1024x1536", "quality": "medium"});
+        assert_eq!(
+            unmet_request_with(&asked, &[], Some(&said)).as_deref(),
+            Some(
+                "codex-imagen: warning: requested 2048x1152, the backend returned 1024x1536; \
+                 requested quality high, the backend returned medium"
+            )
+        );
+        let same = serde_json::json!({"size": "2048x1152", "quality": "high"});
+        assert_eq!(unmet_request_with(&asked, &[], Some(&same)), None);
     }
 
     #[test]

@@ -16,10 +16,12 @@
 //! - `run`: one job end to end. `status`: the `--smoke` and `--usage` reports.
 //! - `history`: each finished image recorded in `history.sqlite`, for every front-end.
 
+pub(crate) mod accounts;
 pub(crate) mod generation;
 pub(crate) mod history;
 pub(crate) mod provenance;
 pub(crate) mod retry;
+pub(crate) mod route;
 pub(crate) mod run;
 pub(crate) mod settings;
 pub(crate) mod shared;

@@ -171,6 +171,7 @@ mod tests {
                 status: 503,
                 message: String::new(),
                 usage_limit: None,
+                retry_after_secs: None,
             })
             .as_deref(),
             Some("HTTP 503")
@@ -181,6 +182,7 @@ mod tests {
                     status,
                     message: String::new(),
                     usage_limit: None,
+                    retry_after_secs: None,
                 }),
                 None
             );

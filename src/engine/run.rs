@@ -36,6 +36,12 @@ impl Engine {
     ) -> Result<JobResult> {
         let progress = Reporter::new(sink);
         let work = async {
+            if let Some(pool) = &self.inner().pool {
+                if !job.prompt.trim().is_empty() {
+                    self.check_output(&job, None)?;
+                }
+                return self.run_on_pool(pool, &job, &progress, true).await;
+            }
             let ctx = self.auth().context()?;
             if !job.prompt.trim().is_empty() {
                 // A blank prompt stays the usage error `run_prepared` reports.
@@ -45,7 +51,11 @@ impl Engine {
                 .auth()
                 .prepare(&ctx, job.force_refresh, Fallback::Allowed, &progress)
                 .await?;
-            self.run_prepared(&ctx, prepared, &job, &progress).await
+            let result = self.run_prepared(&ctx, prepared, &job, &progress).await;
+            if let Err(err) = &result {
+                self.note_failure(err);
+            }
+            result
         };
         tokio::select! {
             biased;
@@ -96,11 +106,13 @@ impl Engine {
                         status: 401,
                         message,
                         usage_limit,
+                        retry_after_secs,
                     }) => {
                         return Err(Error::Http {
                             status: 401,
                             message: still_unauthorized_message(&auth, &message),
                             usage_limit,
+                            retry_after_secs,
                         })
                     }
                     other => other?,
@@ -111,7 +123,11 @@ impl Engine {
         result.refresh = refresh.map(|outcome| refresh_report(&outcome, &auth));
         provenance::apply(job, &mut result, &loaded, progress)?;
         self.record_history(job, &result, &loaded, &auth, progress);
-        if let Some(warning) = generation::unmet_request(&job.controls, &result.images) {
+        if let Some(warning) = generation::unmet_request_with(
+            &job.controls,
+            &result.images,
+            result.response_metadata.as_ref(),
+        ) {
             progress.warn(&warning);
         }
         Ok(result)

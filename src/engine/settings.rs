@@ -61,6 +61,8 @@ pub struct EngineSettings {
     pub delays: Delays,
     /// Where every saved image is recorded (`<data dir>/history.sqlite`); `None`: nowhere.
     pub history: Option<std::path::PathBuf>,
+    /// `--pool`: many accounts (`auth/pool.rs`); `None`: the one store of `auth`.
+    pub pool: Option<crate::auth::pool::PoolSettings>,
     /// The data directory (`--data-dir`): an image that cannot be written where it should go
     /// after it arrived is kept in its `rescued/`. `None`: such an image is lost and the
     /// write's error is the job's.
@@ -81,6 +83,7 @@ impl EngineSettings {
             base_url: DEFAULT_BASE_URL.to_string(),
             delays: Delays::default(),
             history: None,
+            pool: None,
             data_dir: None,
         }
     }

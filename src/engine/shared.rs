@@ -21,6 +21,11 @@ pub(crate) struct Inner {
     pub(crate) delays: Delays,
     /// Images being decoded to disk right now ([`crate::output::spill`]).
     pub(crate) temp_files: crate::output::spill::TempFiles,
+    /// `--pool`: the accounts and their cooldowns; `None`: the one store of the auth settings.
+    pub(crate) pool: Option<crate::auth::pool::Pool>,
+    /// A usage limit seen without `--pool`: no request before then (Unix seconds), so a
+    /// long-running front-end stops sending until the reset.
+    pub(crate) paused: std::sync::Mutex<Option<i64>>,
     /// `<data dir>/rescued/`: where an image that could not be written is kept.
     pub(crate) rescue_dir: Option<std::path::PathBuf>,
     /// Debug builds only: the SSE event type that blocks the job's thread (proves the CLI's
@@ -56,6 +61,10 @@ impl Engine {
             user_agent.clone(),
             settings.delays.auth(),
         );
+        let pool = match &settings.pool {
+            Some(pool) => Some(crate::auth::pool::Pool::load(pool, &settings.env)?),
+            None => None,
+        };
         let test_block_on_event = if cfg!(debug_assertions) {
             settings.env.var("CODEX_IMAGEN_TEST_BLOCK_ON_EVENT")
         } else {
@@ -71,6 +80,8 @@ impl Engine {
                 auth,
                 delays: settings.delays,
                 temp_files: Default::default(),
+                pool,
+                paused: std::sync::Mutex::new(None),
                 rescue_dir: settings.data_dir.map(|dir| dir.join("rescued")),
                 test_block_on_event,
                 history: settings.history.map(crate::output::history::History::at),

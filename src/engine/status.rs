@@ -31,7 +31,7 @@ pub(crate) fn smoke_report(base_url: &str, user_agent: &str, auth: &Auth, job: &
     let generation = format!("{base_url}/images/generations");
     let endpoint = match job.backend {
         Backend::Responses => responses.clone(),
-        Backend::Images => generation.clone(),
+        Backend::Images | Backend::Auto => generation.clone(),
     };
     json!({
         "auth_path": auth.path.display().to_string(),
@@ -86,12 +86,22 @@ impl Engine {
         &self,
         progress: &Reporter,
     ) -> Result<crate::backend::usage::Usage> {
-        use crate::backend::usage;
         let ctx = self.auth().context()?;
-        let prepared = self
-            .auth()
-            .prepare(&ctx, false, Fallback::Allowed, progress)
-            .await?;
+        let (body, url) = self.usage_body(&ctx, Fallback::Allowed, progress).await?;
+        crate::backend::usage::parse(&body, chrono::Utc::now())
+            .map_err(|e| Error::BadResponse(format!("{e} (from {url})")))
+    }
+
+    /// The `wham/usage` answer for the credentials of `ctx`, and the URL asked.
+    pub(crate) async fn usage_body(
+        &self,
+        ctx: &crate::auth::AuthContext,
+        fallback: Fallback,
+        progress: &Reporter,
+    ) -> Result<(String, String)> {
+        use crate::backend::usage;
+        let ctx = ctx.clone();
+        let prepared = self.auth().prepare(&ctx, false, fallback, progress).await?;
         let url = usage::usage_url(&self.inner().base_url);
         let mut auth = prepared.auth;
         let mut refreshed = false;
@@ -131,10 +141,12 @@ impl Engine {
                         status: 401,
                         message,
                         usage_limit,
+                        retry_after_secs,
                     } if refreshed => Error::Http {
                         status: 401,
                         message: still_unauthorized_message(&auth, &message),
                         usage_limit,
+                        retry_after_secs,
                     },
                     other => other,
                 });
@@ -143,8 +155,7 @@ impl Engine {
                 .text()
                 .await
                 .map_err(|e| Error::Transport(crate::backend::transport_message(&e)))?;
-            return usage::parse(&body, chrono::Utc::now())
-                .map_err(|e| Error::BadResponse(format!("{e} (from {url})")));
+            return Ok((body, url));
         }
     }
 

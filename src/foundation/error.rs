@@ -128,6 +128,8 @@ pub enum Error {
         message: String,
         /// Set when the answer was the subscription's usage limit (429 `usage_limit_reached`).
         usage_limit: Option<UsageLimit>,
+        /// The answer's `Retry-After` header in seconds, when it had one.
+        retry_after_secs: Option<u64>,
     },
 
     /// The connection failed before any image was saved (refused, reset, DNS, TLS).

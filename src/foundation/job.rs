@@ -17,6 +17,9 @@ pub enum Backend {
     Responses,
     /// The typed `POST /images/generations` and `/images/edits` endpoints.
     Images,
+    /// The Images route first, `/responses` once when that route fails as a route
+    /// (`engine/route.rs`).
+    Auto,
 }
 
 impl Backend {
@@ -24,6 +27,7 @@ impl Backend {
         match self {
             Backend::Responses => "responses",
             Backend::Images => "images",
+            Backend::Auto => "auto",
         }
     }
 }
@@ -172,6 +176,13 @@ pub struct JobResult {
     pub retry_attempts: u32,
     /// Set when the credentials were refreshed (or a refresh was found unnecessary).
     pub refresh: Option<RefreshReport>,
+    /// With `--pool`: the account that made the images (email or redacted account id).
+    pub account: Option<String>,
+    /// With `--backend auto`: the route that made the images (`images` or `responses`).
+    pub route: Option<String>,
+    /// With `--backend auto`: why the job is on `/responses` (a route failure, or a control only
+    /// that route has); `None` when it stayed on the Images route.
+    pub route_fallback: Option<String>,
 }
 
 /// One saved image, as reported in the JSON summary (SPEC §9.4).

@@ -142,7 +142,8 @@ pub struct Args {
     #[arg(long, value_name = "PATH", allow_hyphen_values = true)]
     pub out_dir: Option<String>,
 
-    /// Image backend: responses or images. Default: $CODEX_IMAGEN_BACKEND, else responses.
+    /// Image backend: responses, images or auto (Images route, then /responses once on a route
+    /// failure). Default: $CODEX_IMAGEN_BACKEND, else responses.
     #[arg(
         long,
         visible_alias = "image-backend",
@@ -156,9 +157,15 @@ pub struct Args {
     pub model: Option<String>,
 
     /// Auth JSON path (Codex auth.json, OpenClaw auth-profiles.json, auth.json or oauth.json).
-    /// Never bypassed by fallback.
-    #[arg(long, value_name = "PATH", allow_hyphen_values = true)]
-    pub auth: Option<String>,
+    /// Never bypassed by fallback. Repeatable with --pool (the last one counts without it).
+    #[arg(long, value_name = "PATH", action = ArgAction::Append, allow_hyphen_values = true)]
+    pub auth: Vec<String>,
+
+    /// Use every account: each --auth store, else every credential discovery finds (Codex homes,
+    /// each OpenClaw profile). Skips accounts on cooldown, moves a job off an account at its
+    /// usage limit. With --usage: every account's windows.
+    #[arg(long)]
+    pub pool: bool,
 
     /// OpenClaw auth profile id, e.g. openai-codex:me@example.com.
     #[arg(long, value_name = "ID", allow_hyphen_values = true)]

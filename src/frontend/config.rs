@@ -10,6 +10,7 @@ use std::path::PathBuf;
 use super::args::Args;
 use super::validate::{PromptSource, SignIn, Validated, DEFAULT_JOBS};
 use crate::auth::login_exchange::DEFAULT_ISSUER;
+use crate::auth::pool::PoolSettings;
 use crate::auth::AuthSettings;
 use crate::engine::settings::{EngineSettings, DEFAULT_BASE_URL, DEFAULT_REFRESH_URL};
 use crate::foundation::error::{Error, Result};
@@ -49,6 +50,8 @@ pub(crate) struct Config {
     pub history: bool,
     /// `--history [TEXT]`: list the history instead of generating.
     pub history_query: Option<String>,
+    /// `--pool`: every `--auth` store (none: discovery), cooldowns in the data directory.
+    pub pool: Option<PoolSettings>,
     /// `--login` or `--logout`, resolved.
     pub sign_in: Option<SignInConfig>,
 }
@@ -76,6 +79,7 @@ impl Config {
             history: self
                 .history
                 .then(|| self.data_dir.join(crate::output::history::FILE_NAME)),
+            pool: self.pool.clone(),
             data_dir: Some(self.data_dir.clone()),
             ..EngineSettings::new(self.env.clone())
         }
@@ -114,15 +118,16 @@ pub(crate) fn resolve(args: Args, checked: Validated, env: Environment) -> Resul
         None => Backend::Responses,
         Some(b) if b == "responses" => Backend::Responses,
         Some(b) if b == "images" => Backend::Images,
+        Some(b) if b == "auto" => Backend::Auto,
         Some(_) => {
             return Err(Error::Usage(
-                "--backend must be one of: responses, images".into(),
+                "--backend must be one of: responses, images, auto".into(),
             ))
         }
     };
     let model = args.model.clone().unwrap_or_else(|| {
         match backend {
-            Backend::Responses => DEFAULT_RESPONSES_MODEL,
+            Backend::Responses | Backend::Auto => DEFAULT_RESPONSES_MODEL,
             Backend::Images => DEFAULT_IMAGES_MODEL,
         }
         .to_string()
@@ -182,7 +187,11 @@ pub(crate) fn resolve(args: Args, checked: Validated, env: Environment) -> Resul
         ..JobSpec::new(String::new(), out_dir, env.cwd().to_path_buf())
     };
     let auth = AuthSettings {
-        auth_path: given(&args.auth).map(|p| env.resolve(p)),
+        auth_path: args
+            .auth
+            .last()
+            .filter(|p| !p.is_empty())
+            .map(|p| env.resolve(p)),
         profile: args
             .auth_profile
             .as_deref()
@@ -251,6 +260,15 @@ pub(crate) fn resolve(args: Args, checked: Validated, env: Environment) -> Resul
                 .chain(args.words.iter().cloned())
                 .collect::<Vec<_>>()
                 .join(" ")
+        }),
+        pool: args.pool.then(|| PoolSettings {
+            auth_paths: args
+                .auth
+                .iter()
+                .filter(|p| !p.is_empty())
+                .map(|p| env.resolve(p))
+                .collect(),
+            data_dir: data_dir(args.data_dir.as_deref(), &env),
         }),
         env,
     })

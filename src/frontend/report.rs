@@ -78,7 +78,39 @@ pub fn generation_json(result: &JobResult, job: &JobSpec) -> Value {
     }
     // Last, so every existing key keeps its position.
     map.insert("requested".into(), job.controls.requested_json());
+    if let Some(Value::Array(images)) = map.get_mut("images") {
+        for image in images.iter_mut() {
+            add_origin(image, result);
+        }
+    }
+    add_origin_summary(&mut map, result);
     Value::Object(map)
+}
+
+/// Issue #22, appended after every other key and only when set: `account` (with `--pool`: the
+/// email or redacted account id that made the image, never a token) and `route` (with
+/// `--backend auto`: `images` or `responses`).
+pub(crate) fn add_origin(image: &mut Value, result: &JobResult) {
+    if let Some(map) = image.as_object_mut() {
+        if let Some(account) = &result.account {
+            map.insert("account".into(), json!(account));
+        }
+        if let Some(route) = &result.route {
+            map.insert("route".into(), json!(route));
+        }
+    }
+}
+
+/// The summary's `account`, `route` and `route_fallback` (why `auto` left the Images route,
+/// null when it did not), each only when set.
+pub(crate) fn add_origin_summary(map: &mut Map<String, Value>, result: &JobResult) {
+    if let Some(account) = &result.account {
+        map.insert("account".into(), json!(account));
+    }
+    if let Some(route) = &result.route {
+        map.insert("route".into(), json!(route));
+        map.insert("route_fallback".into(), json!(result.route_fallback));
+    }
 }
 
 pub fn refresh_only_json(auth: &Auth, outcome: &RefreshOutcome) -> Value {

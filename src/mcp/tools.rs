@@ -415,7 +415,7 @@ impl ImagenServer {
             let cancel = jobs_ct.child_token();
             let task = tokio::spawn({
                 let sink = sink.clone();
-                async move { engine.run(spec, sink, cancel).await }
+                async move { engine.run_when_ready(spec, sink, cancel).await }
             });
             running.push((task, sink));
         }
@@ -469,14 +469,14 @@ async fn build_result(outcomes: Vec<JobOutcome>, return_image: ReturnImage) -> C
     let mut errors = Vec::new();
     let mut timed_out = false;
     for (index, outcome) in outcomes.into_iter().enumerate() {
-        let saved = match outcome.result {
+        let (saved, origin) = match outcome.result {
             Ok(result) => {
                 timed_out |= result.timed_out;
-                result.images
+                (result.images.clone(), Some(result))
             }
             Err(error) => {
                 errors.push((index, error));
-                outcome.saved_before_error
+                (outcome.saved_before_error, None)
             }
         };
         for image in saved {
@@ -484,7 +484,7 @@ async fn build_result(outcomes: Vec<JobOutcome>, return_image: ReturnImage) -> C
             if let Some(block) = image_block(&image, return_image, &mut content).await {
                 content.push(block);
             }
-            images.push(image_json(&image));
+            images.push(image_json(&image, origin.as_ref()));
         }
     }
     if timed_out {
@@ -540,8 +540,8 @@ fn describe(image: &SavedImage) -> String {
     text
 }
 
-fn image_json(image: &SavedImage) -> Value {
-    json!({
+fn image_json(image: &SavedImage, origin: Option<&JobResult>) -> Value {
+    let mut value = json!({
         "path": image.path,
         "bytes": image.bytes,
         "sha256": image.sha256,
@@ -549,7 +549,11 @@ fn image_json(image: &SavedImage) -> Value {
         "height": image.height,
         "format": image.format,
         "revised_prompt": image.revised_prompt,
-    })
+    });
+    if let Some(result) = origin {
+        crate::frontend::report::add_origin(&mut value, result);
+    }
+    value
 }
 
 /// A failed preview is reported as a note, not an error: the image itself is saved.

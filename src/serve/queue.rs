@@ -42,6 +42,12 @@ impl Queue {
         self.notify.notify_one();
     }
 
+    /// A job taken during a pause goes back to the head of the line.
+    pub(crate) fn push_front(&self, id: &str) {
+        lock(&self.items).push_front(id.to_string());
+        self.notify.notify_one();
+    }
+
     pub(crate) fn remove(&self, id: &str) -> bool {
         let mut items = lock(&self.items);
         let before = items.len();

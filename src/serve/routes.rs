@@ -182,6 +182,11 @@ async fn check_callback(service: &Service, parsed: &Parsed) -> Result<(), ApiErr
 async fn health(State(service): Shared) -> Response {
     let jobs = json!({"queued": service.queue.len(), "running": lock(&service.running).len()});
     let version = env!("CARGO_PKG_VERSION");
+    // Issue #22: a usage limit pauses sending; queued jobs wait for this time.
+    let paused_until = service
+        .engine
+        .paused_until()
+        .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true));
     match service.auth_health().await {
         Ok(report) => Json(json!({
             "status": "ok",
@@ -192,6 +197,7 @@ async fn health(State(service): Shared) -> Response {
                 "access_token_expires_in_seconds": report["access_token_expires_in_seconds"],
             },
             "jobs": jobs,
+            "paused_until": paused_until,
         }))
         .into_response(),
         Err(message) => (
@@ -201,6 +207,7 @@ async fn health(State(service): Shared) -> Response {
                 "version": version,
                 "error": {"message": message, "type": "auth_error", "param": null, "code": "no_credentials"},
                 "jobs": jobs,
+                "paused_until": paused_until,
             })),
         )
             .into_response(),

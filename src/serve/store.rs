@@ -65,6 +65,9 @@ pub(crate) struct ImageRecord {
     pub height: Option<u32>,
     pub format: String,
     pub revised_prompt: Option<String>,
+    /// With `--pool`: the account that made it (email or redacted account id).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub account: Option<String>,
 }
 
 /// Where a job's callback is to be sent. The secret stays in the store: it is never part of a
@@ -121,7 +124,7 @@ impl JobRow {
             .images
             .iter()
             .map(|image| {
-                json!({
+                let mut value = json!({
                     "index": image.index,
                     "path": image.path,
                     "url": format!("{files_base}/v1/files/{}/{}", self.id, image.index),
@@ -131,7 +134,11 @@ impl JobRow {
                     "height": image.height,
                     "format": image.format,
                     "revised_prompt": image.revised_prompt,
-                })
+                });
+                if let (Some(account), Some(map)) = (&image.account, value.as_object_mut()) {
+                    map.insert("account".into(), json!(account));
+                }
+                value
             })
             .collect();
         let callback = self
@@ -360,6 +367,18 @@ impl Store {
         })
     }
 
+    /// Running → queued again: the job was taken while every account was at its usage limit,
+    /// sent nothing that made an image, and waits for the reset like the jobs behind it.
+    pub(crate) fn requeue(&self, id: &str) -> Result<bool> {
+        self.with(|c| {
+            c.execute(
+                "UPDATE jobs SET status = ?2, started_ms = NULL WHERE id = ?1 AND status = ?3",
+                params![id, QUEUED, RUNNING],
+            )
+            .map(|n| n == 1)
+        })
+    }
+
     pub(crate) fn add_image(&self, id: &str, image: &ImageRecord) -> Result<()> {
         self.with(|c| {
             let tx = c.unchecked_transaction()?;
@@ -544,6 +563,7 @@ mod tests {
             height: None,
             format: "png".into(),
             revised_prompt: None,
+            account: None,
         };
         store.add_image("a", &image).unwrap();
         let found = store.recover(10, 0).unwrap();

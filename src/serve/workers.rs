@@ -50,6 +50,9 @@ pub(crate) async fn supervised(service: Arc<Service>) {
 
 pub(crate) async fn worker(service: Arc<Service>) {
     loop {
+        if !wait_while_paused(&service).await {
+            return;
+        }
         let id = tokio::select! {
             biased;
             _ = service.draining.cancelled() => return,
@@ -58,6 +61,11 @@ pub(crate) async fn worker(service: Arc<Service>) {
         if service.draining.is_cancelled() {
             // Taken just as the shutdown began: it stays queued for the next start.
             return;
+        }
+        if service.engine.paused_until().is_some() {
+            // A pause began while this worker waited: the job keeps its place.
+            service.queue.push_front(&id);
+            continue;
         }
         let caught = std::panic::AssertUnwindSafe(run_job(&service, &id))
             .catch_unwind()
@@ -76,6 +84,33 @@ pub(crate) async fn worker(service: Arc<Service>) {
             finish(&service, &id, store::FAILED, Some(&error), 0);
         }
     }
+}
+
+/// While the engine is paused (a usage limit: every pool account on cooldown, or the one
+/// account's limit), send nothing: queued jobs stay queued and the workers wake at the reset
+/// (looking again at least every 30 s, so a cooldown another process lifted is noticed).
+/// False when the service began shutting down meanwhile.
+async fn wait_while_paused(service: &Service) -> bool {
+    let mut logged = false;
+    while let Some(until) = service.engine.paused_until() {
+        if !logged {
+            service.log.line(&format!(
+                "usage limit: sending nothing until {}",
+                until.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+            ));
+            logged = true;
+        }
+        let left = (until - chrono::Utc::now())
+            .to_std()
+            .unwrap_or(Duration::ZERO)
+            .min(Duration::from_secs(30))
+            + Duration::from_millis(50);
+        tokio::select! {
+            _ = service.draining.cancelled() => return false,
+            _ = tokio::time::sleep(left) => {}
+        }
+    }
+    true
 }
 
 /// Removes finished rows past `--job-ttl`, hourly.
@@ -124,7 +159,7 @@ impl Progress {
 
     /// Record image `index` in the store (before anyone hears of it: a crash after this still
     /// lists it), then announce a final one to the live channel, once.
-    fn record(&self, index: usize, image: &SavedImage) {
+    fn record(&self, index: usize, image: &SavedImage, account: Option<&str>) {
         // The engine inspected what it saved; bytes it does not recognise are saved (and
         // named) as PNG.
         let record = ImageRecord {
@@ -136,6 +171,7 @@ impl Progress {
             height: image.height,
             format: image.format.clone().unwrap_or_else(|| "png".to_string()),
             revised_prompt: image.revised_prompt.clone(),
+            account: account.map(str::to_string),
         };
         if let Err(e) = self.service.store.add_image(&self.id, &record) {
             self.service.log.line(&format!("job {}: {e}", self.id));
@@ -167,7 +203,7 @@ impl Progress {
             let index = self.index_for(&image.path, run, i);
             let mut image = image.clone();
             image.partial = None;
-            self.record(index, &image);
+            self.record(index, &image, result.account.as_deref());
         }
     }
 }
@@ -201,7 +237,7 @@ impl EventSink for RunSink {
             }
             Event::ImageSaved { index, image } => {
                 let index = p.index_for(&image.path, self.run, *index);
-                p.record(index, image);
+                p.record(index, image, None);
             }
             _ => {}
         }
@@ -395,6 +431,11 @@ async fn run_job(service: &Arc<Service>, id: &str) {
         results = all => Outcome::Finished(results),
     };
     let attempts = progress.attempts.load(Ordering::Relaxed);
+    if let Outcome::Finished(results) = &outcome {
+        if requeue_for_pause(service, id, results) {
+            return;
+        }
+    }
     let (status, error) = match outcome {
         Outcome::Finished(results) => match results.iter().find_map(|r| r.as_ref().err()) {
             None => (store::COMPLETED, None),
@@ -422,6 +463,34 @@ async fn run_job(service: &Arc<Service>, id: &str) {
         ),
     };
     finish(service, id, status, error.as_ref(), attempts);
+}
+
+/// With `--pool`, a job whose every run ended on the usage limit of every account (and saved
+/// nothing) goes back to the queue and waits for the reset like the jobs behind it. Without a
+/// pool the job that met the limit fails as before; the ones behind it wait.
+fn requeue_for_pause(
+    service: &Arc<Service>,
+    id: &str,
+    results: &[crate::foundation::error::Result<JobResult>],
+) -> bool {
+    let all_limited = !results.is_empty()
+        && results
+            .iter()
+            .all(|r| r.as_ref().err().is_some_and(|e| e.usage_limit().is_some()));
+    if !service.engine.has_pool() || !all_limited {
+        return false;
+    }
+    lock(&service.running).remove(id);
+    match service.store.requeue(id) {
+        Ok(true) => {
+            service.queue.push_front(id);
+            service.log.line(&format!(
+                "job {id} queued again (every account at its usage limit)"
+            ));
+            true
+        }
+        _ => false,
+    }
 }
 
 /// Commit the final state, then tell everyone: the log, waiters, the callback.
