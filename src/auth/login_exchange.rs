@@ -187,7 +187,7 @@ pub(crate) async fn exchange_code(
         .map_err(|e| {
             sign_in_error(format!(
                 "The token request to {url} failed: {}",
-                crate::backend::transport_message(&e)
+                crate::foundation::http::transport_message(&e)
             ))
         })?;
     let status = response.status().as_u16();

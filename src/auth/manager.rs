@@ -28,7 +28,7 @@ type FlightKey = (PathBuf, String);
 pub(crate) struct AuthManager {
     env: Environment,
     settings: AuthSettings,
-    http: crate::backend::HttpClient,
+    http: crate::foundation::http::HttpClient,
     user_agent: String,
     locks: LockRegistry,
     delays: AuthDelays,
@@ -41,7 +41,7 @@ impl AuthManager {
     pub(crate) fn new(
         env: Environment,
         settings: AuthSettings,
-        http: crate::backend::HttpClient,
+        http: crate::foundation::http::HttpClient,
         user_agent: String,
         delays: AuthDelays,
     ) -> Self {

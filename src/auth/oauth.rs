@@ -47,7 +47,7 @@ pub(crate) async fn post(
                 RefreshErrorKind::Network,
                 format!(
                     "OAuth refresh request to {refresh_url} could not be sent: {}",
-                    crate::backend::transport_message(&e)
+                    crate::foundation::http::transport_message(&e)
                 ),
             ))
         }

@@ -193,7 +193,7 @@ pub(crate) struct Refresher<'a> {
     pub refresh_url: &'a str,
     pub enabled: bool,
     pub user_agent: &'a str,
-    pub http: &'a crate::backend::HttpClient,
+    pub http: &'a crate::foundation::http::HttpClient,
     pub locks: &'a LockRegistry,
     pub delays: &'a AuthDelays,
     pub progress: Reporter,

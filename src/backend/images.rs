@@ -151,7 +151,7 @@ pub async fn run(
     let bytes = response
         .bytes()
         .await
-        .map_err(|e| Error::Transport(super::transport_message(&e)))?;
+        .map_err(|e| Error::Transport(crate::foundation::http::transport_message(&e)))?;
     req.progress.verbose(&format!("event: {IMAGE_RESPONSE}"));
     state.processor.seen_event_types = vec![IMAGE_RESPONSE.to_string()];
 

@@ -14,7 +14,7 @@ use crate::foundation::paths::Environment;
 pub(crate) struct Inner {
     pub(crate) env: Environment,
     pub(crate) base_url: String,
-    pub(crate) http: crate::backend::HttpClient,
+    pub(crate) http: crate::foundation::http::HttpClient,
     pub(crate) user_agent: String,
     pub(crate) codex_version: String,
     pub(crate) auth: AuthManager,
@@ -51,7 +51,7 @@ impl std::fmt::Debug for Engine {
 
 impl Engine {
     pub fn new(settings: EngineSettings) -> Result<Engine> {
-        let http = crate::backend::HttpClient::default();
+        let http = crate::foundation::http::HttpClient::default();
         let codex_version = request::codex_version(&settings.env);
         let user_agent = request::user_agent(&settings.env, &codex_version);
         let auth = AuthManager::new(

@@ -123,7 +123,7 @@ impl Engine {
                         "{url} did not answer within {} s.",
                         USAGE_TIMEOUT.as_secs()
                     )),
-                    false => Error::Transport(crate::backend::transport_message(&e)),
+                    false => Error::Transport(crate::foundation::http::transport_message(&e)),
                 })?;
             let status = response.status().as_u16();
             if status == 401 && !refreshed && self.auth().settings().refresh {
@@ -154,7 +154,7 @@ impl Engine {
             let body = response
                 .text()
                 .await
-                .map_err(|e| Error::Transport(crate::backend::transport_message(&e)))?;
+                .map_err(|e| Error::Transport(crate::foundation::http::transport_message(&e)))?;
             return Ok((body, url));
         }
     }

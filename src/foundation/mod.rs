@@ -7,6 +7,7 @@ pub(crate) mod blocking;
 pub(crate) mod controls;
 pub(crate) mod error;
 pub(crate) mod events;
+pub(crate) mod http;
 pub(crate) mod job;
 pub(crate) mod paths;
 pub(crate) mod process;

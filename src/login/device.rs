@@ -41,7 +41,7 @@ async fn post_json(client: &reqwest::Client, url: &str, body: &Value) -> Result<
         .map_err(|e| {
             failed(format!(
                 "The request to {url} failed: {}",
-                crate::backend::transport_message(&e)
+                crate::foundation::http::transport_message(&e)
             ))
         })?;
     let status = response.status().as_u16();
