@@ -6,9 +6,7 @@
 mod support;
 
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::Child;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -476,62 +474,6 @@ fn auto_stays_on_a_usage_limit_a_refusal_and_a_saved_image() {
 // ---------------------------------------------------------------------------------------------
 // The service: pause and resume
 // ---------------------------------------------------------------------------------------------
-
-struct Svc {
-    child: Child,
-    base: String,
-    lines: Arc<Mutex<Vec<String>>>,
-}
-
-impl Svc {
-    fn start(sandbox: &Sandbox, server: &Server, data: &Path, args: &[&str]) -> Svc {
-        let sargs = server_args(server);
-        let data_text = data.display().to_string();
-        let mut all = vec![
-            "--serve",
-            "127.0.0.1:0",
-            "--data-dir",
-            &data_text,
-            "--retries",
-            "0",
-        ];
-        all.extend_from_slice(args);
-        all.extend(sargs.iter().map(String::as_str));
-        let mut child = sandbox.command(&all).spawn().expect("spawn the service");
-        let stderr = child.stderr.take().expect("stderr");
-        let lines = Arc::new(Mutex::new(Vec::new()));
-        let (tx, rx) = std::sync::mpsc::channel();
-        let sink = lines.clone();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if let Some(rest) = line.split("listening on ").nth(1) {
-                    let addr = rest.split_whitespace().next().unwrap_or_default();
-                    let _ = tx.send(addr.to_string());
-                }
-                sink.lock().unwrap().push(line);
-            }
-        });
-        let base = rx
-            .recv_timeout(Duration::from_secs(30))
-            .unwrap_or_else(|_| panic!("no service:\n{}", lines.lock().unwrap().join("\n")));
-        Svc { child, base, lines }
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("{}{path}", self.base)
-    }
-
-    fn log(&self) -> String {
-        self.lines.lock().unwrap().join("\n")
-    }
-}
-
-impl Drop for Svc {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 async fn get_json(url: &str) -> Value {
     reqwest::get(url)

@@ -5,10 +5,7 @@
 
 mod support;
 
-use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
-use std::process::Child;
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use async_openai::config::OpenAIConfig;
@@ -21,106 +18,6 @@ use serde_json::{json, Value};
 use support::*;
 
 const TOKEN: &str = "serve-test-token-8c1f";
-
-/// A running service.
-struct Svc {
-    child: Child,
-    base: String,
-    lines: Arc<Mutex<Vec<String>>>,
-    data: PathBuf,
-}
-
-impl Svc {
-    fn start(sandbox: &Sandbox, server: &Server, data: &std::path::Path, args: &[&str]) -> Svc {
-        let sargs = server_args(server);
-        let data_text = data.display().to_string();
-        let mut all = vec![
-            "--serve",
-            "127.0.0.1:0",
-            "--data-dir",
-            &data_text,
-            "--retries",
-            "0",
-        ];
-        all.extend_from_slice(args);
-        all.extend(sargs.iter().map(String::as_str));
-        let mut child = sandbox.command(&all).spawn().expect("spawn the service");
-        let stderr = child.stderr.take().expect("stderr");
-        let lines = Arc::new(Mutex::new(Vec::new()));
-        let (tx, rx) = std::sync::mpsc::channel();
-        let sink = lines.clone();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if let Some(rest) = line.split("listening on ").nth(1) {
-                    let addr = rest
-                        .split_whitespace()
-                        .next()
-                        .unwrap_or_default()
-                        .to_string();
-                    let _ = tx.send(addr);
-                }
-                sink.lock().unwrap().push(line);
-            }
-        });
-        let base = match rx.recv_timeout(Duration::from_secs(30)) {
-            Ok(base) => base,
-            Err(_) => {
-                let _ = child.kill();
-                panic!(
-                    "the service did not start:\n{}",
-                    lines.lock().unwrap().join("\n")
-                );
-            }
-        };
-        Svc {
-            child,
-            base,
-            lines,
-            data: data.to_path_buf(),
-        }
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("{}{path}", self.base)
-    }
-
-    fn log(&self) -> String {
-        self.lines.lock().unwrap().join("\n")
-    }
-
-    fn signal(&self, signal: i32) {
-        // SAFETY: signalling a child this test spawned.
-        unsafe { libc::kill(self.child.id() as i32, signal) };
-    }
-
-    /// SIGTERM, then the exit code (killed after 30 s).
-    fn terminate(&mut self) -> i32 {
-        self.signal(libc::SIGTERM);
-        let start = Instant::now();
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return status.code().unwrap_or(-1);
-            }
-            if start.elapsed() > Duration::from_secs(30) {
-                let _ = self.child.kill();
-                panic!("the service did not stop:\n{}", self.log());
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    fn kill9(&mut self) {
-        self.signal(libc::SIGKILL);
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for Svc {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 fn http() -> reqwest::Client {
     reqwest::Client::new()

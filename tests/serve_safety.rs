@@ -14,20 +14,13 @@
 
 mod support;
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 use support::*;
-
-struct Svc {
-    child: Child,
-    base: String,
-    lines: Arc<Mutex<Vec<String>>>,
-}
 
 fn binary() -> String {
     std::env::var("CODEX_IMAGEN_TEST_BIN")
@@ -57,56 +50,9 @@ fn command(sandbox: &Sandbox, server: &Server, data: &Path, args: &[&str]) -> Co
     program
 }
 
-impl Svc {
-    fn start(sandbox: &Sandbox, server: &Server, data: &Path, args: &[&str]) -> Svc {
-        let mut child = command(sandbox, server, data, args)
-            .spawn()
-            .expect("spawn the service");
-        let stderr = child.stderr.take().expect("stderr");
-        let lines = Arc::new(Mutex::new(Vec::new()));
-        let (tx, rx) = std::sync::mpsc::channel();
-        let sink = lines.clone();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if let Some(rest) = line.split("listening on ").nth(1) {
-                    let addr = rest.split_whitespace().next().unwrap_or_default();
-                    let _ = tx.send(addr.to_string());
-                }
-                sink.lock().unwrap().push(line);
-            }
-        });
-        let Ok(base) = rx.recv_timeout(Duration::from_secs(30)) else {
-            let _ = child.kill();
-            panic!(
-                "the service did not start:\n{}",
-                lines.lock().unwrap().join("\n")
-            );
-        };
-        Svc { child, base, lines }
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("{}{path}", self.base)
-    }
-
-    fn addr(&self) -> String {
-        self.base.trim_start_matches("http://").to_string()
-    }
-
-    fn port(&self) -> u16 {
-        self.addr().rsplit(':').next().unwrap().parse().unwrap()
-    }
-
-    fn log(&self) -> String {
-        self.lines.lock().unwrap().join("\n")
-    }
-}
-
-impl Drop for Svc {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// The service from [`command`] (so `CODEX_IMAGEN_TEST_BIN` applies).
+fn start(sandbox: &Sandbox, server: &Server, data: &Path, args: &[&str]) -> Svc {
+    Svc::spawn(command(sandbox, server, data, args), data)
 }
 
 fn http() -> reqwest::Client {
@@ -233,7 +179,7 @@ async fn a_huge_timeout_is_a_400_and_a_panicking_job_fails_while_its_worker_goes
     let mut sandbox = authed_sandbox();
     sandbox.env("CODEX_IMAGEN_TEST_PANIC_PROMPT", "boom");
     let data = sandbox.path("data");
-    let svc = Svc::start(&sandbox, &server, &data, &["--jobs", "1"]);
+    let svc = start(&sandbox, &server, &data, &["--jobs", "1"]);
     for bad in [json!(1e20), json!(0), json!(-1), json!(3601), json!("10")] {
         let (status, body) = post_json(
             &svc.url("/v1/jobs"),
@@ -269,7 +215,7 @@ async fn references_are_judged_like_the_cli_judges_them_before_a_job_exists() {
     answering_backend(&server, png_bytes(3, 400));
     let sandbox = authed_sandbox();
     let data = sandbox.path("data");
-    let svc = Svc::start(&sandbox, &server, &data, &[]);
+    let svc = start(&sandbox, &server, &data, &[]);
     let jobs = svc.url("/v1/jobs");
     let text = format!(
         "data:image/png;base64,{}",
@@ -339,7 +285,7 @@ async fn local_paths_need_allow_dir_and_a_regular_file_inside_it() {
     let data = sandbox.path("data");
 
     // Without --allow-dir every local path is refused.
-    let svc = Svc::start(&sandbox, &server, &data, &[]);
+    let svc = start(&sandbox, &server, &data, &[]);
     let ok = refs.join("ok.png").display().to_string();
     let (status, body) = post_json(
         &svc.url("/v1/jobs"),
@@ -354,7 +300,7 @@ async fn local_paths_need_allow_dir_and_a_regular_file_inside_it() {
     drop(svc);
 
     let refs_arg = refs.display().to_string();
-    let svc = Svc::start(&sandbox, &server, &data, &["--allow-dir", &refs_arg]);
+    let svc = start(&sandbox, &server, &data, &["--allow-dir", &refs_arg]);
     let mut messages = Vec::new();
     let start = Instant::now();
     for path in [
@@ -399,7 +345,7 @@ async fn job_objects_show_inputs_as_source_bytes_and_hash_never_their_data() {
     answering_backend(&server, png_bytes(3, 400));
     let sandbox = authed_sandbox();
     let data = sandbox.path("data");
-    let svc = Svc::start(&sandbox, &server, &data, &[]);
+    let svc = start(&sandbox, &server, &data, &[]);
     let mut big = real_png(true);
     big.extend(std::iter::repeat_n(7u8, 2 * 1024 * 1024));
     let url = data_url(&big);
@@ -554,7 +500,7 @@ async fn with_a_token_the_token_is_the_guard_and_file_urls_use_the_bound_address
     let mut sandbox = authed_sandbox();
     sandbox.env("CODEX_IMAGEN_SERVE_TOKEN", "tok-123");
     let data = sandbox.path("data");
-    let svc = Svc::start(&sandbox, &server, &data, &[]);
+    let svc = start(&sandbox, &server, &data, &[]);
     let addr = svc.addr();
     let auth = "authorization: Bearer tok-123\r\n";
     let answered = raw(
@@ -584,7 +530,7 @@ async fn callbacks_to_non_public_addresses_are_refused_at_submission() {
     silent_backend(&server);
     let sandbox = authed_sandbox();
     let data = sandbox.path("data");
-    let svc = Svc::start(&sandbox, &server, &data, &[]);
+    let svc = start(&sandbox, &server, &data, &[]);
     let port = svc.port();
     let mut answers = Vec::new();
     for url in [
@@ -641,7 +587,7 @@ async fn callbacks_follow_no_redirect_hide_credentials_and_say_only_delivery_fai
     let mut sandbox = authed_sandbox();
     sandbox.env("CODEX_IMAGEN_TEST_CALLBACK_DELAYS_MS", "20,20");
     let data = sandbox.path("data");
-    let svc = Svc::start(&sandbox, &server, &data, &[]);
+    let svc = start(&sandbox, &server, &data, &[]);
     let hook = receiver.addr.replace("http://", "http://alice:s3cret@") + "/hook";
     let (status, job) = post_json(
         &svc.url("/v1/jobs"),
@@ -694,7 +640,7 @@ async fn silent_connections_time_out_idle_ones_later_and_the_limit_is_logged() {
     sandbox.env("CODEX_IMAGEN_TEST_HEADER_TIMEOUT_MS", "600");
     sandbox.env("CODEX_IMAGEN_TEST_IDLE_TIMEOUT_MS", "2500");
     let data = sandbox.path("data");
-    let svc = Svc::start(&sandbox, &server, &data, &[]);
+    let svc = start(&sandbox, &server, &data, &[]);
     let addr = svc.addr();
     let silent: Vec<std::net::TcpStream> = (0..6)
         .map(|_| std::net::TcpStream::connect(&addr).unwrap())
@@ -752,7 +698,7 @@ async fn the_data_directory_is_private_and_held_by_one_service() {
     answering_backend(&server, png_bytes(3, 400));
     let sandbox = authed_sandbox();
     let data = sandbox.path("data");
-    let svc = Svc::start(&sandbox, &server, &data, &[]);
+    let svc = start(&sandbox, &server, &data, &[]);
     let (_, job) = post_json(&svc.url("/v1/jobs"), &json!({"prompt": "a fox"})).await;
     let job = job_until(&svc, job["id"].as_str().unwrap(), finished).await;
     let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
@@ -780,7 +726,7 @@ async fn pages_of_the_job_list_follow_after_and_before() {
     silent_backend(&server);
     let sandbox = authed_sandbox();
     let data = sandbox.path("data");
-    let svc = Svc::start(&sandbox, &server, &data, &["--jobs", "1"]);
+    let svc = start(&sandbox, &server, &data, &["--jobs", "1"]);
     let mut made = Vec::new();
     for i in 0..5 {
         let (_, job) = post_json(
@@ -837,7 +783,7 @@ async fn a_bad_mask_is_named_as_the_mask_field_in_service_words() {
     answering_backend(&server, png_bytes(3, 400));
     let sandbox = authed_sandbox();
     let data = sandbox.path("data");
-    let svc = Svc::start(&sandbox, &server, &data, &[]);
+    let svc = start(&sandbox, &server, &data, &[]);
     let (status, body) = post_json(
         &svc.url("/v1/images/edits"),
         &json!({"prompt": "x", "images": [{"image_url": data_url(&real_png(false))}],

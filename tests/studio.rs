@@ -8,10 +8,7 @@
 mod browser;
 mod support;
 
-use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
-use std::process::Child;
-use std::sync::{Arc, Mutex};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use base64::Engine as _;
@@ -24,65 +21,6 @@ const TOKEN: &str = "studio-test-token-51c2";
 const SIDE: u32 = 256;
 
 /// A running service.
-struct Svc {
-    child: Child,
-    base: String,
-    lines: Arc<Mutex<Vec<String>>>,
-}
-
-impl Svc {
-    fn start(sandbox: &Sandbox, server: &Server, data: &Path) -> Svc {
-        let sargs = server_args(server);
-        let data_text = data.display().to_string();
-        let mut all = vec![
-            "--serve",
-            "127.0.0.1:0",
-            "--data-dir",
-            &data_text,
-            "--retries",
-            "0",
-        ];
-        all.extend(sargs.iter().map(String::as_str));
-        let mut child = sandbox.command(&all).spawn().expect("spawn the service");
-        let stderr = child.stderr.take().expect("stderr");
-        let lines = Arc::new(Mutex::new(Vec::new()));
-        let (tx, rx) = std::sync::mpsc::channel();
-        let sink = lines.clone();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if let Some(rest) = line.split("listening on ").nth(1) {
-                    let addr = rest.split_whitespace().next().unwrap_or_default();
-                    let _ = tx.send(addr.to_string());
-                }
-                sink.lock().unwrap().push(line);
-            }
-        });
-        let base = match rx.recv_timeout(Duration::from_secs(30)) {
-            Ok(base) => base,
-            Err(_) => {
-                let _ = child.kill();
-                panic!("no service:\n{}", lines.lock().unwrap().join("\n"));
-            }
-        };
-        Svc { child, base, lines }
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("{}{path}", self.base)
-    }
-
-    fn log(&self) -> String {
-        self.lines.lock().unwrap().join("\n")
-    }
-}
-
-impl Drop for Svc {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 /// A real PNG, a gradient tinted by `seed`, so thumbnails and screenshots show something.
 fn picture(seed: u8) -> Vec<u8> {
     let hue = |v: u32, k: u32| ((v * 200 / SIDE + k * 37) % 256) as u8;
@@ -184,7 +122,7 @@ async fn a_person_generates_searches_uses_a_reference_edits_with_a_mask_and_dele
     backend(&server);
     let sandbox = authed_sandbox();
     let data = sandbox.path("data");
-    let svc = Svc::start(&sandbox, &server, &data);
+    let svc = Svc::start(&sandbox, &server, &data, &[]);
     let b = Browser::start(1280, 900).await;
     b.goto(&svc.url("/")).await;
     b.wait_until("the page", "return document.body.dataset.ready === 'true'")
@@ -379,7 +317,7 @@ async fn cli_images_share_the_gallery_and_a_hostile_prompt_is_only_text() {
     let gone = PathBuf::from(listed.stdout.split('\t').nth(1).unwrap());
     std::fs::remove_file(&gone).unwrap();
 
-    let svc = Svc::start(&sandbox, &server, &data);
+    let svc = Svc::start(&sandbox, &server, &data, &[]);
     let b = Browser::start(1280, 900).await;
     b.goto(&svc.url("/")).await;
     wait_tile(&b, hostile).await;
@@ -425,7 +363,7 @@ async fn with_a_token_the_page_asks_once_and_keeps_it_out_of_urls() {
     let mut sandbox = authed_sandbox();
     sandbox.env("CODEX_IMAGEN_SERVE_TOKEN", TOKEN);
     let data = sandbox.path("data");
-    let svc = Svc::start(&sandbox, &server, &data);
+    let svc = Svc::start(&sandbox, &server, &data, &[]);
     // This browser prefers a dark scheme: the page follows it.
     let b = Browser::start_with(1280, 900, &["--force-dark-mode"]).await;
     b.goto(&svc.url("/")).await;
@@ -482,7 +420,7 @@ async fn without_credentials_a_banner_names_the_sign_in_command() {
     backend(&server);
     let sandbox = Sandbox::new();
     let data = sandbox.path("data");
-    let svc = Svc::start(&sandbox, &server, &data);
+    let svc = Svc::start(&sandbox, &server, &data, &[]);
     let status: Value = reqwest::get(svc.url("/v1/studio/status"))
         .await
         .unwrap()

@@ -6,6 +6,10 @@
 
 #![allow(dead_code)]
 
+pub mod service;
+#[allow(unused_imports)]
+pub use service::Svc;
+
 use std::collections::VecDeque;
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
