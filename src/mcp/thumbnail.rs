@@ -8,7 +8,7 @@
 
 use std::path::PathBuf;
 
-use image::{imageops::FilterType, DynamicImage, GenericImageView, ImageFormat};
+use image::ImageFormat;
 
 pub(super) const MAX_SIDE: u32 = 512;
 const JPEG_QUALITY: u8 = 85;
@@ -29,38 +29,8 @@ pub(super) async fn thumbnail_of(path: PathBuf) -> Result<Preview, String> {
 }
 
 pub(super) fn thumbnail(bytes: &[u8]) -> Result<Preview, String> {
-    let img = image::load_from_memory(bytes).map_err(|e| format!("cannot decode image: {e}"))?;
-    let (w, h) = img.dimensions();
-    let img = if w.max(h) > MAX_SIDE {
-        // `resize` keeps the aspect ratio and fits inside the box; Triangle is a good
-        // quality/speed trade-off for a 3x reduction.
-        img.resize(MAX_SIDE, MAX_SIDE, FilterType::Triangle)
-    } else {
-        img
-    };
-    let mut out = std::io::Cursor::new(Vec::new());
-    if has_transparency(&img) {
-        img.write_to(&mut out, ImageFormat::Png)
-            .map_err(|e| format!("cannot encode PNG thumbnail: {e}"))?;
-        Ok(Preview {
-            data: out.into_inner(),
-            mime: "image/png",
-        })
-    } else {
-        let rgb = DynamicImage::ImageRgb8(img.to_rgb8());
-        let encoder = image::codecs::jpeg::JpegEncoder::new_with_quality(&mut out, JPEG_QUALITY);
-        rgb.write_with_encoder(encoder)
-            .map_err(|e| format!("cannot encode JPEG thumbnail: {e}"))?;
-        Ok(Preview {
-            data: out.into_inner(),
-            mime: "image/jpeg",
-        })
-    }
-}
-
-/// An alpha channel alone is not enough: many opaque PNGs are stored as RGBA.
-fn has_transparency(img: &DynamicImage) -> bool {
-    img.color().has_alpha() && img.to_rgba8().pixels().any(|p| p.0[3] < u8::MAX)
+    let (data, mime) = crate::output::thumbnail::thumbnail(bytes, MAX_SIDE, JPEG_QUALITY)?;
+    Ok(Preview { data, mime })
 }
 
 /// The mime type for a saved file's bytes, from its format or the magic bytes.
@@ -80,6 +50,7 @@ pub(super) fn mime_of(format: Option<&str>, bytes: &[u8]) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use image::{DynamicImage, GenericImageView};
 
     fn encode(img: DynamicImage, format: ImageFormat) -> Vec<u8> {
         let mut out = std::io::Cursor::new(Vec::new());

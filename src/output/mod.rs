@@ -42,4 +42,5 @@ pub(crate) mod rescue;
 pub(crate) mod saver;
 pub(crate) mod sidecar;
 pub(crate) mod spill;
+pub(crate) mod thumbnail;
 pub(crate) mod xmp;

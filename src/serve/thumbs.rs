@@ -9,7 +9,6 @@
 
 use std::path::{Path, PathBuf};
 
-use image::{imageops::FilterType, DynamicImage, GenericImageView, ImageFormat};
 use tokio::sync::Semaphore;
 
 pub(crate) const MAX_SIDE: u32 = 512;
@@ -77,33 +76,15 @@ fn make(image: &Path, sha256: &str) -> Result<Thumb, String> {
     })
 }
 
-/// Decode, fit inside 512×512, encode: JPEG, or PNG when transparent pixels would turn black.
+/// Fit inside 512×512 and encode: JPEG, or PNG when transparent pixels would turn black.
 pub(crate) fn encode(bytes: &[u8]) -> Result<(Vec<u8>, &'static str), String> {
-    let img = image::load_from_memory(bytes).map_err(|e| format!("cannot decode image: {e}"))?;
-    let (w, h) = img.dimensions();
-    let img = if w.max(h) > MAX_SIDE {
-        img.resize(MAX_SIDE, MAX_SIDE, FilterType::Triangle)
-    } else {
-        img
-    };
-    let mut out = std::io::Cursor::new(Vec::new());
-    let transparent = img.color().has_alpha() && img.to_rgba8().pixels().any(|p| p.0[3] < 255);
-    if transparent {
-        img.write_to(&mut out, ImageFormat::Png)
-            .map_err(|e| format!("cannot encode PNG thumbnail: {e}"))?;
-        Ok((out.into_inner(), "image/png"))
-    } else {
-        let rgb = DynamicImage::ImageRgb8(img.to_rgb8());
-        let encoder = image::codecs::jpeg::JpegEncoder::new_with_quality(&mut out, JPEG_QUALITY);
-        rgb.write_with_encoder(encoder)
-            .map_err(|e| format!("cannot encode JPEG thumbnail: {e}"))?;
-        Ok((out.into_inner(), "image/jpeg"))
-    }
+    crate::output::thumbnail::thumbnail(bytes, MAX_SIDE, JPEG_QUALITY)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use image::{DynamicImage, GenericImageView, ImageFormat};
 
     #[test]
     fn a_big_image_becomes_a_small_jpeg_and_a_transparent_one_a_png() {
