@@ -130,6 +130,22 @@ pub(crate) fn unique_temp_name(name: &str) -> String {
     )
 }
 
+/// The process id in the name of a temporary file this tool writes: a spill file,
+/// `.image.<pid>.<ms>.<random>.tmp`, or an atomic write's sibling, `.<name>.<pid>.<ms>.<random>.tmp`
+/// ([`unique_temp_name`]). A SIGKILL between creating either and its rename leaves it behind.
+pub(crate) fn temp_name_pid(name: &str) -> Option<i64> {
+    let rest = name.strip_prefix('.')?.strip_suffix(".tmp")?;
+    let mut parts = rest.rsplitn(4, '.');
+    let random = parts.next()?;
+    let ms = parts.next()?;
+    let pid = parts.next()?;
+    let stem = parts.next()?;
+    let alnum = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_alphanumeric());
+    let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    (alnum(random) && digits(ms) && !stem.is_empty()).then_some(())?;
+    digits(pid).then(|| pid.parse().ok())?
+}
+
 pub(crate) fn is_file(path: &Path) -> bool {
     std::fs::metadata(path)
         .map(|m| m.is_file())
@@ -259,5 +275,16 @@ mod tests {
         );
         assert_eq!(blank.var("X"), None);
         assert_eq!(blank.first(&["X", "Y"]).as_deref(), Some("y"));
+    }
+
+    #[test]
+    fn the_pid_is_read_back_from_both_kinds_of_temporary_name() {
+        assert_eq!(temp_name_pid(".image.12.3.x.tmp"), Some(12));
+        assert_eq!(temp_name_pid(".pic.png.12.3.x.tmp"), Some(12));
+        assert_eq!(temp_name_pid(".image.12.3.tmp"), None);
+        assert_eq!(temp_name_pid(".image.12.3.x.y.tmp"), None);
+        assert_eq!(temp_name_pid("pic.png.12.3.x.tmp"), None);
+        let own = unique_temp_name("a.png");
+        assert_eq!(temp_name_pid(&own), Some(i64::from(std::process::id())));
     }
 }

@@ -50,22 +50,6 @@ pub(crate) struct TempFiles {
 /// nothing here), as a spill in progress is written to continuously and renamed at once.
 const STALE_AFTER: std::time::Duration = std::time::Duration::from_secs(10 * 60);
 
-/// The process id in the name of a temporary file this tool writes: a spill file,
-/// `.image.<pid>.<ms>.<random>.tmp`, or an atomic write's sibling, `.<name>.<pid>.<ms>.<random>.tmp`
-/// (`paths::unique_temp_name`). A SIGKILL between creating either and its rename leaves it behind.
-fn temp_pid(name: &str) -> Option<i64> {
-    let rest = name.strip_prefix('.')?.strip_suffix(".tmp")?;
-    let mut parts = rest.rsplitn(4, '.');
-    let random = parts.next()?;
-    let ms = parts.next()?;
-    let pid = parts.next()?;
-    let stem = parts.next()?;
-    let alnum = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_alphanumeric());
-    let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
-    (alnum(random) && digits(ms) && !stem.is_empty()).then_some(())?;
-    digits(pid).then(|| pid.parse().ok())?
-}
-
 impl TempFiles {
     /// Remove the temporary files (spills and atomic writes' siblings) a killed run left in
     /// `dir`, once per directory per process, so they do not pile up across reruns (a batch
@@ -84,7 +68,10 @@ impl TempFiles {
         let own = i64::from(std::process::id());
         for entry in entries.flatten() {
             let name = entry.file_name();
-            let Some(pid) = name.to_str().and_then(temp_pid) else {
+            let Some(pid) = name
+                .to_str()
+                .and_then(crate::foundation::paths::temp_name_pid)
+            else {
                 continue;
             };
             let old = entry
@@ -678,11 +665,6 @@ mod tests {
         let again = make(&format!(".image.{dead}.2.abc.tmp"), 3600);
         temps.sweep_once(dir.path());
         assert!(again.exists(), "once per directory per process");
-        assert_eq!(temp_pid(".image.12.3.x.tmp"), Some(12));
-        assert_eq!(temp_pid(".pic.png.12.3.x.tmp"), Some(12));
-        assert_eq!(temp_pid(".image.12.3.tmp"), None);
-        assert_eq!(temp_pid(".image.12.3.x.y.tmp"), None);
-        assert_eq!(temp_pid("pic.png.12.3.x.tmp"), None);
     }
 
     #[test]
