@@ -35,28 +35,6 @@ async fn post_json(url: &str, body: &Value) -> (u16, Value) {
     (status, response.json().await.unwrap_or(Value::Null))
 }
 
-/// Poll a job until `done` says so (20 s at most).
-async fn job_until(svc: &Svc, id: &str, done: impl Fn(&Value) -> bool) -> Value {
-    let start = Instant::now();
-    loop {
-        let (status, job) = get_json(&svc.url(&format!("/v1/jobs/{id}"))).await;
-        assert_eq!(status, 200, "{job}");
-        if done(&job) {
-            return job;
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(20),
-            "job never got there: {job}\n{}",
-            svc.log()
-        );
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-}
-
-fn finished(job: &Value) -> bool {
-    ["completed", "failed", "cancelled"].contains(&job["status"].as_str().unwrap_or_default())
-}
-
 fn prompt_of(request: &Request) -> String {
     String::from_utf8_lossy(&request.body).into_owned()
 }

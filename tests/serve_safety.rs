@@ -76,27 +76,6 @@ async fn get_json(url: &str) -> (u16, Value) {
     answer(http().get(url).send().await.unwrap()).await
 }
 
-async fn job_until(svc: &Svc, id: &str, done: impl Fn(&Value) -> bool) -> Value {
-    let start = Instant::now();
-    loop {
-        let (status, job) = get_json(&svc.url(&format!("/v1/jobs/{id}"))).await;
-        assert_eq!(status, 200, "{job}");
-        if done(&job) {
-            return job;
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(20),
-            "job never got there: {job}\n{}",
-            svc.log()
-        );
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-}
-
-fn finished(job: &Value) -> bool {
-    ["completed", "failed", "cancelled"].contains(&job["status"].as_str().unwrap_or_default())
-}
-
 /// Answers every image request with one image.
 fn answering_backend(server: &Server, png: Vec<u8>) {
     server.handle(move |_| image_stream(&[("ig_1", &png)]));

@@ -8,7 +8,7 @@
 
 pub mod service;
 #[allow(unused_imports)]
-pub use service::Svc;
+pub use service::{finished, job_until, Svc};
 
 use std::collections::VecDeque;
 use std::io::{Read, Write};

@@ -8,6 +8,8 @@ use std::process::{Child, Command};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use serde_json::Value;
+
 use super::{server_args, Sandbox, Server};
 
 pub struct Svc {
@@ -114,4 +116,31 @@ impl Drop for Svc {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// Poll a job until `done` says so (20 s at most).
+pub async fn job_until(svc: &Svc, id: &str, done: impl Fn(&Value) -> bool) -> Value {
+    let start = Instant::now();
+    loop {
+        let response = reqwest::get(svc.url(&format!("/v1/jobs/{id}")))
+            .await
+            .unwrap();
+        let status = response.status().as_u16();
+        let job: Value = response.json().await.unwrap_or(Value::Null);
+        assert_eq!(status, 200, "{job}");
+        if done(&job) {
+            return job;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "job never got there: {job}\n{}",
+            svc.log()
+        );
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+/// A job in a final state.
+pub fn finished(job: &Value) -> bool {
+    ["completed", "failed", "cancelled"].contains(&job["status"].as_str().unwrap_or_default())
 }
