@@ -18,6 +18,8 @@
 //!    backend, and the service's peak RSS (target <= 64 MiB), read with `wait4` through the
 //!    launcher (see benches/support).
 //!
+//! `CODEX_IMAGEN_BENCH_PARTS=big` (a comma list of `batch`, `service`, `big`) runs only those parts.
+//!
 //! The backend listens on 127.0.0.1 only and tells the accounts apart by `ChatGPT-Account-ID`.
 
 mod support;
@@ -398,22 +400,27 @@ fn curl_reference(backend: &Backend, streams: usize) -> Option<Duration> {
     Some(start.elapsed())
 }
 
-fn main() {
-    if let Some(report) = std::env::var_os(LAUNCHER_REPORT) {
-        launcher(Path::new(&report));
+/// Which parts to run: `CODEX_IMAGEN_BENCH_PARTS`, a comma list of `batch`, `service` and
+/// `big` (default: all three).
+fn wanted(part: &str) -> bool {
+    match std::env::var("CODEX_IMAGEN_BENCH_PARTS") {
+        Ok(parts) if !parts.trim().is_empty() => parts.split(',').any(|p| p.trim() == part),
+        _ => true,
     }
-    println!("codex-imagen pool benchmark");
-    println!("binary: {}", binary().display());
-    let sandbox = Sandbox::new("codex-imagen-pool-bench");
-    let work: PathBuf = sandbox.dir.join("work");
-    let auths = write_accounts(&sandbox);
+}
 
-    // 1. Batch: healthy, then throttled, then a rerun on the throttled run's data directory.
+fn secs(d: Duration) -> f64 {
+    d.as_secs_f64()
+}
+
+/// 1. Batch: healthy, then throttled, then a rerun on the throttled run's data directory.
+fn batch_part(sandbox: &Sandbox, auths: &[String]) {
+    let work: PathBuf = sandbox.dir.join("work");
     let healthy = start_backend(Duration::from_secs(1), 64 * 1024, false);
     let (healthy_wall, code) = batch(
-        &sandbox,
+        sandbox,
         &healthy,
-        &auths,
+        auths,
         &sandbox.dir.join("data-healthy"),
         60,
         "healthy",
@@ -423,7 +430,7 @@ fn main() {
 
     let throttled = start_backend(Duration::from_secs(1), 64 * 1024, true);
     let data = sandbox.dir.join("data-throttled");
-    let (throttled_wall, code) = batch(&sandbox, &throttled, &auths, &data, 60, "throttled");
+    let (throttled_wall, code) = batch(sandbox, &throttled, auths, &data, 60, "throttled");
     assert_eq!(code, 0, "throttled batch failed");
     assert_eq!(
         count_files(&work.join("throttled"), "png"),
@@ -433,45 +440,11 @@ fn main() {
     let late = throttled.seen.lock().map(|s| s.late).unwrap_or(usize::MAX);
     assert_eq!(late, 0, "requests to the throttled account after its 429");
     let before = throttled.served.load(Ordering::SeqCst);
-    let (_, code) = batch(&sandbox, &throttled, &auths, &data, 6, "rerun");
+    let (_, code) = batch(sandbox, &throttled, auths, &data, 6, "rerun");
     assert_eq!(code, 0, "rerun failed");
     let late = throttled.seen.lock().map(|s| s.late).unwrap_or(usize::MAX);
     assert_eq!(late, 0, "the next run sent to the throttled account");
     let rerun_requests = throttled.served.load(Ordering::SeqCst) - before;
-
-    // 2. The same 60 jobs through the service.
-    let service_backend = start_backend(Duration::from_secs(1), 64 * 1024, true);
-    let mut args = pool_args(&auths, &sandbox.dir.join("data-service"));
-    args.extend(["--jobs", "6", "--queue", "1000", "--base-url"].map(String::from));
-    args.push(service_backend.url.clone());
-    let svc = Service::start(&sandbox, &args, None);
-    let (service_wall, completed) = through_service(&svc.addr, 60, 1, Duration::from_secs(120));
-    svc.stop();
-    let service_late = service_backend
-        .seen
-        .lock()
-        .map(|s| s.late)
-        .unwrap_or(usize::MAX);
-
-    // 3. 64 concurrent 8 MiB images through the service, and curl reading the same streams.
-    let big = start_backend(Duration::from_millis(200), 8 * MIB, false);
-    let report = sandbox.dir.join("service-report");
-    let mut args = pool_args(&auths, &sandbox.dir.join("data-big"));
-    // `--jobs` is at most 16; a job's `n` images run at once, so 16 jobs of 4 are 64 in flight.
-    args.extend(["--jobs", "16", "--queue", "1000", "--base-url"].map(String::from));
-    args.push(big.url.clone());
-    let svc = Service::start(&sandbox, &args, Some(&report));
-    let (big_wall, big_jobs) = through_service(&svc.addr, 16, 4, Duration::from_secs(300));
-    let big_done = big_jobs * 4;
-    svc.stop();
-    let rss_kib = read_report(&report).get(5).copied().unwrap_or(0);
-    let curl_wall = curl_reference(&big, 64);
-
-    let secs = |d: Duration| d.as_secs_f64();
-    let gib = (64 * 8 * MIB) as f64 / (1u64 << 30) as f64;
-    println!();
-    println!("| run | wall | notes |");
-    println!("| --- | ---: | --- |");
     println!(
         "| --pool --batch, 60 jobs x 1 s, --jobs 6, 3 healthy accounts | {:.2} s | |",
         secs(healthy_wall)
@@ -481,11 +454,44 @@ fn main() {
         secs(throttled_wall),
         (secs(throttled_wall) / secs(healthy_wall) - 1.0) * 100.0
     );
-    println!("| rerun of 6 jobs on that data directory | | {rerun_requests} requests, none to the throttled account |");
+    println!("| rerun of 6 jobs on that data directory | | {rerun_requests} requests (6 images, the rest `wham/usage`), none to the throttled account |");
+}
+
+/// 2. The same 60 jobs through the service.
+fn service_part(sandbox: &Sandbox, auths: &[String]) {
+    let service_backend = start_backend(Duration::from_secs(1), 64 * 1024, true);
+    let mut args = pool_args(auths, &sandbox.dir.join("data-service"));
+    args.extend(["--jobs", "6", "--queue", "1000", "--base-url"].map(String::from));
+    args.push(service_backend.url.clone());
+    let svc = Service::start(sandbox, &args, None);
+    let (service_wall, completed) = through_service(&svc.addr, 60, 1, Duration::from_secs(120));
+    svc.stop();
+    let service_late = service_backend
+        .seen
+        .lock()
+        .map(|s| s.late)
+        .unwrap_or(usize::MAX);
     println!(
         "| --serve --pool --jobs 6, 60 jobs, one account 429 after 5 | {:.2} s | {completed}/60 completed, {service_late} late requests |",
         secs(service_wall)
     );
+}
+
+/// 3. 64 concurrent 8 MiB images through the service, and curl reading the same streams.
+fn big_part(sandbox: &Sandbox, auths: &[String]) {
+    let big = start_backend(Duration::from_millis(200), 8 * MIB, false);
+    let report = sandbox.dir.join("service-report");
+    let mut args = pool_args(auths, &sandbox.dir.join("data-big"));
+    // `--jobs` is at most 16; a job's `n` images run at once, so 16 jobs of 4 are 64 in flight.
+    args.extend(["--jobs", "16", "--queue", "1000", "--base-url"].map(String::from));
+    args.push(big.url.clone());
+    let svc = Service::start(sandbox, &args, Some(&report));
+    let (big_wall, big_jobs) = through_service(&svc.addr, 16, 4, Duration::from_secs(300));
+    let big_done = big_jobs * 4;
+    svc.stop();
+    let rss_kib = read_report(&report).get(5).copied().unwrap_or(0);
+    let curl_wall = curl_reference(&big, 64);
+    let gib = (64 * 8 * MIB) as f64 / (1u64 << 30) as f64;
     println!(
         "| --serve --pool --jobs 16, 16 jobs x n=4: 64 x 8 MiB in flight | {:.2} s | {big_done}/64, {:.2} GiB/s, peak RSS {:.1} MiB (target <= 64) |",
         secs(big_wall),
@@ -499,5 +505,27 @@ fn main() {
             gib / secs(wall)
         ),
         None => println!("| 64 x curl | | curl not available |"),
+    }
+}
+
+fn main() {
+    if let Some(report) = std::env::var_os(LAUNCHER_REPORT) {
+        launcher(Path::new(&report));
+    }
+    println!("codex-imagen pool benchmark");
+    println!("binary: {}", binary().display());
+    let sandbox = Sandbox::new("codex-imagen-pool-bench");
+    let auths = write_accounts(&sandbox);
+    println!();
+    println!("| run | wall | notes |");
+    println!("| --- | ---: | --- |");
+    if wanted("batch") {
+        batch_part(&sandbox, &auths);
+    }
+    if wanted("service") {
+        service_part(&sandbox, &auths);
+    }
+    if wanted("big") {
+        big_part(&sandbox, &auths);
     }
 }

@@ -16,6 +16,7 @@ use crate::{batch, cli, history, login, mcp, serve};
 
 /// Run the tool with `argv` (without the program name); returns the exit code.
 pub fn run(argv: Vec<String>) -> i32 {
+    crate::foundation::allocator::tune();
     let args = match args::parse(&argv) {
         Ok(Parsed::Help) => {
             report::print_stdout(&args::help_text());

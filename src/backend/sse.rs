@@ -399,6 +399,54 @@ mod tests {
     use super::*;
     use futures::StreamExt;
 
+    /// A body that hands out clones of its chunks and, at each poll, records whether the
+    /// previous chunk came back (only this stream still holds it).
+    struct Watching {
+        chunks: Vec<Bytes>,
+        given: Option<Bytes>,
+        released: Vec<bool>,
+    }
+
+    impl Stream for Watching {
+        type Item = Result<Bytes, std::convert::Infallible>;
+        fn poll_next(mut self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+            let this = &mut *self;
+            if let Some(given) = this.given.take() {
+                this.released.push(given.is_unique());
+            }
+            if this.chunks.is_empty() {
+                return Poll::Ready(None);
+            }
+            let chunk = this.chunks.remove(0);
+            this.given = Some(chunk.clone());
+            Poll::Ready(Some(Ok(chunk)))
+        }
+    }
+
+    #[test]
+    fn a_spent_chunk_is_let_go_before_the_next_is_read() {
+        // hyper reuses its read buffer only when no chunk of it is still held; a held one
+        // makes it allocate another (up to 400 KiB per connection). `split_to` of a whole
+        // chunk leaves an empty `Bytes::new()` behind, which is what lets it go here.
+        let chunks = ["data: a", "bc\n\ndata: d", "ef\n\n"]
+            .map(|c| Bytes::from(c.as_bytes().to_vec()))
+            .to_vec();
+        let mut stream = events(Watching {
+            chunks,
+            given: None,
+            released: Vec::new(),
+        });
+        let got: Vec<String> = futures::executor::block_on(async {
+            let mut got = Vec::new();
+            while let Some(event) = stream.next().await {
+                got.push(event.expect("valid sse").into_data());
+            }
+            got
+        });
+        assert_eq!(got, ["abc", "def"]);
+        assert_eq!(stream.body.released, [true, true, true]);
+    }
+
     fn collect_in_chunks(input: &[u8], size: usize) -> Vec<(String, String)> {
         let chunks: Vec<Result<Bytes, std::convert::Infallible>> = input
             .chunks(size)

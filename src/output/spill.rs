@@ -29,8 +29,31 @@ use base64::Engine;
 use super::decode::{hex, invalid_base64, Fingerprint, B64};
 use crate::foundation::error::{Error, Result};
 
-/// Decoded bytes gathered before each write: about 250 KiB of base64.
-const WRITE_BLOCK: usize = 192 * 1024;
+/// Decoded bytes gathered before each write, shared by the images in flight in one engine:
+/// each gets `SPILL_BUDGET / images in flight`, between [`MIN_BLOCK`] and [`MAX_BLOCK`]. A
+/// lone image writes in 192 KiB blocks (32 KiB blocks cost it 8 % more time, in write calls,
+/// on a 32 MiB image: `cargo bench --bench e2e`); 64 images in flight through the service
+/// hold 32 KiB each, not 12 MiB together (`cargo bench --bench pool`).
+const SPILL_BUDGET: usize = 2 * 1024 * 1024;
+const MIN_BLOCK: usize = 32 * 1024;
+const MAX_BLOCK: usize = 192 * 1024;
+
+fn block_for(in_flight: usize) -> usize {
+    (SPILL_BUDGET / in_flight.max(1)).clamp(MIN_BLOCK, MAX_BLOCK)
+}
+
+/// Base64 characters decoded into the block at a time, so it never grows past its capacity.
+const DECODE_PIECE: usize = 32 * 1024;
+
+/// Base64 characters (256 KiB decoded) decoded at a time from a chunk large enough to be
+/// written at once (a fast stream's chunks reach 400 KiB when many images are in flight).
+const BIG_PIECE: usize = 256 * 1024 / 3 * 4;
+
+thread_local! {
+    /// Where large chunks are decoded before they are written: one per thread rather than
+    /// one per image in flight.
+    static SCRATCH: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+}
 
 /// How many decoded bytes are kept for format detection.
 const HEAD: usize = 64;
@@ -92,6 +115,11 @@ impl TempFiles {
         }
     }
 
+    /// How many spill files are being written or waiting to be saved: the images in flight.
+    fn in_flight(&self) -> usize {
+        self.live.lock().map(|live| live.len()).unwrap_or(1)
+    }
+
     fn forget(&self, path: &Path) {
         if let Ok(mut live) = self.live.lock() {
             live.remove(path);
@@ -142,6 +170,8 @@ pub(crate) struct SpillTarget {
 pub(crate) struct SpillWriter {
     temp: TempFile,
     file: std::fs::File,
+    /// When `out` is written: [`block_for`] the images in flight, checked at each write.
+    block: usize,
     /// Decoded bytes not written yet (after a write error: every byte not in the file).
     out: Vec<u8>,
     /// Text not decoded yet: the last quad and any part quad (at most 7 characters), or,
@@ -196,10 +226,12 @@ impl SpillWriter {
             .create_new(true)
             .open(&temp.path)
             .ok()?;
+        let block = block_for(target.temps.in_flight());
         Some(SpillWriter {
             temp,
             file,
-            out: Vec::with_capacity(WRITE_BLOCK + 64 * 1024),
+            block,
+            out: Vec::with_capacity(block + DECODE_PIECE / 4 * 3),
             tail: Vec::new(),
             decoded_chars: 0,
             decoded_len: 0,
@@ -258,26 +290,31 @@ impl SpillWriter {
             Some(at) => quads.split_at(at / 4 * 4),
             None => (quads, &[][..]),
         };
-        if !good.is_empty() {
-            let start = self.out.len();
-            self.out.resize(start + good.len() / 4 * 3, 0);
-            match B64.decode_slice(good, &mut self.out[start..]) {
-                Ok(n) => {
-                    self.out.truncate(start + n);
-                    self.decoded_chars += good.len();
-                    self.keep_head(start);
-                    if self.out.len() >= WRITE_BLOCK {
-                        self.flush();
+        let failed = if good.len() / 4 * 3 >= self.block {
+            // Write what the block holds first, then the chunk straight from the scratch buffer.
+            self.flush();
+            SCRATCH.with_borrow_mut(|scratch| {
+                for (i, piece) in good.chunks(BIG_PIECE).enumerate() {
+                    scratch.resize(piece.len() / 4 * 3, 0);
+                    match B64.decode_slice(piece, &mut scratch[..]) {
+                        Ok(n) => {
+                            self.decoded_chars += piece.len();
+                            keep_head(&mut self.head, &scratch[..n]);
+                            self.emit(&scratch[..n]);
+                        }
+                        Err(err) => return Some((i * BIG_PIECE, err)),
                     }
                 }
-                Err(err) => {
-                    // Not for alphabet-only whole quads; kept as text all the same.
-                    self.out.truncate(start);
-                    self.error = Some(shift(err, self.decoded_chars));
-                    self.tail.extend_from_slice(quads);
-                    return;
-                }
-            }
+                None
+            })
+        } else {
+            self.decode_into_block(good)
+        };
+        if let Some((at, err)) = failed {
+            // Not for alphabet-only whole quads; kept as text all the same.
+            self.error = Some(shift(err, self.decoded_chars));
+            self.tail.extend_from_slice(&quads[at..]);
+            return;
         }
         if !bad.is_empty() {
             let at = memchr::memchr(b'=', bad).unwrap_or(0);
@@ -289,25 +326,49 @@ impl SpillWriter {
         }
     }
 
-    fn keep_head(&mut self, from: usize) {
-        if self.head.len() < HEAD {
-            let n = (HEAD - self.head.len()).min(self.out.len() - from);
-            self.head.extend_from_slice(&self.out[from..from + n]);
+    /// Decode whole quads into the block, writing it out when full; on an error, where the
+    /// failing piece starts.
+    fn decode_into_block(&mut self, good: &[u8]) -> Option<(usize, base64::DecodeSliceError)> {
+        for (i, piece) in good.chunks(DECODE_PIECE).enumerate() {
+            let start = self.out.len();
+            self.out.resize(start + piece.len() / 4 * 3, 0);
+            match B64.decode_slice(piece, &mut self.out[start..]) {
+                Ok(n) => {
+                    self.out.truncate(start + n);
+                    self.decoded_chars += piece.len();
+                    keep_head(&mut self.head, &self.out[start..]);
+                    if self.out.len() >= self.block {
+                        self.flush();
+                    }
+                }
+                Err(err) => {
+                    self.out.truncate(start);
+                    return Some((i * DECODE_PIECE, err));
+                }
+            }
         }
+        None
     }
 
-    /// Hash and write the decoded bytes gathered so far. After a write error they stay here.
-    fn flush(&mut self) {
-        let fresh = &self.out[self.out_hashed..];
-        self.sha256.update(fresh);
-        self.decoded_len += fresh.len();
+    /// Hash and write decoded bytes that are not in the block (which must be empty, or hold
+    /// only bytes kept after a write error). After a write error they are kept in the block.
+    fn emit(&mut self, bytes: &[u8]) {
+        self.sha256.update(bytes);
+        self.decoded_len += bytes.len();
+        let written = match &self.io_error {
+            Some(_) => 0,
+            None => self.write_out(bytes),
+        };
+        self.out.extend_from_slice(&bytes[written..]);
         self.out_hashed = self.out.len();
-        if self.io_error.is_some() {
-            return;
-        }
+    }
+
+    /// Write `bytes` to the file; how many were written (all but after a write error, which
+    /// is kept).
+    fn write_out(&mut self, bytes: &[u8]) -> usize {
         let mut written = 0;
-        while written < self.out.len() {
-            match self.file.write(&self.out[written..]) {
+        while written < bytes.len() {
+            match self.file.write(&bytes[written..]) {
                 Ok(0) => {
                     self.io_error = Some(std::io::ErrorKind::WriteZero.into());
                     break;
@@ -320,8 +381,29 @@ impl SpillWriter {
                 }
             }
         }
+        written
+    }
+
+    /// Hash and write the decoded bytes gathered so far. After a write error they stay here.
+    fn flush(&mut self) {
+        let fresh = &self.out[self.out_hashed..];
+        self.sha256.update(fresh);
+        self.decoded_len += fresh.len();
+        self.out_hashed = self.out.len();
+        if self.io_error.is_some() {
+            return;
+        }
+        let out = std::mem::take(&mut self.out);
+        let written = self.write_out(&out);
+        self.out = out;
         self.out.drain(..written);
         self.out_hashed -= written;
+        // More images in flight than when this one started: give back the block's surplus.
+        self.block = block_for(self.temp.registry.in_flight());
+        let room = self.block + DECODE_PIECE / 4 * 3;
+        if self.out.is_empty() && self.out.capacity() > room {
+            self.out.shrink_to(room);
+        }
     }
 
     /// The string did not end as an image string after all: its text as it came, to go back
@@ -347,7 +429,7 @@ impl SpillWriter {
             match B64.decode_slice(&tail, &mut self.out[start..]) {
                 Ok(n) => {
                     self.out.truncate(start + n);
-                    self.keep_head(start);
+                    keep_head(&mut self.head, &self.out[start..]);
                 }
                 Err(err) => {
                     self.out.truncate(start);
@@ -370,6 +452,14 @@ impl SpillWriter {
             error: self.error,
             io_error: self.io_error,
         }
+    }
+}
+
+/// Keep the first [`HEAD`] decoded bytes (the format's magic number).
+fn keep_head(head: &mut Vec<u8>, bytes: &[u8]) {
+    if head.len() < HEAD {
+        let n = (HEAD - head.len()).min(bytes.len());
+        head.extend_from_slice(&bytes[..n]);
     }
 }
 
@@ -506,7 +596,19 @@ mod tests {
     #[test]
     fn decodes_hashes_and_fingerprints_as_the_whole_text_in_any_pieces() {
         let dir = dir();
-        for n in [0, 1, 2, 3, 4, 5, 100, WRITE_BLOCK + 7, 3 * WRITE_BLOCK] {
+        let two_big_pieces = BIG_PIECE / 4 * 3 * 2 + 5;
+        for n in [
+            0,
+            1,
+            2,
+            3,
+            4,
+            5,
+            100,
+            MAX_BLOCK + 7,
+            3 * MAX_BLOCK,
+            two_big_pieces,
+        ] {
             let image = bytes(n, n);
             let padded = STANDARD.encode(&image);
             for text in [padded.clone(), padded.trim_end_matches('=').to_string()] {
@@ -525,6 +627,47 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn a_large_network_chunk_does_not_grow_the_write_block() {
+        let dir = dir();
+        let image = bytes(1 << 20, 3);
+        let text = STANDARD.encode(&image);
+        let mut writer = SpillWriter::create(&target(dir.path())).unwrap();
+        let bound = writer.out.capacity();
+        writer.push(text.as_bytes());
+        assert_eq!(writer.out.capacity(), bound, "one 1.3 MB push");
+        let spill = writer.finish();
+        assert_eq!(std::fs::read(spill.temp_path()).unwrap(), image);
+    }
+
+    #[test]
+    fn the_block_shrinks_as_more_images_are_in_flight() {
+        let dir = dir();
+        let target = target(dir.path());
+        let mut first = SpillWriter::create(&target).unwrap();
+        assert_eq!(
+            first.block, MAX_BLOCK,
+            "a lone image writes in large blocks"
+        );
+        let others: Vec<SpillWriter> = (1..64)
+            .map(|_| SpillWriter::create(&target).unwrap())
+            .collect();
+        let last = others.last().unwrap();
+        assert_eq!(last.block, MIN_BLOCK, "the 64th image in flight");
+        assert!(last.out.capacity() <= MIN_BLOCK + DECODE_PIECE);
+        // The first one gives back its surplus at its next write.
+        let image = bytes(MAX_BLOCK + 1000, 9);
+        let text = STANDARD.encode(&image);
+        for piece in text.as_bytes().chunks(4096) {
+            first.push(piece);
+        }
+        assert_eq!(first.block, MIN_BLOCK);
+        assert!(first.out.capacity() <= MIN_BLOCK + DECODE_PIECE);
+        drop(others);
+        let spill = first.finish();
+        assert_eq!(std::fs::read(spill.temp_path()).unwrap(), image);
     }
 
     #[test]
@@ -588,7 +731,7 @@ mod tests {
     #[test]
     fn a_writer_gives_back_its_text_exactly() {
         let dir = dir();
-        let good = STANDARD.encode(bytes(WRITE_BLOCK * 2, 3));
+        let good = STANDARD.encode(bytes(MAX_BLOCK * 2, 3));
         let mut with_pad_inside = good.clone();
         with_pad_inside.insert_str(5000, "==");
         for text in [

@@ -16,8 +16,10 @@
 //!
 //! With a spill target (the Responses stream, [`DataBuf::new`]), a lifted string is not kept at
 //! all: its characters go to a [`SpillWriter`] as they arrive, which decodes them into a
-//! temporary file beside the output ([`crate::output::spill`]), so an image in flight costs a
-//! few hundred KiB whatever its size. Such a string stays a placeholder in the restored
+//! temporary file beside the output ([`crate::output::spill`]), so an image in flight costs
+//! under 60 KiB here whatever its size (the connection's read buffer, up to 400 KiB in hyper,
+//! comes on top). Only the threshold's worth of characters ever enters the text, and that
+//! memory is given back when the string is lifted. Such a string stays a placeholder in the restored
 //! `Value`; [`Lifted::claim`] trades the placeholder for the image ([`ImageData::Spilled`]).
 //! Putting a spilled string back in the text (it was not base64 after all) re-encodes what was
 //! decoded, which gives back exactly the characters that came.
@@ -135,19 +137,25 @@ impl DataBuf {
                     };
                 }
                 Lex::Candidate { start } => {
-                    let n = base64_prefix(bytes);
+                    // Only up to the lifting threshold goes into the text (the rest of a long
+                    // run of base64 goes straight to the lifted string below), so the text
+                    // never grows by a whole network chunk.
+                    let n = base64_prefix(bytes).min(LIFT_MIN - (self.text.len() - start));
                     self.text.extend_from_slice(&bytes[..n]);
                     bytes = &bytes[n..];
                     if self.text.len() - start >= LIFT_MIN {
-                        let text = self.text.split_off(start);
                         let spill = self.spill.as_deref().and_then(SpillWriter::create);
                         self.lifted.push(match spill {
                             Some(mut writer) => {
-                                writer.push(&text);
+                                writer.push(&self.text[start..]);
+                                self.text.truncate(start);
                                 LiftBuf::Spill(Box::new(writer))
                             }
-                            None => LiftBuf::Text(text),
+                            None => LiftBuf::Text(self.text.split_off(start)),
                         });
+                        // The threshold's worth of text is gone from here: give its memory back
+                        // (an image in flight keeps this buffer until its event ends).
+                        self.text.shrink_to_fit();
                         self.state = Lex::Lifting;
                     } else if !bytes.is_empty() {
                         // The closing quote or another character: either way, an ordinary string.
@@ -506,6 +514,24 @@ mod tests {
                 "unclaimed and dropped spills leave no file"
             );
         }
+    }
+
+    #[test]
+    fn an_image_arriving_in_one_large_chunk_leaves_the_text_small() {
+        use base64::Engine;
+        let tmp = tempfile::tempdir().unwrap();
+        let b64 = base64::engine::general_purpose::STANDARD.encode(vec![7u8; LIFT_MIN * 8]);
+        let target = SpillTarget {
+            dir: tmp.path().to_path_buf(),
+            temps: Default::default(),
+        };
+        let mut buf = DataBuf::new(Some(Arc::new(target)));
+        buf.push(format!(r#"{{"item":{{"result":"{b64}"#).as_bytes());
+        assert!(
+            buf.text.capacity() < 1024,
+            "the text holds {} bytes while the image streams in",
+            buf.text.capacity()
+        );
     }
 
     #[test]
