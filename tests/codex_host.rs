@@ -1,0 +1,577 @@
+//! The real Codex CLI as the MCP host of `codex-imagen --mcp`, end to end.
+//!
+//! `codex exec --json` (0.171.0, installed by `.ci/run` with `npm install --prefix
+//! target/codex-cli @openai/codex@0.171.0`, or named by `$CODEX_IMAGEN_CODEX_BIN`) starts the
+//! built binary as an MCP server from a throwaway `CODEX_HOME/config.toml`, as a user's config
+//! would. One loopback server plays three parts:
+//!
+//! - the model (`/v1/responses`, a `wire_api = "responses"` provider): turn 1 answers with a
+//!   function call to the `generate_image` tool of the `mcp__codex_imagen` namespace, turn 2
+//!   (once Codex sends the tool's output back) with a final message;
+//! - Codex's ChatGPT backend (`chatgpt_base_url`, the token refresh override), answered 404;
+//! - the image backend codex-imagen talks to (`--base-url`, `--refresh-url`).
+//!
+//! A second loopback server is the only proxy Codex knows (`HTTPS_PROXY`, `HTTP_PROXY`,
+//! `ALL_PROXY`; `NO_PROXY` only for loopback): it refuses everything and records it, so nothing
+//! leaves the machine and the test sees anything that tried to.
+//!
+//! The tests skip (and pass) when no Codex binary is there; they never download it.
+
+#![cfg(unix)]
+
+mod support;
+
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+use support::*;
+
+/// Where the model provider lives on the loopback server.
+const MODEL_PATH: &str = "/v1/responses";
+/// The namespace Codex gives the tools of the `codex-imagen` server.
+const NAMESPACE: &str = "mcp__codex_imagen";
+const CALL_ID: &str = "call_imagen_1";
+const FINAL_TEXT: &str = "The image is saved.";
+/// A hung Codex is killed (with its MCP server) after this long.
+const CODEX_LIMIT: Duration = Duration::from_secs(60);
+
+/// The Codex CLI to drive: `$CODEX_IMAGEN_CODEX_BIN`, else the one `.ci/run` installs.
+fn codex_bin() -> PathBuf {
+    match std::env::var_os("CODEX_IMAGEN_CODEX_BIN") {
+        Some(path) => PathBuf::from(path),
+        None => {
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("target/codex-cli/node_modules/.bin/codex")
+        }
+    }
+}
+
+/// The Codex binary, or `None` after saying why the test is skipped.
+fn codex_or_skip(test: &str) -> Option<PathBuf> {
+    let bin = codex_bin();
+    if bin.exists() {
+        return Some(bin);
+    }
+    eprintln!(
+        "skipping {test}: no Codex CLI at {} (set CODEX_IMAGEN_CODEX_BIN, or `npm install \
+         --prefix target/codex-cli @openai/codex@0.171.0` as .ci/run does)",
+        bin.display()
+    );
+    None
+}
+
+// ---------------------------------------------------------------------------------------------
+// The scripted model
+// ---------------------------------------------------------------------------------------------
+
+/// One model turn: `item` as the only output, then `response.completed`.
+fn model_turn(id: &str, item: Value) -> Reply {
+    Reply::sse()
+        .event(&json!({"type": "response.created", "response": {"id": id}}))
+        .event(&json!({"type": "response.output_item.done", "output_index": 0, "item": item}))
+        .event(
+            &json!({"type": "response.completed", "response": {"id": id, "usage": {
+            "input_tokens": 1, "input_tokens_details": null, "output_tokens": 1,
+            "output_tokens_details": null, "total_tokens": 2}}}),
+        )
+        .end()
+}
+
+/// Whether a model request carries a tool's output (turn 2) rather than the user's prompt.
+fn has_tool_output(request: &Request) -> bool {
+    request.json()["input"]
+        .as_array()
+        .is_some_and(|items| items.iter().any(|i| i["type"] == "function_call_output"))
+}
+
+/// The loopback server: the model calls `generate_image` with `arguments`, then says
+/// [`FINAL_TEXT`]; image requests get `backend()`; everything else a 404.
+fn scripted(arguments: Value, backend: impl Fn() -> Reply + Send + 'static) -> Server {
+    let server = Server::start();
+    server.handle(move |req| {
+        if req.path.starts_with(MODEL_PATH) {
+            if has_tool_output(req) {
+                return model_turn(
+                    "resp_2",
+                    json!({"type": "message", "role": "assistant", "id": "msg_2",
+                        "content": [{"type": "output_text", "text": FINAL_TEXT}]}),
+                );
+            }
+            return model_turn(
+                "resp_1",
+                json!({"type": "function_call", "id": "fc_1", "call_id": CALL_ID,
+                    "namespace": NAMESPACE, "name": "generate_image",
+                    "arguments": arguments.to_string()}),
+            );
+        }
+        if req.path.starts_with(RESPONSES_PATH) {
+            return backend();
+        }
+        Reply::json(404, &json!({"error": "not scripted"}))
+    });
+    server
+}
+
+/// A proxy that forwards nothing: every request is recorded and refused.
+fn dead_proxy() -> Server {
+    let proxy = Server::start();
+    proxy.handle(|_| Reply::json(403, &json!({"error": "this test stays on 127.0.0.1"})));
+    proxy
+}
+
+/// A real 96x64 PNG.
+fn real_png() -> Vec<u8> {
+    let img = image::RgbImage::from_fn(96, 64, |x, y| {
+        image::Rgb([(x * 2) as u8, (y * 3) as u8, 200])
+    });
+    encode(image::DynamicImage::ImageRgb8(img), image::ImageFormat::Png)
+}
+
+/// A backend stream that completes with words and no image: a content refusal.
+fn refusal(text: &str) -> Reply {
+    Reply::sse()
+        .event(&created())
+        .event(&json!({"type": "response.output_text.done", "text": text}))
+        .event(
+            &json!({"type": "response.completed", "response": {"id": "resp_1",
+            "status": "completed", "output": [{"type": "message", "role": "assistant",
+            "content": [{"type": "output_text", "text": text}]}]}}),
+        )
+        .end()
+}
+
+// ---------------------------------------------------------------------------------------------
+// The host
+// ---------------------------------------------------------------------------------------------
+
+/// How the server finds its credentials.
+enum Creds {
+    /// `auth.json` in `CODEX_HOME`, passed through with `env_vars = ["CODEX_HOME"]` (README).
+    CodexHomeEnvVar,
+    /// `auth.json` in `CODEX_HOME`, not passed through: the server cannot find it.
+    CodexHomeNotPassed,
+    /// `--auth PATH` in the server's args (README).
+    AuthFlag,
+}
+
+struct Host {
+    codex: PathBuf,
+    sandbox: Sandbox,
+    server: Server,
+    proxy: Server,
+}
+
+/// What `codex exec --json` did.
+struct CodexRun {
+    code: Option<i32>,
+    events: Vec<Value>,
+    stdout: String,
+    stderr: String,
+    elapsed: Duration,
+}
+
+impl std::fmt::Display for CodexRun {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "codex exit {:?} after {:?}\n--- stdout ---\n{}\n--- stderr ---\n{}",
+            self.code, self.elapsed, self.stdout, self.stderr
+        )
+    }
+}
+
+impl CodexRun {
+    /// The completed `mcp_tool_call` items.
+    fn tool_calls(&self) -> Vec<&Value> {
+        self.events
+            .iter()
+            .filter(|e| e["type"] == "item.completed" && e["item"]["type"] == "mcp_tool_call")
+            .map(|e| &e["item"])
+            .collect()
+    }
+
+    fn agent_messages(&self) -> Vec<&str> {
+        self.events
+            .iter()
+            .filter(|e| e["type"] == "item.completed" && e["item"]["type"] == "agent_message")
+            .filter_map(|e| e["item"]["text"].as_str())
+            .collect()
+    }
+
+    fn turn_completed(&self) -> bool {
+        self.events.iter().any(|e| e["type"] == "turn.completed")
+    }
+}
+
+/// A TOML basic string (JSON's escapes are TOML's).
+fn toml_str(text: &str) -> String {
+    Value::from(text).to_string()
+}
+
+impl Host {
+    fn new(codex: PathBuf, server: Server) -> Host {
+        Host {
+            codex,
+            sandbox: Sandbox::new(),
+            server,
+            proxy: dead_proxy(),
+        }
+    }
+
+    fn codex_home(&self) -> PathBuf {
+        self.sandbox.path("codex-home")
+    }
+
+    fn out_dir(&self) -> PathBuf {
+        self.sandbox.path("out")
+    }
+
+    /// Write the credentials and Codex's `config.toml`.
+    fn configure(&self, creds: Creds) {
+        let auth = self.codex_home().join("auth.json");
+        let mut value = codex_auth(3600);
+        // Codex reads this file too: give it an id_token it can parse.
+        value["tokens"]["id_token"] = Value::from(format!(
+            "eyJhbGciOiJub25lIn0.{}.sig",
+            b64url(
+                json!({"email": "user@example.com", "exp": now_secs() + 3600,
+                    "https://api.openai.com/auth": {"chatgpt_account_id": "acct-123",
+                        "chatgpt_plan_type": "plus"}})
+                .to_string()
+                .as_bytes()
+            )
+        ));
+        write_json(&auth, &value);
+
+        let binary = env!("CARGO_BIN_EXE_codex-imagen");
+        let out = self.out_dir().display().to_string();
+        let base_url = self.server.base_url();
+        let refresh_url = self.server.refresh_url();
+        let mut args = vec![
+            "--mcp",
+            "--out-dir",
+            &out,
+            "--base-url",
+            &base_url,
+            "--refresh-url",
+            &refresh_url,
+        ];
+        let auth_text = auth.display().to_string();
+        let env_vars = match creds {
+            Creds::CodexHomeEnvVar => "env_vars = [\"CODEX_HOME\"]\n",
+            Creds::CodexHomeNotPassed => "",
+            Creds::AuthFlag => {
+                args.extend(["--auth", auth_text.as_str()]);
+                ""
+            }
+        };
+        let args: Vec<String> = args.iter().map(|a| toml_str(a)).collect();
+        let addr = &self.server.addr;
+        let config = format!(
+            "model = \"codex-imagen-test-model\"\n\
+             model_provider = \"fake\"\n\
+             approval_policy = \"never\"\n\
+             chatgpt_base_url = {chatgpt}\n\
+             check_for_update_on_startup = false\n\
+             \n\
+             [analytics]\n\
+             enabled = false\n\
+             \n\
+             [model_providers.fake]\n\
+             name = \"fake\"\n\
+             base_url = {model}\n\
+             wire_api = \"responses\"\n\
+             env_key = \"CODEX_IMAGEN_TEST_MODEL_KEY\"\n\
+             requires_openai_auth = false\n\
+             \n\
+             [mcp_servers.codex-imagen]\n\
+             command = {command}\n\
+             args = [{args}]\n\
+             tool_timeout_sec = 900\n\
+             default_tools_approval_mode = \"approve\"\n\
+             {env_vars}",
+            chatgpt = toml_str(&format!("{addr}/backend-api/")),
+            model = toml_str(&format!("{addr}/v1")),
+            command = toml_str(binary),
+            args = args.join(", "),
+        );
+        std::fs::create_dir_all(self.codex_home()).unwrap();
+        std::fs::write(self.codex_home().join("config.toml"), config).unwrap();
+    }
+
+    /// `codex exec --skip-git-repo-check --json PROMPT </dev/null`, killed with its process
+    /// group (the MCP server too) after [`CODEX_LIMIT`].
+    fn exec(&self, prompt: &str) -> CodexRun {
+        let proxy = &self.proxy.addr;
+        let mut cmd = Command::new(&self.codex);
+        cmd.args(["exec", "--skip-git-repo-check", "--json", prompt])
+            .env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("HOME", self.sandbox.home())
+            .env("CODEX_HOME", self.codex_home())
+            .env("CODEX_IMAGEN_TEST_MODEL_KEY", "test-key")
+            .env(
+                "CODEX_REFRESH_TOKEN_URL_OVERRIDE",
+                self.server.refresh_url(),
+            )
+            .current_dir(self.sandbox.work())
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .process_group(0);
+        for key in ["HTTPS_PROXY", "HTTP_PROXY", "ALL_PROXY"] {
+            cmd.env(key, proxy).env(key.to_lowercase(), proxy);
+        }
+        for key in ["NO_PROXY", "no_proxy"] {
+            cmd.env(key, "127.0.0.1,localhost");
+        }
+        let start = Instant::now();
+        let child = cmd.spawn().expect("spawn codex");
+        let group = child.id() as i32;
+        let done = Arc::new(Mutex::new(false));
+        let flag = done.clone();
+        std::thread::spawn(move || {
+            std::thread::sleep(CODEX_LIMIT);
+            if !*flag.lock().unwrap() {
+                // SAFETY: signalling the process group of a child we spawned.
+                unsafe { libc::kill(-group, libc::SIGKILL) };
+            }
+        });
+        let output = child.wait_with_output().expect("wait for codex");
+        *done.lock().unwrap() = true;
+        let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+        let events = stdout
+            .lines()
+            .filter_map(|line| serde_json::from_str(line).ok())
+            .collect();
+        CodexRun {
+            code: output.status.code(),
+            events,
+            stdout,
+            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+            elapsed: start.elapsed(),
+        }
+    }
+
+    /// The model requests, in order.
+    fn model_requests(&self) -> Vec<Value> {
+        self.server
+            .requests_to(MODEL_PATH)
+            .iter()
+            .map(Request::json)
+            .collect()
+    }
+
+    /// Nothing went to the proxy, so nothing went beyond 127.0.0.1.
+    fn assert_stayed_local(&self) {
+        let tried: Vec<String> = self
+            .proxy
+            .requests()
+            .iter()
+            .map(|r| format!("{} {}", r.method, r.path))
+            .collect();
+        assert!(tried.is_empty(), "requests beyond 127.0.0.1: {tried:?}");
+    }
+}
+
+/// The codex-imagen tools as Codex offers them to the model: a `namespace` of functions.
+fn offered_tools(request: &Value) -> Vec<String> {
+    let tools = request["tools"]
+        .as_array()
+        .expect("tools in the model request");
+    let namespace = tools
+        .iter()
+        .find(|t| t["type"] == "namespace" && t["name"] == NAMESPACE)
+        .unwrap_or_else(|| panic!("no {NAMESPACE} namespace in {tools:?}"));
+    namespace["tools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| {
+            assert_eq!(t["type"], "function", "{t}");
+            t["name"].as_str().unwrap().to_string()
+        })
+        .collect()
+}
+
+/// The tool output Codex sent the model in turn 2, parsed: Codex prefixes the JSON with a
+/// `Wall time: … Output:` header.
+fn tool_output_sent(request: &Value) -> Value {
+    let item = request["input"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["type"] == "function_call_output")
+        .expect("a function_call_output")
+        .clone();
+    assert_eq!(item["call_id"], CALL_ID, "{item}");
+    let text = item["output"]
+        .as_str()
+        .unwrap_or_else(|| panic!("output as text: {item}"));
+    let start = text.find('{').unwrap_or_else(|| panic!("JSON in {text:?}"));
+    serde_json::from_str(&text[start..]).unwrap_or_else(|e| panic!("{e}: {text:?}"))
+}
+
+// ---------------------------------------------------------------------------------------------
+// The tests
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn codex_calls_generate_image_and_gets_the_saved_path_back() {
+    let Some(codex) = codex_or_skip("codex_calls_generate_image_and_gets_the_saved_path_back")
+    else {
+        return;
+    };
+    let png = real_png();
+    let served = png.clone();
+    let server = scripted(
+        json!({"prompt": "a red fox in the snow", "return_image": "none"}),
+        move || image_stream(&[("ig_1", &served)]),
+    );
+    let host = Host::new(codex, server);
+    host.configure(Creds::CodexHomeEnvVar);
+
+    let run = host.exec("Draw a red fox in the snow.");
+
+    assert_eq!(run.code, Some(0), "{run}");
+    assert!(run.turn_completed(), "{run}");
+    assert_eq!(run.agent_messages(), [FINAL_TEXT], "{run}");
+
+    // The image is on disk with the backend's bytes.
+    let saved = files_named(&host.out_dir(), ".png");
+    assert_eq!(saved.len(), 1, "{saved:?}\n{run}");
+    assert_eq!(std::fs::read(&saved[0]).unwrap(), png);
+    let path = saved[0].display().to_string();
+    let sha256 = sha256_hex(&png);
+
+    // Codex's own record: the MCP call completed, with the server's structuredContent.
+    let calls = run.tool_calls();
+    assert_eq!(calls.len(), 1, "{run}");
+    let call = calls[0];
+    assert_eq!(call["server"], "codex-imagen", "{call}");
+    assert_eq!(call["tool"], "generate_image", "{call}");
+    assert_eq!(call["status"], "completed", "{call}");
+    assert_eq!(call["error"], Value::Null, "{call}");
+    let structured = &call["result"]["structured_content"];
+    assert_eq!(structured["images"][0]["path"], path.as_str(), "{call}");
+    assert_eq!(structured["images"][0]["sha256"], sha256.as_str(), "{call}");
+
+    // The model saw the four tools in turn 1 and the structuredContent in turn 2.
+    let requests = host.model_requests();
+    assert_eq!(requests.len(), 2, "{run}");
+    let mut tools = offered_tools(&requests[0]);
+    tools.sort();
+    assert_eq!(
+        tools,
+        ["auth_status", "edit_image", "generate_image", "image_usage"]
+    );
+    let output = tool_output_sent(&requests[1]);
+    assert_eq!(output["images"][0]["path"], path.as_str(), "{output}");
+    assert_eq!(output["images"][0]["sha256"], sha256.as_str(), "{output}");
+    assert_eq!(output["images"][0]["bytes"], png.len(), "{output}");
+    assert_eq!(output["images"][0]["width"], 96, "{output}");
+    assert_eq!(output["images"][0]["height"], 64, "{output}");
+    assert_eq!(output["timed_out"], false, "{output}");
+
+    // One image request, carrying the model's prompt and the token from CODEX_HOME.
+    let image_requests = host.server.requests_to(RESPONSES_PATH);
+    assert_eq!(image_requests.len(), 1, "{run}");
+    assert_eq!(
+        image_requests[0].json()["input"][0]["content"][0]["text"],
+        "a red fox in the snow"
+    );
+    let token = read_json(&host.codex_home().join("auth.json"))["tokens"]["access_token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(
+        image_requests[0].header("authorization"),
+        Some(format!("Bearer {token}").as_str())
+    );
+    host.assert_stayed_local();
+    eprintln!("codex exec took {:?}", run.elapsed);
+}
+
+#[test]
+fn a_refusal_reaches_codex_as_an_error_result_and_the_turn_completes() {
+    let Some(codex) =
+        codex_or_skip("a_refusal_reaches_codex_as_an_error_result_and_the_turn_completes")
+    else {
+        return;
+    };
+    let words = "I can't make that image.";
+    let server = scripted(json!({"prompt": "something forbidden"}), move || {
+        refusal(words)
+    });
+    let host = Host::new(codex, server);
+    host.configure(Creds::AuthFlag);
+
+    let run = host.exec("Draw something forbidden.");
+
+    assert_eq!(run.code, Some(0), "{run}");
+    assert!(run.turn_completed(), "{run}");
+    assert_eq!(run.agent_messages(), [FINAL_TEXT], "{run}");
+    let calls = run.tool_calls();
+    assert_eq!(calls.len(), 1, "{run}");
+    let call = calls[0];
+    // An `isError` result: Codex marks the call failed but keeps the server's result.
+    assert_eq!(call["status"], "failed", "{call}");
+    let text = call["result"]["content"][0]["text"].as_str().unwrap_or("");
+    assert!(
+        text.starts_with(&format!("The model answered without an image: {words}")),
+        "{call}"
+    );
+    assert_eq!(call["result"]["structured_content"]["images"], json!([]));
+
+    let requests = host.model_requests();
+    assert_eq!(requests.len(), 2, "{run}");
+    let output = tool_output_sent(&requests[1]);
+    assert_eq!(output["images"], json!([]), "{output}");
+    assert_eq!(output["errors"][0]["kind"], "refused", "{output}");
+    assert!(
+        output["errors"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains(words),
+        "{output}"
+    );
+    assert_eq!(
+        host.server.requests_to(RESPONSES_PATH).len(),
+        1,
+        "not retried"
+    );
+    assert!(files_named(&host.out_dir(), ".png").is_empty());
+    host.assert_stayed_local();
+}
+
+#[test]
+fn without_env_vars_codex_home_does_not_reach_the_server_and_the_result_says_so() {
+    let Some(codex) = codex_or_skip(
+        "without_env_vars_codex_home_does_not_reach_the_server_and_the_result_says_so",
+    ) else {
+        return;
+    };
+    let server = scripted(json!({"prompt": "a fox"}), || {
+        Reply::json(500, &json!({"error": "no image request expected"}))
+    });
+    let host = Host::new(codex, server);
+    host.configure(Creds::CodexHomeNotPassed);
+
+    let run = host.exec("Draw a fox.");
+
+    assert_eq!(run.code, Some(0), "{run}");
+    assert!(run.turn_completed(), "{run}");
+    let calls = run.tool_calls();
+    assert_eq!(calls.len(), 1, "{run}");
+    assert_eq!(calls[0]["status"], "failed", "{}", calls[0]);
+    let text = calls[0]["result"]["content"][0]["text"]
+        .as_str()
+        .unwrap_or("");
+    assert!(text.starts_with("No auth JSON found"), "{text}");
+    assert!(text.contains("env_vars = [\"CODEX_HOME\"]"), "{text}");
+    assert!(host.server.requests_to(RESPONSES_PATH).is_empty());
+    host.assert_stayed_local();
+}
