@@ -34,7 +34,7 @@ use support::*;
 const MODEL_PATH: &str = "/v1/responses";
 /// The namespace Codex gives the tools of the `codex-imagen` server.
 const NAMESPACE: &str = "mcp__codex_imagen";
-const CALL_ID: &str = "call_imagen_1";
+const CALL_ID: &str = "call_generate_image";
 const FINAL_TEXT: &str = "The image is saved.";
 /// A hung Codex is killed (with its MCP server) after this long.
 const CODEX_LIMIT: Duration = Duration::from_secs(60);
@@ -67,11 +67,16 @@ fn codex_or_skip(test: &str) -> Option<PathBuf> {
 // The scripted model
 // ---------------------------------------------------------------------------------------------
 
-/// One model turn: `item` as the only output, then `response.completed`.
-fn model_turn(id: &str, item: Value) -> Reply {
-    Reply::sse()
-        .event(&json!({"type": "response.created", "response": {"id": id}}))
-        .event(&json!({"type": "response.output_item.done", "output_index": 0, "item": item}))
+/// One model turn: `items` as the output, then `response.completed`.
+fn model_turn(id: &str, items: Vec<Value>) -> Reply {
+    let mut reply =
+        Reply::sse().event(&json!({"type": "response.created", "response": {"id": id}}));
+    for (index, item) in items.into_iter().enumerate() {
+        reply = reply.event(
+            &json!({"type": "response.output_item.done", "output_index": index, "item": item}),
+        );
+    }
+    reply
         .event(
             &json!({"type": "response.completed", "response": {"id": id, "usage": {
             "input_tokens": 1, "input_tokens_details": null, "output_tokens": 1,
@@ -90,22 +95,35 @@ fn has_tool_output(request: &Request) -> bool {
 /// The loopback server: the model calls `generate_image` with `arguments`, then says
 /// [`FINAL_TEXT`]; image requests get `backend()`; everything else a 404.
 fn scripted(arguments: Value, backend: impl Fn() -> Reply + Send + 'static) -> Server {
+    scripted_calls(vec![("generate_image", arguments)], backend)
+}
+
+/// As [`scripted`], the model calling each tool of `calls` at once (call ids `call_<tool>`).
+fn scripted_calls(
+    calls: Vec<(&'static str, Value)>,
+    backend: impl Fn() -> Reply + Send + 'static,
+) -> Server {
     let server = Server::start();
     server.handle(move |req| {
         if req.path.starts_with(MODEL_PATH) {
             if has_tool_output(req) {
                 return model_turn(
                     "resp_2",
-                    json!({"type": "message", "role": "assistant", "id": "msg_2",
+                    vec![
+                        json!({"type": "message", "role": "assistant", "id": "msg_2",
                         "content": [{"type": "output_text", "text": FINAL_TEXT}]}),
+                    ],
                 );
             }
-            return model_turn(
-                "resp_1",
-                json!({"type": "function_call", "id": "fc_1", "call_id": CALL_ID,
-                    "namespace": NAMESPACE, "name": "generate_image",
-                    "arguments": arguments.to_string()}),
-            );
+            let items = calls
+                .iter()
+                .map(|(tool, arguments)| {
+                    json!({"type": "function_call", "id": format!("fc_{tool}"),
+                        "call_id": format!("call_{tool}"), "namespace": NAMESPACE,
+                        "name": tool, "arguments": arguments.to_string()})
+                })
+                .collect();
+            return model_turn("resp_1", items);
         }
         if req.path.starts_with(RESPONSES_PATH) {
             return backend();
@@ -229,8 +247,14 @@ impl Host {
         self.sandbox.path("out")
     }
 
-    /// Write the credentials and Codex's `config.toml`.
+    /// Write the credentials and Codex's `config.toml` as README shows it.
     fn configure(&self, creds: Creds) {
+        self.configure_with(creds, true)
+    }
+
+    /// As [`Host::configure`]; `approve` says whether the server's tools are approved up front
+    /// (`default_tools_approval_mode = "approve"`).
+    fn configure_with(&self, creds: Creds, approve: bool) {
         let auth = self.codex_home().join("auth.json");
         let mut value = codex_auth(3600);
         // Codex reads this file too: give it an id_token it can parse.
@@ -291,12 +315,17 @@ impl Host {
              command = {command}\n\
              args = [{args}]\n\
              tool_timeout_sec = 900\n\
-             default_tools_approval_mode = \"approve\"\n\
+             {approval}\
              {env_vars}",
             chatgpt = toml_str(&format!("{addr}/backend-api/")),
             model = toml_str(&format!("{addr}/v1")),
             command = toml_str(binary),
             args = args.join(", "),
+            approval = if approve {
+                "default_tools_approval_mode = \"approve\"\n"
+            } else {
+                ""
+            },
         );
         std::fs::create_dir_all(self.codex_home()).unwrap();
         std::fs::write(self.codex_home().join("config.toml"), config).unwrap();
@@ -397,20 +426,30 @@ fn offered_tools(request: &Value) -> Vec<String> {
         .collect()
 }
 
-/// The tool output Codex sent the model in turn 2, parsed: Codex prefixes the JSON with a
-/// `Wall time: … Output:` header.
-fn tool_output_sent(request: &Value) -> Value {
+/// The text of the output Codex sent the model for `call_id` in turn 2: a string, or input
+/// text items joined by newlines.
+fn output_text(request: &Value, call_id: &str) -> String {
     let item = request["input"]
         .as_array()
         .unwrap()
         .iter()
-        .find(|i| i["type"] == "function_call_output")
-        .expect("a function_call_output")
-        .clone();
-    assert_eq!(item["call_id"], CALL_ID, "{item}");
-    let text = item["output"]
-        .as_str()
-        .unwrap_or_else(|| panic!("output as text: {item}"));
+        .find(|i| i["type"] == "function_call_output" && i["call_id"] == call_id)
+        .unwrap_or_else(|| panic!("no output for {call_id} in {}", request["input"]));
+    match &item["output"] {
+        Value::String(text) => text.clone(),
+        Value::Array(parts) => parts
+            .iter()
+            .filter_map(|p| p["text"].as_str())
+            .collect::<Vec<_>>()
+            .join("\n"),
+        other => panic!("unexpected output {other}"),
+    }
+}
+
+/// The `structuredContent` Codex sent the model for `call_id` in turn 2, parsed: Codex
+/// prefixes the JSON with a `Wall time: … Output:` header.
+fn structured_output_sent(request: &Value, call_id: &str) -> Value {
+    let text = output_text(request, call_id);
     let start = text.find('{').unwrap_or_else(|| panic!("JSON in {text:?}"));
     serde_json::from_str(&text[start..]).unwrap_or_else(|e| panic!("{e}: {text:?}"))
 }
@@ -468,7 +507,7 @@ fn codex_calls_generate_image_and_gets_the_saved_path_back() {
         tools,
         ["auth_status", "edit_image", "generate_image", "image_usage"]
     );
-    let output = tool_output_sent(&requests[1]);
+    let output = structured_output_sent(&requests[1], CALL_ID);
     assert_eq!(output["images"][0]["path"], path.as_str(), "{output}");
     assert_eq!(output["images"][0]["sha256"], sha256.as_str(), "{output}");
     assert_eq!(output["images"][0]["bytes"], png.len(), "{output}");
@@ -528,7 +567,7 @@ fn a_refusal_reaches_codex_as_an_error_result_and_the_turn_completes() {
 
     let requests = host.model_requests();
     assert_eq!(requests.len(), 2, "{run}");
-    let output = tool_output_sent(&requests[1]);
+    let output = structured_output_sent(&requests[1], CALL_ID);
     assert_eq!(output["images"], json!([]), "{output}");
     assert_eq!(output["errors"][0]["kind"], "refused", "{output}");
     assert!(
@@ -572,6 +611,55 @@ fn without_env_vars_codex_home_does_not_reach_the_server_and_the_result_says_so(
         .unwrap_or("");
     assert!(text.starts_with("No auth JSON found"), "{text}");
     assert!(text.contains("env_vars = [\"CODEX_HOME\"]"), "{text}");
+    assert!(host.server.requests_to(RESPONSES_PATH).is_empty());
+    host.assert_stayed_local();
+}
+
+#[test]
+fn without_approval_only_the_read_only_tools_run_under_codex_exec() {
+    let Some(codex) =
+        codex_or_skip("without_approval_only_the_read_only_tools_run_under_codex_exec")
+    else {
+        return;
+    };
+    let server = scripted_calls(
+        vec![
+            ("auth_status", json!({})),
+            ("generate_image", json!({"prompt": "a fox"})),
+        ],
+        || Reply::json(500, &json!({"error": "no image request expected"})),
+    );
+    let host = Host::new(codex, server);
+    host.configure_with(Creds::AuthFlag, false);
+
+    let run = host.exec("Check the credentials, then draw a fox.");
+
+    assert_eq!(run.code, Some(0), "{run}");
+    assert!(run.turn_completed(), "{run}");
+    let calls = run.tool_calls();
+    assert_eq!(calls.len(), 2, "{run}");
+    let call = |tool: &str| *calls.iter().find(|c| c["tool"] == tool).unwrap();
+    // auth_status says it is read-only (readOnlyHint), so Codex runs it without asking.
+    assert_eq!(call("auth_status")["status"], "completed", "{run}");
+    // generate_image spends quota and writes files: Codex asks, and `codex exec` cannot.
+    let generate = call("generate_image");
+    assert_eq!(generate["status"], "failed", "{run}");
+    assert_eq!(
+        generate["error"]["message"],
+        "MCP tool call requires approval, but approval policy is never",
+        "{run}"
+    );
+
+    let requests = host.model_requests();
+    assert_eq!(requests.len(), 2, "{run}");
+    let auth = host.codex_home().join("auth.json").display().to_string();
+    let status = structured_output_sent(&requests[1], "call_auth_status");
+    assert_eq!(status["auth_path"], auth.as_str(), "{status}");
+    assert_eq!(status["credential_state"], "ok", "{status}");
+    assert!(
+        output_text(&requests[1], CALL_ID).contains("requires approval"),
+        "{run}"
+    );
     assert!(host.server.requests_to(RESPONSES_PATH).is_empty());
     host.assert_stayed_local();
 }

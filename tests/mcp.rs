@@ -257,6 +257,29 @@ async fn tools_list_has_four_tools_with_described_schemas() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_the_reporting_tools_are_marked_read_only() {
+    // Hosts such as Codex run a tool marked read-only without asking; the image tools spend
+    // quota and write files, so they carry no such mark.
+    let server = serving(png_bytes(1, 10));
+    let mut sandbox = authed_sandbox();
+    let mcp = start(&mut sandbox, &server, &["--quiet"]).await;
+    let tools = mcp.client.list_all_tools().await.unwrap();
+    let hints = |name: &str| {
+        let tool = tools.iter().find(|t| t.name == name).unwrap();
+        let annotations = tool.annotations.as_ref();
+        (
+            annotations.and_then(|a| a.read_only_hint),
+            annotations.and_then(|a| a.open_world_hint),
+        )
+    };
+    assert_eq!(hints("auth_status"), (Some(true), Some(false)));
+    assert_eq!(hints("image_usage"), (Some(true), None));
+    assert_eq!(hints("generate_image"), (None, None));
+    assert_eq!(hints("edit_image"), (None, None));
+    mcp.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn generate_image_returns_the_path_a_thumbnail_and_structured_content() {
     let png = real_png(1024, 768, false);
     let server = serving(png.clone());

@@ -12,6 +12,11 @@
 //! `count` > 1 runs that many independent engine jobs at once (the engine shares one auth
 //! refresh among them). Every job gets a child of the request's cancellation token, so
 //! `notifications/cancelled` stops them all; files already saved stay on disk.
+//!
+//! `image_usage` and `auth_status` carry `readOnlyHint` (and `auth_status`, which makes no
+//! network call, `openWorldHint: false`): hosts that ask before a tool call, such as Codex
+//! CLI, run them without asking, and under `codex exec` (nobody to ask) they run at all. The
+//! image tools spend quota and write files, so they carry no hints.
 
 use std::sync::Arc;
 
@@ -340,7 +345,8 @@ impl ImagenServer {
 
     #[tool(
         description = "Show the ChatGPT plan and image-generation quota windows (how much \
-                       is used and when it resets)."
+                       is used and when it resets).",
+        annotations(read_only_hint = true)
     )]
     async fn image_usage(&self) -> CallToolResult {
         json_result(self.engine.usage(Arc::new(NullSink)).await)
@@ -348,7 +354,8 @@ impl ImagenServer {
 
     #[tool(
         description = "Check which local credentials codex-imagen would use, and the \
-                       server's defaults (redacted metadata only, no network call)."
+                       server's defaults (redacted metadata only, no network call).",
+        annotations(read_only_hint = true, open_world_hint = false)
     )]
     async fn auth_status(&self) -> CallToolResult {
         json_result(self.engine.auth_status(&self.defaults.job).await)
