@@ -2,18 +2,21 @@
 //!
 //! `codex exec --json` (0.171.0, installed by `.ci/run` with `npm install --prefix
 //! target/codex-cli @openai/codex@0.171.0`, or named by `$CODEX_IMAGEN_CODEX_BIN`) starts the
-//! built binary as an MCP server from a throwaway `CODEX_HOME/config.toml`, as a user's config
-//! would. One loopback server plays three parts:
+//! built binary as an MCP server from a throwaway `CODEX_HOME/config.toml` holding README's
+//! `[mcp_servers.codex-imagen]` example (plus loopback `--base-url`/`--refresh-url`/`--out-dir`).
+//! One loopback server plays three parts:
 //!
-//! - the model (`/v1/responses`, a `wire_api = "responses"` provider): turn 1 answers with a
-//!   function call to the `generate_image` tool of the `mcp__codex_imagen` namespace, turn 2
-//!   (once Codex sends the tool's output back) with a final message;
-//! - Codex's ChatGPT backend (`chatgpt_base_url`, the token refresh override), answered 404;
-//! - the image backend codex-imagen talks to (`--base-url`, `--refresh-url`).
+//! - the model (`/v1/responses`, a `wire_api = "responses"` provider): turn 1 answers with
+//!   function calls into the `mcp__codex_imagen` namespace (how Codex offers an MCP server's
+//!   tools for a model it does not know), turn 2, once Codex sends the outputs back, with a
+//!   final message;
+//! - Codex's ChatGPT backend (`chatgpt_base_url`: plugin lists, settings), answered 404;
+//! - the image backend codex-imagen talks to.
 //!
 //! A second loopback server is the only proxy Codex knows (`HTTPS_PROXY`, `HTTP_PROXY`,
-//! `ALL_PROXY`; `NO_PROXY` only for loopback): it refuses everything and records it, so nothing
-//! leaves the machine and the test sees anything that tried to.
+//! `ALL_PROXY`; `NO_PROXY` only for loopback): it refuses and records every request, so nothing
+//! leaves the machine and a test fails on anything that tried to. (Codex's metrics exporter to
+//! `ab.chatgpt.com` did, until `[analytics] enabled = false`.)
 //!
 //! The tests skip (and pass) when no Codex binary is there; they never download it.
 
@@ -466,10 +469,9 @@ fn codex_calls_generate_image_and_gets_the_saved_path_back() {
     };
     let png = real_png();
     let served = png.clone();
-    let server = scripted(
-        json!({"prompt": "a red fox in the snow", "return_image": "none"}),
-        move || image_stream(&[("ig_1", &served)]),
-    );
+    let server = scripted(json!({"prompt": "a red fox in the snow"}), move || {
+        image_stream(&[("ig_1", &served)])
+    });
     let host = Host::new(codex, server);
     host.configure(Creds::CodexHomeEnvVar);
 
@@ -494,6 +496,28 @@ fn codex_calls_generate_image_and_gets_the_saved_path_back() {
     assert_eq!(call["tool"], "generate_image", "{call}");
     assert_eq!(call["status"], "completed", "{call}");
     assert_eq!(call["error"], Value::Null, "{call}");
+    // The default thumbnail arrives as an image block (a JPEG: the PNG has no transparency).
+    let content = call["result"]["content"].as_array().unwrap();
+    let kinds: Vec<&str> = content.iter().filter_map(|c| c["type"].as_str()).collect();
+    assert_eq!(kinds, ["text", "image"], "{call}");
+    assert!(
+        content[0]["text"].as_str().unwrap().contains(&path),
+        "{call}"
+    );
+    assert_eq!(content[1]["mimeType"], "image/jpeg", "{call}");
+    let thumbnail = {
+        use base64::Engine as _;
+        base64::engine::general_purpose::STANDARD
+            .decode(content[1]["data"].as_str().unwrap())
+            .unwrap()
+    };
+    assert_eq!(
+        image::load_from_memory(&thumbnail)
+            .unwrap()
+            .into_rgb8()
+            .dimensions(),
+        (96, 64)
+    );
     let structured = &call["result"]["structured_content"];
     assert_eq!(structured["images"][0]["path"], path.as_str(), "{call}");
     assert_eq!(structured["images"][0]["sha256"], sha256.as_str(), "{call}");
