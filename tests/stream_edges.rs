@@ -706,7 +706,9 @@ fn the_watchdog_line_shows_even_with_quiet_and_saved_images_stay() {
     );
     let mut sandbox = authed_sandbox();
     sandbox.env("CODEX_IMAGEN_TEST_BLOCK_ON_EVENT", "response.completed");
-    let run = run_against(&sandbox, &server, &["x", "--timeout-ms", "100", "--quiet"]);
+    // The timeout only has to outlast saving the first image (a debug build on a loaded
+    // machine can take longer than 100 ms for that); the thread then blocks on the repeat.
+    let run = run_against(&sandbox, &server, &["x", "--timeout-ms", "1500", "--quiet"]);
     assert_eq!(run.code, 124, "{run}");
     assert_eq!(run.stdout, "");
     assert_eq!(

@@ -6,8 +6,11 @@
 //! account id: each account is keyed by a SHA-256 digest of its account id (first 16 hex
 //! digits), with a redacted label for people (`j***@example.com`, `acct…f00d`). It is written
 //! read-modify-write through a temporary sibling (0600) and a rename, so a reader never sees half
-//! a file; two processes writing at the same instant may lose one of two entries, which costs
-//! one more 429, never a wrong image. Entries past their time are dropped on the next write.
+//! a file, under an exclusive lock on `cooldowns.json.lock` (`flock`), so two processes
+//! recording at the same instant both keep their entry. The lock is waited for at most 2 s
+//! (a holder only reads and renames a small file); past that, or where there are no locks,
+//! the write goes ahead, and a lost entry would cost one more 429, never a wrong image.
+//! Entries past their time are dropped on the next write.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -22,6 +25,9 @@ pub(crate) const FILE_NAME: &str = "cooldowns.json";
 
 /// When no reset time is known (no `resets_at`, no `Retry-After`).
 pub(crate) const DEFAULT_COOLDOWN_SECS: i64 = 15 * 60;
+
+/// How long a writer waits for another one's lock.
+const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// One account's cooldown.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -73,6 +79,12 @@ impl CooldownStore {
         accounts
     }
 
+    fn lock_path(&self) -> PathBuf {
+        let mut name = self.path.as_os_str().to_owned();
+        name.push(".lock");
+        PathBuf::from(name)
+    }
+
     fn read(&self) -> CooldownFile {
         std::fs::read_to_string(&self.path)
             .ok()
@@ -82,6 +94,10 @@ impl CooldownStore {
 
     /// Record `cooldown` for `key` (keeping a later one already there), dropping expired ones.
     pub(crate) fn set(&self, key: &str, cooldown: Cooldown, now: i64) -> Result<()> {
+        if let Some(dir) = self.path.parent() {
+            let _ = std::fs::create_dir_all(dir);
+        }
+        let _lock = crate::foundation::file_lock::hold(&self.lock_path(), LOCK_WAIT);
         let mut file = self.read();
         file.version = 1;
         file.accounts.retain(|_, c| c.until > now);
@@ -151,5 +167,30 @@ mod tests {
                 .mode();
             assert_eq!(mode & 0o777, 0o600);
         }
+    }
+
+    #[test]
+    fn writers_at_the_same_time_all_keep_their_entries() {
+        // Each thread opens the lock file itself, as another process would.
+        let dir = tempfile::tempdir().unwrap();
+        let writers: Vec<_> = (0..8)
+            .map(|t| {
+                let store = CooldownStore::new(dir.path());
+                std::thread::spawn(move || {
+                    for i in 0..25 {
+                        let cooldown = Cooldown {
+                            until: 1_000,
+                            account: format!("acct…{t}{i}"),
+                            reason: "usage_limit".into(),
+                        };
+                        store.set(&format!("k{t}-{i}"), cooldown, 0).unwrap();
+                    }
+                })
+            })
+            .collect();
+        for writer in writers {
+            writer.join().unwrap();
+        }
+        assert_eq!(CooldownStore::new(dir.path()).active(0).len(), 200);
     }
 }

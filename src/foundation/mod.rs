@@ -8,6 +8,7 @@ pub(crate) mod blocking;
 pub(crate) mod controls;
 pub(crate) mod error;
 pub(crate) mod events;
+pub(crate) mod file_lock;
 pub(crate) mod http;
 pub(crate) mod job;
 pub(crate) mod paths;

@@ -15,6 +15,8 @@ use std::fs::File;
 use std::path::Path;
 
 use crate::foundation::error::{Error, Result};
+#[cfg(unix)]
+use crate::foundation::file_lock;
 
 /// Held for the life of the service; dropping it (or exiting) releases the directory.
 #[derive(Debug)]
@@ -26,23 +28,13 @@ impl DataLock {
     #[cfg(unix)]
     pub(crate) fn take(data_dir: &Path) -> Result<DataLock> {
         use std::io::{Read, Seek, Write};
-        use std::os::fd::AsRawFd;
-        use std::os::unix::fs::OpenOptionsExt;
 
         let path = data_dir.join("serve.lock");
-        let mut file = std::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .mode(0o600)
-            .open(&path)
+        let mut file = file_lock::open(&path)
             .map_err(|e| Error::io(format!("Cannot open {}", path.display()), e))?;
-        // SAFETY: flock on a descriptor this function owns.
-        let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
-        if rc != 0 {
-            let err = std::io::Error::last_os_error();
-            if err.raw_os_error() == Some(libc::EWOULDBLOCK) {
+        match file_lock::try_exclusive(&file) {
+            Ok(true) => {}
+            Ok(false) => {
                 let mut text = String::new();
                 let _ = file.read_to_string(&mut text);
                 let holder = match text.trim().parse::<u32>() {
@@ -54,7 +46,7 @@ impl DataLock {
                     data_dir.display()
                 )));
             }
-            return Err(Error::io(format!("Cannot lock {}", path.display()), err));
+            Err(err) => return Err(Error::io(format!("Cannot lock {}", path.display()), err)),
         }
         let written = file
             .set_len(0)
