@@ -24,69 +24,20 @@
 
 mod support;
 
-use std::os::unix::process::CommandExt;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::path::PathBuf;
 
 use serde_json::{json, Value};
+use support::codex::*;
 use support::*;
 
-/// Where the model provider lives on the loopback server.
-const MODEL_PATH: &str = "/v1/responses";
 /// The namespace Codex gives the tools of the `codex-imagen` server.
 const NAMESPACE: &str = "mcp__codex_imagen";
 const CALL_ID: &str = "call_generate_image";
 const FINAL_TEXT: &str = "The image is saved.";
-/// A hung Codex is killed (with its MCP server) after this long.
-const CODEX_LIMIT: Duration = Duration::from_secs(60);
-
-/// The Codex CLI to drive: `$CODEX_IMAGEN_CODEX_BIN`, else the one `.ci/run` installs.
-fn codex_bin() -> PathBuf {
-    match std::env::var_os("CODEX_IMAGEN_CODEX_BIN") {
-        Some(path) => PathBuf::from(path),
-        None => {
-            Path::new(env!("CARGO_MANIFEST_DIR")).join("target/codex-cli/node_modules/.bin/codex")
-        }
-    }
-}
-
-/// The Codex binary, or `None` after saying why the test is skipped.
-fn codex_or_skip(test: &str) -> Option<PathBuf> {
-    let bin = codex_bin();
-    if bin.exists() {
-        return Some(bin);
-    }
-    eprintln!(
-        "skipping {test}: no Codex CLI at {} (set CODEX_IMAGEN_CODEX_BIN, or `npm install \
-         --prefix target/codex-cli @openai/codex@0.171.0` as .ci/run does)",
-        bin.display()
-    );
-    None
-}
 
 // ---------------------------------------------------------------------------------------------
 // The scripted model
 // ---------------------------------------------------------------------------------------------
-
-/// One model turn: `items` as the output, then `response.completed`.
-fn model_turn(id: &str, items: Vec<Value>) -> Reply {
-    let mut reply =
-        Reply::sse().event(&json!({"type": "response.created", "response": {"id": id}}));
-    for (index, item) in items.into_iter().enumerate() {
-        reply = reply.event(
-            &json!({"type": "response.output_item.done", "output_index": index, "item": item}),
-        );
-    }
-    reply
-        .event(
-            &json!({"type": "response.completed", "response": {"id": id, "usage": {
-            "input_tokens": 1, "input_tokens_details": null, "output_tokens": 1,
-            "output_tokens_details": null, "total_tokens": 2}}}),
-        )
-        .end()
-}
 
 /// Whether a model request carries a tool's output (turn 2) rather than the user's prompt.
 fn has_tool_output(request: &Request) -> bool {
@@ -110,13 +61,7 @@ fn scripted_calls(
     server.handle(move |req| {
         if req.path.starts_with(MODEL_PATH) {
             if has_tool_output(req) {
-                return model_turn(
-                    "resp_2",
-                    vec![
-                        json!({"type": "message", "role": "assistant", "id": "msg_2",
-                        "content": [{"type": "output_text", "text": FINAL_TEXT}]}),
-                    ],
-                );
+                return model_turn("resp_2", vec![assistant_message("msg_2", FINAL_TEXT)]);
             }
             let items = calls
                 .iter()
@@ -134,13 +79,6 @@ fn scripted_calls(
         Reply::json(404, &json!({"error": "not scripted"}))
     });
     server
-}
-
-/// A proxy that forwards nothing: every request is recorded and refused.
-fn dead_proxy() -> Server {
-    let proxy = Server::start();
-    proxy.handle(|_| Reply::json(403, &json!({"error": "this test stays on 127.0.0.1"})));
-    proxy
 }
 
 /// A real 96x64 PNG.
@@ -185,25 +123,6 @@ struct Host {
     proxy: Server,
 }
 
-/// What `codex exec --json` did.
-struct CodexRun {
-    code: Option<i32>,
-    events: Vec<Value>,
-    stdout: String,
-    stderr: String,
-    elapsed: Duration,
-}
-
-impl std::fmt::Display for CodexRun {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "codex exit {:?} after {:?}\n--- stdout ---\n{}\n--- stderr ---\n{}",
-            self.code, self.elapsed, self.stdout, self.stderr
-        )
-    }
-}
-
 impl CodexRun {
     /// The completed `mcp_tool_call` items.
     fn tool_calls(&self) -> Vec<&Value> {
@@ -225,11 +144,6 @@ impl CodexRun {
     fn turn_completed(&self) -> bool {
         self.events.iter().any(|e| e["type"] == "turn.completed")
     }
-}
-
-/// A TOML basic string (JSON's escapes are TOML's).
-fn toml_str(text: &str) -> String {
-    Value::from(text).to_string()
 }
 
 impl Host {
@@ -296,32 +210,15 @@ impl Host {
             }
         };
         let args: Vec<String> = args.iter().map(|a| toml_str(a)).collect();
-        let addr = &self.server.addr;
         let config = format!(
-            "model = \"codex-imagen-test-model\"\n\
-             model_provider = \"fake\"\n\
-             approval_policy = \"never\"\n\
-             chatgpt_base_url = {chatgpt}\n\
-             check_for_update_on_startup = false\n\
-             \n\
-             [analytics]\n\
-             enabled = false\n\
-             \n\
-             [model_providers.fake]\n\
-             name = \"fake\"\n\
-             base_url = {model}\n\
-             wire_api = \"responses\"\n\
-             env_key = \"CODEX_IMAGEN_TEST_MODEL_KEY\"\n\
-             requires_openai_auth = false\n\
-             \n\
+            "{offline}\
              [mcp_servers.codex-imagen]\n\
              command = {command}\n\
              args = [{args}]\n\
              tool_timeout_sec = 900\n\
              {approval}\
              {env_vars}",
-            chatgpt = toml_str(&format!("{addr}/backend-api/")),
-            model = toml_str(&format!("{addr}/v1")),
+            offline = offline_config(&self.server.addr, "approval_policy = \"never\"\n"),
             command = toml_str(binary),
             args = args.join(", "),
             approval = if approve {
@@ -337,55 +234,19 @@ impl Host {
     /// `codex exec --skip-git-repo-check --json PROMPT </dev/null`, killed with its process
     /// group (the MCP server too) after [`CODEX_LIMIT`].
     fn exec(&self, prompt: &str) -> CodexRun {
-        let proxy = &self.proxy.addr;
-        let mut cmd = Command::new(&self.codex);
-        cmd.args(["exec", "--skip-git-repo-check", "--json", prompt])
-            .env_clear()
-            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-            .env("HOME", self.sandbox.home())
-            .env("CODEX_HOME", self.codex_home())
-            .env("CODEX_IMAGEN_TEST_MODEL_KEY", "test-key")
-            .env(
-                "CODEX_REFRESH_TOKEN_URL_OVERRIDE",
-                self.server.refresh_url(),
-            )
-            .current_dir(self.sandbox.work())
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .process_group(0);
-        for key in ["HTTPS_PROXY", "HTTP_PROXY", "ALL_PROXY"] {
-            cmd.env(key, proxy).env(key.to_lowercase(), proxy);
-        }
-        for key in ["NO_PROXY", "no_proxy"] {
-            cmd.env(key, "127.0.0.1,localhost");
-        }
-        let start = Instant::now();
-        let child = cmd.spawn().expect("spawn codex");
-        let group = child.id() as i32;
-        let done = Arc::new(Mutex::new(false));
-        let flag = done.clone();
-        std::thread::spawn(move || {
-            std::thread::sleep(CODEX_LIMIT);
-            if !*flag.lock().unwrap() {
-                // SAFETY: signalling the process group of a child we spawned.
-                unsafe { libc::kill(-group, libc::SIGKILL) };
-            }
-        });
-        let output = child.wait_with_output().expect("wait for codex");
-        *done.lock().unwrap() = true;
-        let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
-        let events = stdout
-            .lines()
-            .filter_map(|line| serde_json::from_str(line).ok())
-            .collect();
-        CodexRun {
-            code: output.status.code(),
-            events,
-            stdout,
-            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
-            elapsed: start.elapsed(),
-        }
+        let mut cmd = codex_command(
+            &self.codex,
+            &["exec", "--skip-git-repo-check", "--json", prompt],
+            &self.sandbox.home(),
+            &self.codex_home(),
+            &self.sandbox.work(),
+            &self.proxy,
+        );
+        cmd.env(
+            "CODEX_REFRESH_TOKEN_URL_OVERRIDE",
+            self.server.refresh_url(),
+        );
+        run_codex(cmd)
     }
 
     /// The model requests, in order.
@@ -399,13 +260,7 @@ impl Host {
 
     /// Nothing went to the proxy, so nothing went beyond 127.0.0.1.
     fn assert_stayed_local(&self) {
-        let tried: Vec<String> = self
-            .proxy
-            .requests()
-            .iter()
-            .map(|r| format!("{} {}", r.method, r.path))
-            .collect();
-        assert!(tried.is_empty(), "requests beyond 127.0.0.1: {tried:?}");
+        assert_stayed_local(&self.proxy);
     }
 }
 

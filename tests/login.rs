@@ -297,45 +297,6 @@ fn ctrl_c_stops_the_sign_in_with_130_and_saves_nothing() {
     );
 }
 
-/// The device endpoints: the user code, then `pending` pending polls (403, then 404), then the
-/// grant.
-fn device_issuer(pending: usize, email: &str, account: &str) -> Server {
-    let server = Server::start();
-    server.enqueue(
-        "/api/accounts/deviceauth/usercode",
-        Reply::json(
-            200,
-            &json!({"device_auth_id": "dev-1", "user_code": "ABCD-1234", "interval": "0"}),
-        ),
-    );
-    for n in 0..pending {
-        let status = if n % 2 == 0 { 403 } else { 404 };
-        server.enqueue(
-            "/api/accounts/deviceauth/token",
-            Reply::json(status, &json!({"error": "authorization_pending"})),
-        );
-    }
-    server.enqueue(
-        "/api/accounts/deviceauth/token",
-        Reply::json(
-            200,
-            &json!({"authorization_code": "dev-code", "code_challenge": "ch", "code_verifier": "server-verifier"}),
-        ),
-    );
-    server.enqueue(
-        "/oauth/token",
-        Reply::json(200, &token_answer(email, account, "refresh-0")),
-    );
-    let png = png_bytes(3, 200);
-    server.handle(move |req| {
-        if req.path.starts_with("/oauth/token") {
-            return Reply::json(200, &token_answer("x@example.com", "acct-dev", "refresh-9"));
-        }
-        image_stream(&[("ig_1", &png)])
-    });
-    server
-}
-
 #[test]
 fn device_code_sign_in_polls_until_the_user_has_signed_in_then_images_work() {
     let server = device_issuer(3, "dev@example.com", "acct-dev");

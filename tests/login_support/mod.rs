@@ -180,6 +180,45 @@ impl Issuer {
     }
 }
 
+/// The device endpoints: the user code, then `pending` pending polls (403, then 404), then the
+/// grant; later refreshes answer `refresh-9`, anything else an image.
+pub fn device_issuer(pending: usize, email: &str, account: &str) -> Server {
+    let server = Server::start();
+    server.enqueue(
+        "/api/accounts/deviceauth/usercode",
+        Reply::json(
+            200,
+            &json!({"device_auth_id": "dev-1", "user_code": "ABCD-1234", "interval": "0"}),
+        ),
+    );
+    for n in 0..pending {
+        let status = if n % 2 == 0 { 403 } else { 404 };
+        server.enqueue(
+            "/api/accounts/deviceauth/token",
+            Reply::json(status, &json!({"error": "authorization_pending"})),
+        );
+    }
+    server.enqueue(
+        "/api/accounts/deviceauth/token",
+        Reply::json(
+            200,
+            &json!({"authorization_code": "dev-code", "code_challenge": "ch", "code_verifier": "server-verifier"}),
+        ),
+    );
+    server.enqueue(
+        "/oauth/token",
+        Reply::json(200, &token_answer(email, account, "refresh-0")),
+    );
+    let png = png_bytes(3, 200);
+    server.handle(move |req| {
+        if req.path.starts_with("/oauth/token") {
+            return Reply::json(200, &token_answer("x@example.com", "acct-dev", "refresh-9"));
+        }
+        image_stream(&[("ig_1", &png)])
+    });
+    server
+}
+
 /// A running codex-imagen whose stderr is collected as it arrives.
 pub struct Running {
     pub child: Child,
@@ -315,17 +354,19 @@ fn on_path(program: &str) -> bool {
         .unwrap_or(false)
 }
 
+/// The programs a private Secret Service session needs.
+const KEYRING_PROGRAMS: [&str; 5] = [
+    "dbus-daemon",
+    "gnome-keyring-daemon",
+    "secret-tool",
+    "dbus-send",
+    "setpriv",
+];
+
 impl Keyring {
     pub fn start() -> Keyring {
-        for program in [
-            "dbus-daemon",
-            "gnome-keyring-daemon",
-            "secret-tool",
-            "dbus-send",
-            "setpriv",
-        ] {
-            assert!(
-                on_path(program),
+        if let Some(program) = KEYRING_PROGRAMS.iter().find(|p| !on_path(p)) {
+            panic!(
                 "the keyring tests need {program} (apt-get install -y dbus gnome-keyring \
                  libsecret-tools; .ci/run installs them)"
             );
@@ -410,6 +451,18 @@ impl Keyring {
             "gnome-keyring-daemon did not come up on the private bus"
         );
         ring
+    }
+
+    /// A session, or `None` after saying why `test` is skipped (a program is missing).
+    pub fn start_or_skip(test: &str) -> Option<Keyring> {
+        if let Some(program) = KEYRING_PROGRAMS.iter().find(|p| !on_path(p)) {
+            eprintln!(
+                "skipping {test}: no {program} on PATH (apt-get install -y dbus gnome-keyring \
+                 libsecret-tools)"
+            );
+            return None;
+        }
+        Some(Keyring::start())
     }
 
     pub fn address(&self) -> String {

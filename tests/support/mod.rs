@@ -6,6 +6,8 @@
 
 #![allow(dead_code)]
 
+#[cfg(unix)]
+pub mod codex;
 pub mod service;
 #[allow(unused_imports)]
 pub use service::{finished, job_until, Svc};
