@@ -112,6 +112,22 @@ pub(crate) fn validate(args: &Args) -> Result<Validated> {
 }
 
 /// `--login`/`--logout`: their own flags need them, and they run alone (no prompt, no mode).
+/// The flags that only mean something to `--login`.
+fn reject_login_only_flags(args: &Args) -> Result<()> {
+    for (given, flag) in [
+        (args.device_auth, "--device-auth"),
+        (args.issuer.is_some(), "--issuer"),
+        (args.callback_port.is_some(), "--callback-port"),
+        (args.no_browser, "--no-browser"),
+        (args.force, "--force"),
+    ] {
+        if given {
+            return Err(Error::Usage(format!("{flag} needs --login")));
+        }
+    }
+    Ok(())
+}
+
 fn check_sign_in_flags(args: &Args) -> Result<Option<SignIn>> {
     let mode = match (args.login, args.logout) {
         (true, true) => {
@@ -122,17 +138,7 @@ fn check_sign_in_flags(args: &Args) -> Result<Option<SignIn>> {
         (true, false) => "--login",
         (false, true) => "--logout",
         (false, false) => {
-            for (given, flag) in [
-                (args.device_auth, "--device-auth"),
-                (args.issuer.is_some(), "--issuer"),
-                (args.callback_port.is_some(), "--callback-port"),
-                (args.no_browser, "--no-browser"),
-                (args.force, "--force"),
-            ] {
-                if given {
-                    return Err(Error::Usage(format!("{flag} needs --login")));
-                }
-            }
+            reject_login_only_flags(args)?;
             return Ok(None);
         }
     };
@@ -153,17 +159,7 @@ fn check_sign_in_flags(args: &Args) -> Result<Option<SignIn>> {
         }
     }
     if args.logout {
-        for (given, flag) in [
-            (args.device_auth, "--device-auth"),
-            (args.issuer.is_some(), "--issuer"),
-            (args.callback_port.is_some(), "--callback-port"),
-            (args.no_browser, "--no-browser"),
-            (args.force, "--force"),
-        ] {
-            if given {
-                return Err(Error::Usage(format!("{flag} needs --login")));
-            }
-        }
+        reject_login_only_flags(args)?;
     }
     let callback_port = match args.callback_port.as_deref() {
         Some(value) => {
