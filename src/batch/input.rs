@@ -22,6 +22,7 @@ use serde_json::{Map, Value};
 use super::controls;
 use super::resolve::{check_local, resolve};
 use crate::foundation::job::{JobSpec, Reference};
+use crate::frontend::json_kind::json_kind;
 
 /// Everything a line may inherit, and how to name and resolve what it says.
 pub(crate) struct ParseContext<'a> {
@@ -212,7 +213,7 @@ fn parse_object(text: &str, number: usize, errors: &mut Vec<String>) -> Option<L
             Some(other) => {
                 errors.push(format!(
                     "{key:?} must be a string, not {}",
-                    type_name(other)
+                    json_kind(other)
                 ));
                 None
             }
@@ -260,7 +261,7 @@ fn parse_object(text: &str, number: usize, errors: &mut Vec<String>) -> Option<L
                     Value::String(_) => errors.push(format!("\"images\"[{i}] is empty")),
                     other => errors.push(format!(
                         "\"images\"[{i}] must be a string, not {}",
-                        type_name(other)
+                        json_kind(other)
                     )),
                 }
             }
@@ -268,7 +269,7 @@ fn parse_object(text: &str, number: usize, errors: &mut Vec<String>) -> Option<L
         }
         Some(other) => errors.push(format!(
             "\"images\" must be an array of paths or URLs, not {}",
-            type_name(other)
+            json_kind(other)
         )),
     }
 
@@ -291,7 +292,7 @@ fn parse_object(text: &str, number: usize, errors: &mut Vec<String>) -> Option<L
         },
         Some(other) => errors.push(format!(
             "\"timeout\" must be a number of seconds, not {}",
-            type_name(other)
+            json_kind(other)
         )),
     }
     Some(line)
@@ -319,21 +320,10 @@ fn get_int(
         Some(other) => {
             errors.push(format!(
                 "{key:?} must be a number, not {}",
-                type_name(other)
+                json_kind(other)
             ));
             None
         }
-    }
-}
-
-fn type_name(value: &Value) -> &'static str {
-    match value {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
     }
 }
 

@@ -29,6 +29,8 @@ use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWrite, AsyncWriteExt, BufReader
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
+use crate::frontend::json_kind::json_kind;
+
 /// The longest line read: rmcp's `DEFAULT_MAX_LINE_LENGTH`, which also bounds what its clients
 /// accept from us.
 pub(crate) const MAX_LINE_BYTES: usize = 16 * 1024 * 1024;
@@ -316,7 +318,7 @@ fn params_problem(method: &str, params: Option<&Value>) -> Option<String> {
     let Some(params) = params.and_then(Value::as_object) else {
         return Some(format!(
             "`params` must be an object with `name` and `arguments`, got {}",
-            kind(params.unwrap_or(&Value::Null))
+            json_kind(params.unwrap_or(&Value::Null))
         ));
     };
     if !params.get("name").is_some_and(Value::is_string) {
@@ -326,19 +328,8 @@ fn params_problem(method: &str, params: Option<&Value>) -> Option<String> {
         None | Some(Value::Null) | Some(Value::Object(_)) => None,
         Some(other) => Some(format!(
             "`arguments` must be an object of named arguments, got {}",
-            kind(other)
+            json_kind(other)
         )),
-    }
-}
-
-fn kind(value: &Value) -> &'static str {
-    match value {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
     }
 }
 
