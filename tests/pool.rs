@@ -71,6 +71,18 @@ fn accounts_of(server: &Server, path: &str) -> Vec<String> {
         .collect()
 }
 
+/// A sandbox with two account files (`acct-aaaa-0001`, `acct-bbbb-0002`) and a data
+/// directory: (sandbox, their paths, the data directory).
+fn two_accounts() -> (Sandbox, Vec<String>, String) {
+    let sandbox = Sandbox::new();
+    let auths = vec![
+        account_file(&sandbox.path("a/auth.json"), "acct-aaaa-0001"),
+        account_file(&sandbox.path("b/auth.json"), "acct-bbbb-0002"),
+    ];
+    let data = sandbox.path("data").display().to_string();
+    (sandbox, auths, data)
+}
+
 fn pool_args<'a>(data: &'a str, auths: &'a [String]) -> Vec<&'a str> {
     let mut args = vec!["--pool", "--data-dir", data];
     for auth in auths {
@@ -91,12 +103,7 @@ fn a_429_moves_the_job_and_the_cooldown_outlives_the_process() {
         ]),
         3600,
     );
-    let sandbox = Sandbox::new();
-    let auths = vec![
-        account_file(&sandbox.path("a/auth.json"), "acct-aaaa-0001"),
-        account_file(&sandbox.path("b/auth.json"), "acct-bbbb-0002"),
-    ];
-    let data = sandbox.path("data").display().to_string();
+    let (sandbox, auths, data) = two_accounts();
     let mut args = pool_args(&data, &auths);
     args.extend(["--json", "a fox"]);
     let run = run_against(&sandbox, &server, &args);
@@ -157,12 +164,7 @@ fn every_account_exhausted_exits_1_naming_each_reset() {
         ]),
         3600,
     );
-    let sandbox = Sandbox::new();
-    let auths = vec![
-        account_file(&sandbox.path("a/auth.json"), "acct-aaaa-0001"),
-        account_file(&sandbox.path("b/auth.json"), "acct-bbbb-0002"),
-    ];
-    let data = sandbox.path("data").display().to_string();
+    let (sandbox, auths, data) = two_accounts();
     let mut args = pool_args(&data, &auths);
     args.push("a fox");
     let run = run_against(&sandbox, &server, &args);
@@ -220,12 +222,7 @@ fn one_account_in_two_stores_is_one_member() {
 fn usage_pool_reports_every_account() {
     let server = Server::start();
     accounts_backend(&server, HashMap::new(), 3600);
-    let sandbox = Sandbox::new();
-    let auths = vec![
-        account_file(&sandbox.path("a/auth.json"), "acct-aaaa-0001"),
-        account_file(&sandbox.path("b/auth.json"), "acct-bbbb-0002"),
-    ];
-    let data = sandbox.path("data").display().to_string();
+    let (sandbox, auths, data) = two_accounts();
     let mut args = pool_args(&data, &auths);
     args.extend(["--usage", "--json"]);
     let run = run_against(&sandbox, &server, &args);
