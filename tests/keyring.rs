@@ -138,28 +138,7 @@ fn sign_in_saves_to_the_keyring_when_codex_says_so_and_logout_removes_it() {
     let ring = Keyring::start();
     let (sandbox, home) = codex_sandbox(&ring, "keyring");
     write_json(&home.join("auth.json"), &codex_auth(3600));
-    let server = Server::start();
-    server.enqueue(
-        "/api/accounts/deviceauth/usercode",
-        Reply::json(
-            200,
-            &json!({"device_auth_id": "d", "user_code": "U-1", "interval": "0"}),
-        ),
-    );
-    server.enqueue(
-        "/api/accounts/deviceauth/token",
-        Reply::json(
-            200,
-            &json!({"authorization_code": "c", "code_challenge": "x", "code_verifier": "v"}),
-        ),
-    );
-    server.enqueue(
-        "/oauth/token",
-        Reply::json(
-            200,
-            &token_answer("ring@example.com", "acct-123", "refresh-new"),
-        ),
-    );
+    let server = device_issuer_granting(0, "ring@example.com", "acct-123", "refresh-new");
     let run = sandbox.run(&["--login", "--device-auth", "--issuer", &server.addr]);
     assert_eq!(run.code, 0, "{run}");
     let account = codex_account(&home);
@@ -263,28 +242,7 @@ fn auto_mode_without_a_keyring_saves_the_sign_in_to_auth_json_as_codex_does() {
         "cli_auth_credentials_store = \"auto\"\n",
     )
     .unwrap();
-    let server = Server::start();
-    server.enqueue(
-        "/api/accounts/deviceauth/usercode",
-        Reply::json(
-            200,
-            &json!({"device_auth_id": "d", "user_code": "U-1", "interval": "0"}),
-        ),
-    );
-    server.enqueue(
-        "/api/accounts/deviceauth/token",
-        Reply::json(
-            200,
-            &json!({"authorization_code": "c", "code_challenge": "x", "code_verifier": "v"}),
-        ),
-    );
-    server.enqueue(
-        "/oauth/token",
-        Reply::json(
-            200,
-            &token_answer("auto@example.com", "acct-auto", "refresh-a"),
-        ),
-    );
+    let server = device_issuer_granting(0, "auto@example.com", "acct-auto", "refresh-a");
     let run = sandbox.run(&["--login", "--device-auth", "--issuer", &server.addr]);
     assert_eq!(run.code, 0, "{run}");
     let file = home.join("auth.json");

@@ -183,6 +183,11 @@ impl Issuer {
 /// The device endpoints: the user code, then `pending` pending polls (403, then 404), then the
 /// grant; later refreshes answer `refresh-9`, anything else an image.
 pub fn device_issuer(pending: usize, email: &str, account: &str) -> Server {
+    device_issuer_granting(pending, email, account, "refresh-0")
+}
+
+/// [`device_issuer`] whose grant carries the refresh token `refresh`.
+pub fn device_issuer_granting(pending: usize, email: &str, account: &str, refresh: &str) -> Server {
     let server = Server::start();
     server.enqueue(
         "/api/accounts/deviceauth/usercode",
@@ -207,7 +212,7 @@ pub fn device_issuer(pending: usize, email: &str, account: &str) -> Server {
     );
     server.enqueue(
         "/oauth/token",
-        Reply::json(200, &token_answer(email, account, "refresh-0")),
+        Reply::json(200, &token_answer(email, account, refresh)),
     );
     let png = png_bytes(3, 200);
     server.handle(move |req| {
