@@ -30,7 +30,8 @@ use std::time::{Duration, Instant};
 use base64::Engine;
 use serde_json::json;
 use support::{
-    binary, launcher, noise_png, read_report, read_request, wire, Sandbox, LAUNCHER_REPORT,
+    binary, image_events, launcher, noise_png, read_report, read_request, wire, Sandbox,
+    LAUNCHER_REPORT,
 };
 
 const MIB: usize = 1 << 20;
@@ -41,20 +42,7 @@ fn response(seed: u64, image_len: usize) -> Vec<Vec<u8>> {
     let id = format!("ig_{seed}");
     let call = json!({"type": "image_generation_call", "id": id, "status": "completed",
         "revised_prompt": "bench", "result": b64});
-    let events = [
-        json!({"type": "response.created", "response": {"id": "resp", "status": "in_progress"}}),
-        json!({"type": "response.output_item.done", "output_index": 0, "item": call}),
-        json!({"type": "response.completed", "response": {"id": "resp", "status": "completed",
-            "output": [call]}}),
-    ];
-    let events: Vec<Vec<u8>> = events
-        .iter()
-        .map(|event| {
-            let kind = event["type"].as_str().unwrap_or("message");
-            format!("event: {kind}\ndata: {event}\n\n").into_bytes()
-        })
-        .collect();
-    wire(&events)
+    wire(&image_events(&call))
 }
 
 /// A backend answering every request after `delay` with one image of `image_len` bytes.

@@ -35,7 +35,9 @@ use std::time::{Duration, Instant};
 
 use base64::Engine;
 use serde_json::{json, Value};
-use support::{binary, launcher, noise_png, read_report, wire, Sandbox, LAUNCHER_REPORT};
+use support::{
+    binary, image_events, launcher, noise_png, read_report, wire, Sandbox, LAUNCHER_REPORT,
+};
 
 const MIB: usize = 1 << 20;
 const ACCOUNTS: [&str; 3] = ["acct-pool-1", "acct-pool-2", "acct-pool-3"];
@@ -62,17 +64,7 @@ fn image_response(seed: u64, len: usize) -> Vec<Vec<u8>> {
     let b64 = base64::engine::general_purpose::STANDARD.encode(noise_png(seed, len));
     let call = json!({"type": "image_generation_call", "id": format!("ig_{seed}"),
         "status": "completed", "result": b64});
-    let events = [
-        json!({"type": "response.created", "response": {"id": "resp", "status": "in_progress"}}),
-        json!({"type": "response.output_item.done", "output_index": 0, "item": call}),
-        json!({"type": "response.completed", "response": {"id": "resp", "status": "completed",
-            "output": [call]}}),
-    ];
-    let events: Vec<Vec<u8>> = events
-        .iter()
-        .map(|e| format!("event: {}\ndata: {e}\n\n", e["type"].as_str().unwrap_or("")).into_bytes())
-        .collect();
-    wire(&events)
+    wire(&image_events(&call))
 }
 
 /// Read one request; its `ChatGPT-Account-ID` and path.

@@ -283,21 +283,5 @@ fn backend_reply(mut stream: TcpStream, png: &str) {
     }
     let item = json!({"type": "image_generation_call", "id": "ig_1", "status": "completed",
         "revised_prompt": "a lighthouse on a cliff", "result": png});
-    let events = [
-        json!({"type": "response.created", "response": {"id": "resp_1"}}),
-        json!({"type": "response.output_item.done", "output_index": 0, "item": item}),
-        json!({"type": "response.completed", "response": {"id": "resp_1", "status": "completed", "output": [item]}}),
-    ];
-    let mut sse = String::new();
-    for event in &events {
-        sse.push_str(&format!(
-            "event: {}\ndata: {event}\n\n",
-            event["type"].as_str().unwrap_or("")
-        ));
-    }
-    let reply = format!(
-        "HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{sse}",
-        sse.len()
-    );
-    let _ = stream.write_all(reply.as_bytes());
+    let _ = stream.write_all(&support::sse_reply(&support::image_events(&item)));
 }

@@ -1,4 +1,5 @@
-//! What the benchmarks share: the chunked SSE wire format the loopback servers write, reading
+//! What the benchmarks share: the image response and the SSE wire formats the loopback servers
+//! write, reading
 //! one request, a sandbox HOME with non-expiring credentials, the binary under test, and the
 //! launcher that measures a run's peak RSS.
 //!
@@ -16,7 +17,7 @@ use std::process::{Command, Stdio};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use base64::Engine;
-use serde_json::json;
+use serde_json::{json, Value};
 
 /// The size of each write of the loopback servers: a realistic network chunk.
 pub const PIECE: usize = 16 * 1024;
@@ -40,6 +41,37 @@ transfer-encoding: chunked\r\ncache-control: no-cache\r\n\r\n"
     }
     pieces.push(b"0\r\n\r\n".to_vec());
     pieces
+}
+
+/// A response with one finished image `call` (an `image_generation_call` item) as SSE events:
+/// `response.created`, the call's `response.output_item.done`, and `response.completed`
+/// repeating it, as the backend does.
+pub fn image_events(call: &Value) -> Vec<Vec<u8>> {
+    let events = [
+        json!({"type": "response.created", "response": {"id": "resp", "status": "in_progress"}}),
+        json!({"type": "response.output_item.done", "output_index": 0, "item": call}),
+        json!({"type": "response.completed", "response": {"id": "resp", "status": "completed",
+            "output": [call]}}),
+    ];
+    events
+        .iter()
+        .map(|event| {
+            let kind = event["type"].as_str().unwrap_or("message");
+            format!("event: {kind}\ndata: {event}\n\n").into_bytes()
+        })
+        .collect()
+}
+
+/// `events` as one HTTP response with a `content-length`, closing the connection.
+pub fn sse_reply(events: &[Vec<u8>]) -> Vec<u8> {
+    let body: Vec<u8> = events.concat();
+    let mut reply = format!(
+        "HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+        body.len()
+    )
+    .into_bytes();
+    reply.extend_from_slice(&body);
+    reply
 }
 
 /// A PNG signature followed by noise (compressed PNG data is noise to base64), `len` bytes,
