@@ -94,9 +94,7 @@ impl CooldownStore {
 
     /// Record `cooldown` for `key` (keeping a later one already there), dropping expired ones.
     pub(crate) fn set(&self, key: &str, cooldown: Cooldown, now: i64) -> Result<()> {
-        if let Some(dir) = self.path.parent() {
-            let _ = std::fs::create_dir_all(dir);
-        }
+        std::fs::create_dir_all(self.dir()).map_err(|e| self.cannot_write(e))?;
         let _lock = crate::foundation::file_lock::hold(&self.lock_path(), LOCK_WAIT);
         let mut file = self.read();
         file.version = 1;
@@ -111,11 +109,17 @@ impl CooldownStore {
         self.write(&file)
     }
 
+    fn dir(&self) -> &Path {
+        self.path.parent().unwrap_or(Path::new("."))
+    }
+
+    fn cannot_write(&self, err: std::io::Error) -> Error {
+        Error::io(format!("Cannot write {}", self.path.display()), err)
+    }
+
+    /// Write the whole file (its directory exists: [`Self::set`]).
     fn write(&self, file: &CooldownFile) -> Result<()> {
-        let fail =
-            |e: std::io::Error| Error::io(format!("Cannot write {}", self.path.display()), e);
-        let dir = self.path.parent().unwrap_or(Path::new("."));
-        std::fs::create_dir_all(dir).map_err(fail)?;
+        let dir = self.dir();
         let text = serde_json::to_string_pretty(file)
             .map_err(|e| Error::Io(format!("Cannot encode {}: {e}", self.path.display())))?;
         let tmp = dir.join(crate::foundation::paths::unique_temp_name(FILE_NAME));
@@ -124,7 +128,7 @@ impl CooldownStore {
             .and_then(|_| super::write::set_private(&self.path));
         if let Err(err) = result {
             let _ = std::fs::remove_file(&tmp);
-            return Err(fail(err));
+            return Err(self.cannot_write(err));
         }
         Ok(())
     }
