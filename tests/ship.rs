@@ -233,48 +233,15 @@ fn the_man_page_header_carries_the_version() {
 #[cfg(target_os = "linux")]
 #[test]
 fn on_a_terminal_the_live_line_is_cleared_before_stdout() {
-    use std::io::Read;
-    use std::os::fd::{FromRawFd, OwnedFd};
-
     let server = Server::start();
     let png = png_bytes(1, 300);
     server.enqueue("/backend-api/codex/responses", slow_image_stream(&png));
     let sandbox = Sandbox::new();
     sandbox.with_codex_auth();
     let sargs = server_args(&server);
-    let (mut master, mut slave) = (0, 0);
-    // SAFETY: openpty fills two new descriptors that we then own.
-    let rc = unsafe {
-        libc::openpty(
-            &mut master,
-            &mut slave,
-            std::ptr::null_mut(),
-            std::ptr::null(),
-            std::ptr::null(),
-        )
-    };
-    assert_eq!(rc, 0, "openpty");
-    let slave = unsafe { OwnedFd::from_raw_fd(slave) };
-    let mut master = unsafe { std::fs::File::from_raw_fd(master) };
-    let mut cmd = sandbox.command(&with_server(&sargs, &["--no-retry", "a cat"]));
-    cmd.stdout(std::process::Stdio::from(slave.try_clone().unwrap()));
-    cmd.stderr(std::process::Stdio::from(slave));
-    let mut child = cmd.spawn().unwrap();
-    drop(cmd);
-    let reader = std::thread::spawn(move || {
-        let mut all = Vec::new();
-        let mut buf = [0u8; 4096];
-        while let Ok(n) = master.read(&mut buf) {
-            if n == 0 {
-                break;
-            }
-            all.extend_from_slice(&buf[..n]);
-        }
-        String::from_utf8_lossy(&all).into_owned()
-    });
-    let status = child.wait().unwrap();
-    let screen = reader.join().unwrap();
-    assert!(status.success(), "{screen:?}");
+    let (code, screen) =
+        run_with_stdout_on_terminal(&sandbox, &with_server(&sargs, &["--no-retry", "a cat"]));
+    assert_eq!(code, Some(0), "{screen:?}");
     let path = default_out_dir(&sandbox);
     let at = screen
         .find(&path.display().to_string())

@@ -897,6 +897,17 @@ pub fn run_concurrently_expecting_success(
 /// Run the binary with stderr on a new pseudo-terminal; the exit code and what the terminal got.
 #[cfg(target_os = "linux")]
 pub fn run_on_terminal(sandbox: &Sandbox, args: &[&str]) -> (Option<i32>, String) {
+    run_with_terminal(sandbox, args, false)
+}
+
+/// [`run_on_terminal`] with stdout on the same terminal too (as in an interactive shell).
+#[cfg(target_os = "linux")]
+pub fn run_with_stdout_on_terminal(sandbox: &Sandbox, args: &[&str]) -> (Option<i32>, String) {
+    run_with_terminal(sandbox, args, true)
+}
+
+#[cfg(target_os = "linux")]
+fn run_with_terminal(sandbox: &Sandbox, args: &[&str], stdout_too: bool) -> (Option<i32>, String) {
     use std::io::Read;
     use std::os::fd::{FromRawFd, OwnedFd};
 
@@ -915,6 +926,9 @@ pub fn run_on_terminal(sandbox: &Sandbox, args: &[&str]) -> (Option<i32>, String
     let slave = unsafe { OwnedFd::from_raw_fd(slave) };
     let mut master = unsafe { std::fs::File::from_raw_fd(master) };
     let mut cmd = sandbox.command(args);
+    if stdout_too {
+        cmd.stdout(std::process::Stdio::from(slave.try_clone().unwrap()));
+    }
     cmd.stderr(std::process::Stdio::from(slave));
     let child = cmd.spawn().unwrap();
     drop(cmd);
