@@ -28,7 +28,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use base64::Engine;
-use serde_json::{json, Value};
+use serde_json::Value;
 
 const BACKEND_DELAY: Duration = Duration::from_secs(1);
 
@@ -282,23 +282,6 @@ fn post_jobs(addr: &str, count: usize, connections: usize) -> usize {
 
 /// The 1 s backend: every request gets one small image after [`BACKEND_DELAY`].
 fn start_backend() -> String {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
-    let addr = format!("http://{}", listener.local_addr().expect("addr"));
     let png = base64::engine::general_purpose::STANDARD.encode(b"\x89PNG\r\n\x1a\nbench image");
-    std::thread::spawn(move || {
-        for stream in listener.incoming().map_while(Result::ok) {
-            let png = png.clone();
-            std::thread::spawn(move || backend_reply(stream, &png));
-        }
-    });
-    addr
-}
-
-fn backend_reply(mut stream: TcpStream, png: &str) {
-    if !support::read_request(&mut stream) {
-        return;
-    }
-    std::thread::sleep(BACKEND_DELAY);
-    let item = json!({"type": "image_generation_call", "id": "ig_1", "status": "completed", "result": png});
-    let _ = stream.write_all(&support::sse_reply(&support::image_events(&item)));
+    support::image_backend(png, BACKEND_DELAY, None)
 }

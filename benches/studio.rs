@@ -30,7 +30,7 @@ use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
 use base64::Engine;
-use serde_json::{json, Value};
+use serde_json::Value;
 
 const ROWS: i64 = 10_000;
 const FILES: usize = 200;
@@ -258,8 +258,6 @@ fn exchange(addr: &str, path: &str) -> (f64, String, Vec<u8>) {
 
 /// A backend that answers every request with one real 1024×1024 PNG.
 fn start_backend() -> String {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
-    let addr = format!("http://{}", listener.local_addr().expect("addr"));
     let img = image::RgbImage::from_fn(1024, 1024, |x, y| {
         image::Rgb([(x / 4) as u8, (y / 4) as u8, ((x + y) / 8) as u8])
     });
@@ -268,20 +266,5 @@ fn start_backend() -> String {
         .write_to(&mut png, image::ImageFormat::Png)
         .expect("encode");
     let png = base64::engine::general_purpose::STANDARD.encode(png.into_inner());
-    std::thread::spawn(move || {
-        for stream in listener.incoming().map_while(Result::ok) {
-            let png = png.clone();
-            std::thread::spawn(move || backend_reply(stream, &png));
-        }
-    });
-    addr
-}
-
-fn backend_reply(mut stream: TcpStream, png: &str) {
-    if !support::read_request(&mut stream) {
-        return;
-    }
-    let item = json!({"type": "image_generation_call", "id": "ig_1", "status": "completed",
-        "revised_prompt": "a lighthouse on a cliff", "result": png});
-    let _ = stream.write_all(&support::sse_reply(&support::image_events(&item)));
+    support::image_backend(png, Duration::ZERO, Some("a lighthouse on a cliff"))
 }

@@ -10,11 +10,11 @@
 
 #![allow(dead_code)]
 
-use std::io::Read;
-use std::net::TcpStream;
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use base64::Engine;
 use serde_json::{json, Value};
@@ -72,6 +72,32 @@ pub fn sse_reply(events: &[Vec<u8>]) -> Vec<u8> {
     .into_bytes();
     reply.extend_from_slice(&body);
     reply
+}
+
+/// A loopback backend answering every request, after `delay`, with one finished image (`png`,
+/// base64) in a `content-length` SSE reply; the call carries `revised_prompt` when given.
+/// Returns `http://127.0.0.1:PORT`.
+pub fn image_backend(png: String, delay: Duration, revised_prompt: Option<&'static str>) -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1");
+    let addr = format!("http://{}", listener.local_addr().expect("local address"));
+    std::thread::spawn(move || {
+        for mut stream in listener.incoming().map_while(Result::ok) {
+            let png = png.clone();
+            std::thread::spawn(move || {
+                if !read_request(&mut stream) {
+                    return;
+                }
+                std::thread::sleep(delay);
+                let mut call = json!({"type": "image_generation_call", "id": "ig_1",
+                    "status": "completed", "result": png});
+                if let Some(revised) = revised_prompt {
+                    call["revised_prompt"] = json!(revised);
+                }
+                let _ = stream.write_all(&sse_reply(&image_events(&call)));
+            });
+        }
+    });
+    addr
 }
 
 /// A PNG signature followed by noise (compressed PNG data is noise to base64), `len` bytes,
